@@ -1,0 +1,327 @@
+// Package config defines every setting of the orchestrator, its default, and how it is loaded:
+// defaults < config.yaml < .env < real environment.
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Secret is a string that never prints itself, so a config dump or a log field cannot leak it.
+type Secret string
+
+// String hides the value.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// MarshalText hides the value from JSON/YAML encoders and zap's reflection.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// Reveal returns the value for the one place that needs it.
+func (s Secret) Reveal() string { return string(s) }
+
+// Config is the whole configuration. Each provider receives only its own section.
+type Config struct {
+	App       App       `mapstructure:"app"`
+	HTTP      HTTP      `mapstructure:"http"`
+	Log       Log       `mapstructure:"log"`
+	Database  Database  `mapstructure:"database"`
+	Redis     Redis     `mapstructure:"redis"`
+	Health    Health    `mapstructure:"health"`
+	Clerk     Clerk     `mapstructure:"clerk"`
+	Auth      Auth      `mapstructure:"auth"`
+	RateLimit RateLimit `mapstructure:"ratelimit"`
+	Secrets   Secrets   `mapstructure:"secrets"`
+	Runtime   Runtime   `mapstructure:"runtime"`
+	Sandbox   Sandbox   `mapstructure:"sandbox"`
+}
+
+// App holds process-wide settings.
+type App struct {
+	Env      string `mapstructure:"env"`      // development | production
+	Instance string `mapstructure:"instance"` // names this replica in logs and container labels; empty = hostname
+}
+
+// Development reports whether the service runs in development mode.
+func (a App) Development() bool { return a.Env == "development" }
+
+// HTTP configures the listener, timeouts and edge middleware.
+type HTTP struct {
+	Host              string        `mapstructure:"host"`
+	Port              int           `mapstructure:"port"`
+	ReadHeaderTimeout time.Duration `mapstructure:"read_header_timeout"`
+	ReadTimeout       time.Duration `mapstructure:"read_timeout"`
+	WriteTimeout      time.Duration `mapstructure:"write_timeout"`
+	IdleTimeout       time.Duration `mapstructure:"idle_timeout"`
+	RequestTimeout    time.Duration `mapstructure:"request_timeout"`
+	MaxBodyBytes      int64         `mapstructure:"max_body_bytes"`
+	TrustedProxies    []string      `mapstructure:"trusted_proxies"`
+	DrainDelay        time.Duration `mapstructure:"drain_delay"`
+	ShutdownTimeout   time.Duration `mapstructure:"shutdown_timeout"`
+	CORS              CORS          `mapstructure:"cors"`
+}
+
+// Addr is the listen address.
+func (h HTTP) Addr() string { return fmt.Sprintf("%s:%d", h.Host, h.Port) }
+
+// CORS configures cross-origin access for browser clients.
+type CORS struct {
+	AllowedOrigins   []string      `mapstructure:"allowed_origins"`
+	AllowCredentials bool          `mapstructure:"allow_credentials"`
+	MaxAge           time.Duration `mapstructure:"max_age"`
+}
+
+// Log configures zap.
+type Log struct {
+	Level  string `mapstructure:"level"`  // debug | info | warn | error
+	Format string `mapstructure:"format"` // json | console; empty = console in development, json otherwise
+}
+
+// Database configures the Postgres pool.
+type Database struct {
+	URL             Secret        `mapstructure:"url"`
+	MaxOpenConns    int           `mapstructure:"max_open_conns"`
+	MaxIdleConns    int           `mapstructure:"max_idle_conns"`
+	ConnMaxLifetime time.Duration `mapstructure:"conn_max_lifetime"`
+	ConnMaxIdleTime time.Duration `mapstructure:"conn_max_idle_time"`
+	ConnectTimeout  time.Duration `mapstructure:"connect_timeout"`
+}
+
+// Redis configures the go-redis client.
+type Redis struct {
+	URL          Secret        `mapstructure:"url"`
+	PoolSize     int           `mapstructure:"pool_size"`
+	DialTimeout  time.Duration `mapstructure:"dial_timeout"`
+	ReadTimeout  time.Duration `mapstructure:"read_timeout"`
+	WriteTimeout time.Duration `mapstructure:"write_timeout"`
+}
+
+// Health configures dependency checks.
+type Health struct {
+	CheckTimeout  time.Duration `mapstructure:"check_timeout"`
+	RetryInterval time.Duration `mapstructure:"retry_interval"`
+}
+
+// Clerk configures session-token verification and the Backend API.
+type Clerk struct {
+	SecretKey         Secret        `mapstructure:"secret_key"`
+	JWTKey            string        `mapstructure:"jwt_key"`
+	APIURL            string        `mapstructure:"api_url"`
+	WebhookSecret     Secret        `mapstructure:"webhook_secret"`
+	AuthorizedParties []string      `mapstructure:"authorized_parties"`
+	Leeway            time.Duration `mapstructure:"leeway"`
+	ProfileTTL        time.Duration `mapstructure:"profile_ttl"`
+	RequestTimeout    time.Duration `mapstructure:"request_timeout"`
+	WebhookTolerance  time.Duration `mapstructure:"webhook_tolerance"`
+}
+
+// Auth configures API keys.
+type Auth struct {
+	JWTSecret          Secret        `mapstructure:"jwt_secret"`
+	MaxKeysPerUser     int           `mapstructure:"max_keys_per_user"`
+	KeyCacheTTL        time.Duration `mapstructure:"key_cache_ttl"`
+	LastUsedResolution time.Duration `mapstructure:"last_used_resolution"`
+}
+
+// RateLimit configures the Redis-backed GCRA limiter (requests per minute with a burst).
+type RateLimit struct {
+	Enabled           bool   `mapstructure:"enabled"`
+	PrincipalPerMin   int    `mapstructure:"principal_per_minute"`
+	PrincipalBurst    int    `mapstructure:"principal_burst"`
+	AnonymousPerMin   int    `mapstructure:"anonymous_per_minute"`
+	AnonymousBurst    int    `mapstructure:"anonymous_burst"`
+	FailureMode       string `mapstructure:"failure_mode"` // open | closed
+}
+
+// Secrets configures encryption at rest.
+type Secrets struct {
+	Key Secret `mapstructure:"key"` // empty = derived from auth.jwt_secret
+}
+
+// Runtime configures the sandbox runtime driver.
+type Runtime struct {
+	Driver       string        `mapstructure:"driver"` // docker
+	DockerHost   string        `mapstructure:"docker_host"`
+	Cluster      string        `mapstructure:"cluster"`
+	AllowNetwork bool          `mapstructure:"allow_network"`
+	ReadOnlyRoot bool          `mapstructure:"read_only_root"`
+	TmpfsSizeMB  int64         `mapstructure:"tmpfs_size_mb"`
+	OCIRuntime   string        `mapstructure:"oci_runtime"`
+	PullImages   bool          `mapstructure:"pull_images"`
+	StopGrace    time.Duration `mapstructure:"stop_grace"`
+}
+
+// Sandbox configures sandbox limits and lifecycle.
+type Sandbox struct {
+	DefaultImage      string        `mapstructure:"default_image"`
+	AllowedImages     []string      `mapstructure:"allowed_images"`
+	DefaultCPU        float64       `mapstructure:"default_cpu"`
+	MaxCPU            float64       `mapstructure:"max_cpu"`
+	DefaultMemoryMB   int64         `mapstructure:"default_memory_mb"`
+	MaxMemoryMB       int64         `mapstructure:"max_memory_mb"`
+	PidsLimit         int64         `mapstructure:"pids_limit"`
+	DefaultTimeout    time.Duration `mapstructure:"default_timeout"`
+	MaxLifetime       time.Duration `mapstructure:"max_lifetime"`
+	MaxPerUser        int           `mapstructure:"max_per_user"`
+	MaxPerInstance    int           `mapstructure:"max_per_instance"`
+	MaxEnvBytes       int           `mapstructure:"max_env_bytes"`
+	ReapInterval      time.Duration `mapstructure:"reap_interval"`
+	ReconcileInterval time.Duration `mapstructure:"reconcile_interval"`
+	CacheTTL          time.Duration `mapstructure:"cache_ttl"`
+}
+
+// Default returns the configuration used when nothing overrides it. config.yaml mirrors it.
+func Default() Config {
+	return Config{
+		App: App{Env: "production"},
+		HTTP: HTTP{
+			Port:              3000,
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       60 * time.Second,
+			WriteTimeout:      60 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			RequestTimeout:    30 * time.Second,
+			MaxBodyBytes:      1 << 20,
+			TrustedProxies:    []string{},
+			DrainDelay:        5 * time.Second,
+			ShutdownTimeout:   20 * time.Second,
+			CORS:              CORS{AllowedOrigins: []string{}, MaxAge: 12 * time.Hour},
+		},
+		Log: Log{Level: "info"},
+		Database: Database{
+			URL:             "postgres://localhost:5432/insien_sandbox?sslmode=disable",
+			MaxOpenConns:    20,
+			MaxIdleConns:    10,
+			ConnMaxLifetime: 30 * time.Minute,
+			ConnMaxIdleTime: 5 * time.Minute,
+			ConnectTimeout:  5 * time.Second,
+		},
+		Redis: Redis{
+			URL:          "redis://localhost:6379",
+			PoolSize:     20,
+			DialTimeout:  5 * time.Second,
+			ReadTimeout:  3 * time.Second,
+			WriteTimeout: 3 * time.Second,
+		},
+		Health: Health{CheckTimeout: 2 * time.Second, RetryInterval: 2 * time.Second},
+		Clerk: Clerk{
+			APIURL:            "https://api.clerk.com/v1",
+			AuthorizedParties: []string{},
+			Leeway:            5 * time.Second,
+			ProfileTTL:        time.Hour,
+			RequestTimeout:    5 * time.Second,
+			WebhookTolerance:  5 * time.Minute,
+		},
+		Auth: Auth{MaxKeysPerUser: 25, KeyCacheTTL: 5 * time.Minute, LastUsedResolution: time.Minute},
+		RateLimit: RateLimit{
+			Enabled:         true,
+			PrincipalPerMin: 600,
+			PrincipalBurst:  100,
+			AnonymousPerMin: 120,
+			AnonymousBurst:  30,
+			FailureMode:     "open",
+		},
+		Runtime: Runtime{
+			Driver:      "docker",
+			Cluster:     "default",
+			TmpfsSizeMB: 256,
+			StopGrace:   5 * time.Second,
+		},
+		Sandbox: Sandbox{
+			DefaultImage:      "insien/sandbox:busybox",
+			AllowedImages:     []string{"insien/sandbox:busybox", "insien/sandbox:debian"},
+			DefaultCPU:        1,
+			MaxCPU:            4,
+			DefaultMemoryMB:   512,
+			MaxMemoryMB:       8192,
+			PidsLimit:         256,
+			DefaultTimeout:    5 * time.Minute,
+			MaxLifetime:       24 * time.Hour,
+			MaxPerUser:        20,
+			MaxPerInstance:    200,
+			MaxEnvBytes:       64 << 10,
+			ReapInterval:      time.Second,
+			ReconcileInterval: time.Minute,
+			CacheTTL:          30 * time.Second,
+		},
+	}
+}
+
+// Error names the key that made the configuration unusable.
+type Error struct {
+	Key    string
+	Reason string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("config: %s: %s", e.Key, e.Reason) }
+
+func invalid(key, format string, args ...any) error {
+	return &Error{Key: key, Reason: fmt.Sprintf(format, args...)}
+}
+
+// Validate rejects values the service cannot run with, naming the key.
+func (c *Config) Validate() error {
+	checks := []struct {
+		ok     bool
+		key    string
+		reason string
+	}{
+		{slices.Contains([]string{"development", "production"}, c.App.Env), "app.env", "must be development or production"},
+		{c.HTTP.Port >= 0 && c.HTTP.Port <= 65535, "http.port", "must be between 0 and 65535"},
+		{c.HTTP.RequestTimeout > 0, "http.request_timeout", "must be positive"},
+		{c.HTTP.WriteTimeout > c.HTTP.RequestTimeout, "http.write_timeout", "must be longer than http.request_timeout, so a timed-out request can still be answered"},
+		{c.HTTP.ReadHeaderTimeout > 0, "http.read_header_timeout", "must be positive"},
+		{c.HTTP.MaxBodyBytes > 0, "http.max_body_bytes", "must be positive"},
+		{c.HTTP.DrainDelay >= 0, "http.drain_delay", "must not be negative"},
+		{c.HTTP.ShutdownTimeout > 0, "http.shutdown_timeout", "must be positive"},
+		{slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level), "log.level", "must be debug, info, warn or error"},
+		{slices.Contains([]string{"", "json", "console"}, c.Log.Format), "log.format", "must be json or console"},
+		{validURL(string(c.Database.URL), "postgres", "postgresql"), "database.url", "must be a postgres:// URL"},
+		{c.Database.MaxOpenConns > 0, "database.max_open_conns", "must be positive"},
+		{c.Database.MaxIdleConns >= 0, "database.max_idle_conns", "must not be negative"},
+		{c.Database.ConnectTimeout > 0, "database.connect_timeout", "must be positive"},
+		{validURL(string(c.Redis.URL), "redis", "rediss", "unix"), "redis.url", "must be a redis:// URL"},
+		{c.Redis.PoolSize > 0, "redis.pool_size", "must be positive"},
+		{c.Health.CheckTimeout > 0, "health.check_timeout", "must be positive"},
+		{c.Health.RetryInterval > 0, "health.retry_interval", "must be positive"},
+		{validURL(c.Clerk.APIURL, "http", "https"), "clerk.api_url", "must be an http(s) URL"},
+		{c.Clerk.Leeway >= 0, "clerk.leeway", "must not be negative"},
+		{c.Clerk.ProfileTTL > 0, "clerk.profile_ttl", "must be positive"},
+		{c.Clerk.WebhookTolerance > 0, "clerk.webhook_tolerance", "must be positive"},
+		{c.Auth.MaxKeysPerUser > 0, "auth.max_keys_per_user", "must be positive"},
+		{c.Auth.KeyCacheTTL > 0, "auth.key_cache_ttl", "must be positive"},
+		{c.RateLimit.PrincipalPerMin > 0 && c.RateLimit.AnonymousPerMin > 0, "ratelimit", "per-minute limits must be positive"},
+		{c.RateLimit.PrincipalBurst > 0 && c.RateLimit.AnonymousBurst > 0, "ratelimit", "bursts must be positive"},
+		{slices.Contains([]string{"open", "closed"}, c.RateLimit.FailureMode), "ratelimit.failure_mode", "must be open or closed"},
+		{c.Runtime.Driver == "docker", "runtime.driver", "must be docker (kubernetes is planned)"},
+		{c.Runtime.Cluster != "", "runtime.cluster", "must not be empty"},
+		{c.Sandbox.DefaultImage != "" && slices.Contains(c.Sandbox.AllowedImages, c.Sandbox.DefaultImage), "sandbox.default_image", "must be listed in sandbox.allowed_images"},
+		{c.Sandbox.DefaultCPU > 0 && c.Sandbox.DefaultCPU <= c.Sandbox.MaxCPU, "sandbox.default_cpu", "must be positive and at most sandbox.max_cpu"},
+		{c.Sandbox.DefaultMemoryMB >= 6 && c.Sandbox.DefaultMemoryMB <= c.Sandbox.MaxMemoryMB, "sandbox.default_memory_mb", "must be at least 6 and at most sandbox.max_memory_mb"},
+		{c.Sandbox.PidsLimit > 0, "sandbox.pids_limit", "must be positive"},
+		{c.Sandbox.DefaultTimeout >= time.Second && c.Sandbox.DefaultTimeout <= c.Sandbox.MaxLifetime, "sandbox.default_timeout", "must be between 1s and sandbox.max_lifetime"},
+		{c.Sandbox.MaxPerUser > 0, "sandbox.max_per_user", "must be positive"},
+		{c.Sandbox.MaxPerInstance > 0, "sandbox.max_per_instance", "must be positive"},
+		{c.Sandbox.MaxEnvBytes > 0, "sandbox.max_env_bytes", "must be positive"},
+		{c.Sandbox.ReapInterval > 0, "sandbox.reap_interval", "must be positive"},
+		{c.Sandbox.ReconcileInterval > 0, "sandbox.reconcile_interval", "must be positive"},
+	}
+	for _, ch := range checks {
+		if !ch.ok {
+			return invalid(ch.key, "%s", ch.reason)
+		}
+	}
+	return nil
+}
+
+func validURL(raw string, schemes ...string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && slices.Contains(schemes, strings.ToLower(u.Scheme))
+}

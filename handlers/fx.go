@@ -1,0 +1,10 @@
+package handlers
+
+import "go.uber.org/fx"
+
+// Module contributes every endpoint family and mounts them on the engine.
+var Module = fx.Module("handlers",
+	fx.Provide(AsRoutes(NewHealth)),
+	fx.Provide(AsRoutes(NewOpenAPI)),
+	fx.Invoke(mount),
+)

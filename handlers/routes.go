@@ -1,0 +1,31 @@
+// Package handlers holds the HTTP endpoint families. Each parses input, calls one service method
+// and writes JSON; failures go to c.Error and the error middleware writes them.
+package handlers
+
+import (
+	"github.com/gin-gonic/gin"
+	"go.uber.org/fx"
+)
+
+// Routes is implemented by each endpoint family.
+type Routes interface {
+	Register(r gin.IRouter)
+}
+
+// AsRoutes contributes an endpoint-family constructor to the "routes" group.
+func AsRoutes(constructor any) any {
+	return fx.Annotate(constructor, fx.As(new(Routes)), fx.ResultTags(`group:"routes"`))
+}
+
+type mountParams struct {
+	fx.In
+	Engine *gin.Engine
+	Routes []Routes `group:"routes"`
+}
+
+// mount registers every endpoint family on the engine; group order is random, routes don't overlap.
+func mount(p mountParams) {
+	for _, routes := range p.Routes {
+		routes.Register(p.Engine)
+	}
+}

@@ -1,0 +1,45 @@
+package migrations
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+
+	"go.uber.org/fx"
+
+	"github.com/insien/orchestrator/health"
+	"github.com/insien/orchestrator/providers"
+)
+
+// Module refuses to serve on a schema older than the binary: checked as soon as Postgres answers
+// (see providers.DBReadyHook) and reported by readiness until then.
+var Module = fx.Module("migrations",
+	fx.Provide(New),
+	fx.Provide(newSchemaGate),
+	fx.Provide(fx.Annotate(func(g *schemaGate) providers.DBReadyHook { return g.verify },
+		fx.ResultTags(`group:"db_ready"`))),
+	fx.Provide(fx.Annotate(func(g *schemaGate) health.Check { return health.Check{Name: "schema", Probe: g.probe} },
+		fx.ResultTags(`group:"health_checks"`))),
+)
+
+type schemaGate struct {
+	migrator *Migrator
+	current  atomic.Bool
+}
+
+func newSchemaGate(m *Migrator) *schemaGate { return &schemaGate{migrator: m} }
+
+func (g *schemaGate) verify(ctx context.Context) error {
+	if err := g.migrator.CheckCurrent(ctx); err != nil {
+		return err
+	}
+	g.current.Store(true)
+	return nil
+}
+
+func (g *schemaGate) probe(context.Context) error {
+	if g.current.Load() {
+		return nil
+	}
+	return errors.New("schema not verified")
+}

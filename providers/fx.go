@@ -1,0 +1,25 @@
+// Package providers turns configuration sections into the clients the service runs on: logger,
+// Postgres, Redis, the Gin engine (and, as they arrive, the Clerk verifier and sandbox runtime).
+package providers
+
+import (
+	"go.uber.org/fx"
+
+	"github.com/insien/orchestrator/config"
+	"github.com/insien/orchestrator/health"
+)
+
+// Module provides the shared clients and registers their readiness checks.
+var Module = fx.Module("providers",
+	fx.Provide(NewLogger),
+	fx.Provide(NewDB),
+	fx.Provide(NewRedis),
+	fx.Provide(NewEngine),
+	fx.Provide(fx.Annotate(dbCheck, fx.ResultTags(`group:"health_checks"`))),
+	fx.Provide(fx.Annotate(redisCheck, fx.ResultTags(`group:"health_checks"`))),
+	fx.Provide(func(p health.Params, h config.Health) *health.Readiness {
+		return health.NewReadiness(h.CheckTimeout, p.Checks...)
+	}),
+	fx.Invoke(watchDB),
+	fx.Invoke(watchRedis),
+)

@@ -1,0 +1,42 @@
+package providers
+
+import (
+	"github.com/gin-gonic/gin"
+	"go.uber.org/zap"
+
+	"github.com/insien/orchestrator/config"
+	"github.com/insien/orchestrator/middleware"
+)
+
+// ProbePaths are the Kubernetes probe routes; their requests are logged at debug level.
+var ProbePaths = []string{"/health", "/livez", "/ready", "/readyz"}
+
+// NewEngine builds the Gin engine with the edge middleware in the documented order: recovery →
+// request id → request log → error writer → timeout → security headers → CORS → body limit.
+// Authentication and rate limiting are applied per route group by the handlers.
+func NewEngine(cfg config.HTTP, app config.App, log *zap.Logger) (*gin.Engine, error) {
+	if app.Development() {
+		gin.SetMode(gin.DebugMode)
+	} else {
+		gin.SetMode(gin.ReleaseMode)
+	}
+	engine := gin.New()
+	engine.HandleMethodNotAllowed = true
+	engine.ContextWithFallback = true // c.Done()/c.Value() follow the request context and its timeout
+	if err := engine.SetTrustedProxies(cfg.TrustedProxies); err != nil {
+		return nil, &config.Error{Key: "http.trusted_proxies", Reason: err.Error()}
+	}
+	engine.Use(
+		middleware.Recovery(log),
+		middleware.RequestIDs(),
+		middleware.RequestLog(log.Named("http"), ProbePaths...),
+		middleware.Errors(log.Named("http")),
+		middleware.Timeout(cfg.RequestTimeout),
+		middleware.SecurityHeaders(),
+		middleware.CORS(cfg.CORS),
+		middleware.BodyLimit(cfg.MaxBodyBytes),
+	)
+	engine.NoRoute(middleware.NotFound)
+	engine.NoMethod(middleware.MethodNotAllowed)
+	return engine, nil
+}

@@ -1,0 +1,39 @@
+package providers
+
+import (
+	"go.uber.org/fx/fxevent"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/insien/orchestrator/config"
+)
+
+// NewLogger builds zap: JSON in production for log pipelines, console in development for people.
+func NewLogger(logCfg config.Log, app config.App) (*zap.Logger, error) {
+	level, err := zapcore.ParseLevel(logCfg.Level)
+	if err != nil {
+		return nil, err
+	}
+	zc := zap.NewProductionConfig()
+	if app.Development() {
+		zc = zap.NewDevelopmentConfig()
+	}
+	zc.Level = zap.NewAtomicLevelAt(level)
+	zc.DisableStacktrace = true // stacks are attached explicitly where they help (panics)
+	switch logCfg.Format {
+	case "json":
+		zc.Encoding = "json"
+		zc.EncoderConfig = zap.NewProductionEncoderConfig()
+	case "console":
+		zc.Encoding = "console"
+	}
+	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	return zc.Build()
+}
+
+// NewFxLogger routes Fx's own events through zap at debug level, so they stay out of production logs.
+func NewFxLogger(log *zap.Logger) fxevent.Logger {
+	l := &fxevent.ZapLogger{Logger: log.Named("fx")}
+	l.UseLogLevel(zapcore.DebugLevel)
+	return l
+}

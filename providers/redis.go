@@ -1,0 +1,42 @@
+package providers
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+	"go.uber.org/fx"
+	"go.uber.org/zap"
+
+	"github.com/insien/orchestrator/config"
+	"github.com/insien/orchestrator/health"
+)
+
+// NewRedis builds a lazily connecting go-redis client.
+func NewRedis(cfg config.Redis) (*redis.Client, error) {
+	opts, err := redis.ParseURL(cfg.URL.Reveal())
+	if err != nil {
+		return nil, fmt.Errorf("config: redis.url: not a valid Redis URL")
+	}
+	opts.PoolSize = cfg.PoolSize
+	opts.DialTimeout = cfg.DialTimeout
+	opts.ReadTimeout = cfg.ReadTimeout
+	opts.WriteTimeout = cfg.WriteTimeout
+	// Plain Redis rejects the maintenance-notification handshake and go-redis would log it forever.
+	opts.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	return redis.NewClient(opts), nil
+}
+
+func watchRedis(lc fx.Lifecycle, rdb *redis.Client, h config.Health, log *zap.Logger) {
+	w := &watchDependency{
+		name: "redis", probe: redisCheck(rdb).Probe, timeout: h.CheckTimeout,
+		interval: h.RetryInterval, log: log,
+	}
+	lc.Append(fx.StopHook(rdb.Close))
+	lc.Append(fx.StartStopHook(w.Start, w.Stop))
+}
+
+func redisCheck(rdb *redis.Client) health.Check {
+	return health.Check{Name: "redis", Probe: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }}
+}
