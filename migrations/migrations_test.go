@@ -1,0 +1,137 @@
+package migrations_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/insien/orchestrator/config"
+	"github.com/insien/orchestrator/migrations"
+	"github.com/insien/orchestrator/providers"
+	"github.com/insien/orchestrator/testenv"
+)
+
+func newMigrator(t *testing.T, url string) *migrations.Migrator {
+	t.Helper()
+	db, err := providers.NewDB(config.Database{URL: config.Secret(url), MaxOpenConns: 4, ConnectTimeout: 5e9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	m, err := migrations.New(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func tables(t *testing.T, url string) string {
+	t.Helper()
+	db := testenv.OpenSQL(t, url)
+	var names string
+	err := db.QueryRow(`SELECT coalesce(string_agg(tablename, ',' ORDER BY tablename), '')
+		FROM pg_tables WHERE schemaname = 'public' AND tablename NOT LIKE 'bun_%'`).Scan(&names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
+func TestUpDownUp(t *testing.T) {
+	ctx := context.Background()
+	url := testenv.DatabaseURL(t)
+	m := newMigrator(t, url)
+
+	if err := m.CheckCurrent(ctx); !errors.Is(err, migrations.ErrSchemaBehind) {
+		t.Fatalf("CheckCurrent on an empty database = %v, want ErrSchemaBehind", err)
+	}
+	steps := []struct {
+		name       string
+		run        func() ([]string, error)
+		wantTables string
+		wantNames  int
+	}{
+		{"up creates the schema", func() ([]string, error) { return m.Up(ctx) }, "api_keys,sandboxes,users", 1},
+		{"up again does nothing", func() ([]string, error) { return m.Up(ctx) }, "api_keys,sandboxes,users", 0},
+		{"down removes it", func() ([]string, error) { return m.Down(ctx) }, "", 1},
+		{"up restores it", func() ([]string, error) { return m.Up(ctx) }, "api_keys,sandboxes,users", 1},
+	}
+	for _, step := range steps {
+		names, err := step.run()
+		if err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if len(names) != step.wantNames {
+			t.Errorf("%s: touched %v, want %d migrations", step.name, names, step.wantNames)
+		}
+		if got := tables(t, url); got != step.wantTables {
+			t.Errorf("%s: tables %q, want %q", step.name, got, step.wantTables)
+		}
+	}
+	if err := m.CheckCurrent(ctx); err != nil {
+		t.Fatalf("CheckCurrent after up = %v", err)
+	}
+	statuses, err := m.Status(ctx)
+	if err != nil || len(statuses) == 0 || !statuses[0].Applied {
+		t.Fatalf("Status = %+v, %v", statuses, err)
+	}
+}
+
+// TestConcurrentUp: two processes running `migrate up` at once apply each migration exactly once.
+func TestConcurrentUp(t *testing.T) {
+	url := testenv.DatabaseURL(t)
+	const runners = 4
+	results := make([][]string, runners)
+	errs := make([]error, runners)
+	var wg sync.WaitGroup
+	for i := range runners {
+		m := newMigrator(t, url)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = m.Up(context.Background())
+		}()
+	}
+	wg.Wait()
+	applied := 0
+	for i := range runners {
+		if errs[i] != nil {
+			t.Fatalf("runner %d: %v", i, errs[i])
+		}
+		applied += len(results[i])
+	}
+	if applied != 1 {
+		t.Fatalf("migrations applied %d times in total, want once: %v", applied, results)
+	}
+	db := testenv.OpenSQL(t, url)
+	var rows int
+	if err := db.QueryRow("SELECT count(*) FROM bun_migrations").Scan(&rows); err != nil || rows != 1 {
+		t.Fatalf("bun_migrations has %d rows (%v), want 1", rows, err)
+	}
+}
+
+// TestServeRefusesABehindSchema: the service will not start on an unmigrated database.
+func TestServeRefusesABehindSchema(t *testing.T) {
+	cfg := testenv.Config(t)
+	a, err := testenv.TryStartApp(cfg)
+	if err == nil {
+		a.Stop(t)
+		t.Fatal("the service started on an unmigrated database")
+	}
+	if !strings.Contains(err.Error(), "migrate up") {
+		t.Fatalf("start-up error %q does not tell the operator to migrate", err)
+	}
+}
+
+func TestCreateWritesAPair(t *testing.T) {
+	dir := t.TempDir()
+	paths, err := migrations.Create(dir, "add_widgets")
+	if err != nil || len(paths) != 2 || !strings.HasSuffix(paths[0], "_add_widgets.tx.up.sql") || !strings.HasSuffix(paths[1], "_add_widgets.tx.down.sql") {
+		t.Fatalf("Create = %v, %v", paths, err)
+	}
+	if _, err := migrations.Create(dir, "Bad Name!"); err == nil {
+		t.Fatal("Create accepted an invalid name")
+	}
+}
