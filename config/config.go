@@ -132,12 +132,12 @@ type Auth struct {
 
 // RateLimit configures the Redis-backed GCRA limiter (requests per minute with a burst).
 type RateLimit struct {
-	Enabled           bool   `mapstructure:"enabled"`
-	PrincipalPerMin   int    `mapstructure:"principal_per_minute"`
-	PrincipalBurst    int    `mapstructure:"principal_burst"`
-	AnonymousPerMin   int    `mapstructure:"anonymous_per_minute"`
-	AnonymousBurst    int    `mapstructure:"anonymous_burst"`
-	FailureMode       string `mapstructure:"failure_mode"` // open | closed
+	Enabled         bool   `mapstructure:"enabled"`
+	PrincipalPerMin int    `mapstructure:"principal_per_minute"`
+	PrincipalBurst  int    `mapstructure:"principal_burst"`
+	AnonymousPerMin int    `mapstructure:"anonymous_per_minute"`
+	AnonymousBurst  int    `mapstructure:"anonymous_burst"`
+	FailureMode     string `mapstructure:"failure_mode"` // open | closed
 }
 
 // Secrets configures encryption at rest.

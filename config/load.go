@@ -37,8 +37,8 @@ var aliases = map[string][]string{
 // Options says where configuration comes from. The zero value reads config.yaml and .env from the
 // working directory and the process environment.
 type Options struct {
-	File      string                       // explicit config file; empty = CONFIG_FILE or ./config.yaml if present
-	DotEnv    string                       // .env path; empty = ./.env if present
+	File      string                      // explicit config file; empty = CONFIG_FILE or ./config.yaml if present
+	DotEnv    string                      // .env path; empty = ./.env if present
 	LookupEnv func(string) (string, bool) // nil = os.LookupEnv
 }
 
