@@ -6,10 +6,17 @@ import (
 
 	"go.uber.org/fx"
 
+	"github.com/insien/orchestrator/apikeys"
+	"github.com/insien/orchestrator/auth"
+	"github.com/insien/orchestrator/clerkauth"
 	"github.com/insien/orchestrator/config"
 	"github.com/insien/orchestrator/handlers"
 	"github.com/insien/orchestrator/migrations"
 	"github.com/insien/orchestrator/providers"
+	"github.com/insien/orchestrator/ratelimit"
+	"github.com/insien/orchestrator/repositories"
+	"github.com/insien/orchestrator/users"
+	"github.com/insien/orchestrator/webhooks"
 )
 
 // closeBudget bounds closing the clients after the HTTP server has stopped.
@@ -22,6 +29,13 @@ func Options(cfg *config.Config, extra ...fx.Option) fx.Option {
 		fx.WithLogger(providers.NewFxLogger),
 		providers.Module,
 		migrations.Module,
+		repositories.Module,
+		clerkauth.Module,
+		ratelimit.Module,
+		apikeys.Module,
+		users.Module,
+		auth.Module,
+		webhooks.Module,
 		handlers.Module,
 		fx.Provide(NewServer),
 		fx.Invoke(func(lc fx.Lifecycle, s *Server) { lc.Append(fx.StartStopHook(s.Start, s.Stop)) }),

@@ -6,5 +6,8 @@ import "go.uber.org/fx"
 var Module = fx.Module("handlers",
 	fx.Provide(AsRoutes(NewHealth)),
 	fx.Provide(AsRoutes(NewOpenAPI)),
+	fx.Provide(AsRoutes(NewUsers)),
+	fx.Provide(AsRoutes(NewKeys)),
+	fx.Provide(AsRoutes(NewWebhooks)),
 	fx.Invoke(mount),
 )

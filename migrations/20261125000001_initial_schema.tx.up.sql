@@ -9,6 +9,7 @@ CREATE TABLE users (
     image_url     text NOT NULL DEFAULT '',
     created_at    timestamptz NOT NULL DEFAULT now(),
     updated_at    timestamptz NOT NULL DEFAULT now(),
+    profile_synced_at timestamptz, -- last successful profile fetch from Clerk
     last_seen_at  timestamptz,
     deleted_at    timestamptz
 );

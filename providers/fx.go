@@ -21,5 +21,6 @@ var Module = fx.Module("providers",
 		return health.NewReadiness(h.CheckTimeout, p.Checks...)
 	}),
 	fx.Invoke(watchDB),
+	fx.Invoke(routeRedisLogs),
 	fx.Invoke(watchRedis),
 )

@@ -28,6 +28,14 @@ func NewRedis(cfg config.Redis) (*redis.Client, error) {
 	return redis.NewClient(opts), nil
 }
 
+// redisLog sends go-redis's internal messages (one per failed dial, per request while Redis is
+// down) to zap at debug level: the readiness probe and the limiter already report outages.
+type redisLog struct{ log *zap.SugaredLogger }
+
+func (l redisLog) Printf(_ context.Context, format string, v ...any) { l.log.Debugf(format, v...) }
+
+func routeRedisLogs(log *zap.Logger) { redis.SetLogger(redisLog{log: log.Named("go-redis").Sugar()}) }
+
 func watchRedis(lc fx.Lifecycle, rdb *redis.Client, h config.Health, log *zap.Logger) {
 	w := &watchDependency{
 		name: "redis", probe: redisCheck(rdb).Probe, timeout: h.CheckTimeout,

@@ -152,3 +152,15 @@ func randomHex(n int) string {
 	_, _ = rand.Read(b)
 	return strings.ToLower(hex.EncodeToString(b))
 }
+
+// OpenRedis opens a client for assertions on Redis state.
+func OpenRedis(t testing.TB, rawURL string) *redis.Client {
+	t.Helper()
+	opts, err := redis.ParseURL(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := redis.NewClient(opts)
+	t.Cleanup(func() { client.Close() })
+	return client
+}

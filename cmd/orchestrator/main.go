@@ -28,6 +28,8 @@ func run(args []string) int {
 		return serve(global)
 	case "migrate":
 		return migrateCommand(global, rest)
+	case "keys":
+		return keysCommand(global, rest)
 	case "version":
 		fmt.Println(version)
 		return 0
@@ -45,5 +47,9 @@ commands:
   serve                       run the API (default)
   migrate up|down|status      apply, roll back the last group, or list migrations
   migrate create NAME         write an empty migration pair into ./migrations
+  keys create --email E --name N [--scopes s1,s2] [--expires-in 720h]
+                              create an API key (and a local user for an unknown email)
+  keys list --email E         list a local user's keys (masked)
+  keys revoke ID              revoke a key
   version                     print the version
 `

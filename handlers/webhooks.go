@@ -1,0 +1,40 @@
+package handlers
+
+import (
+	"io"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/insien/orchestrator/ratelimit"
+	"github.com/insien/orchestrator/webhooks"
+)
+
+// Webhooks receives Clerk's webhook deliveries.
+type Webhooks struct {
+	clerk   *webhooks.Clerk
+	limiter *ratelimit.Limiter
+}
+
+// NewWebhooks builds the webhook endpoint.
+func NewWebhooks(clerk *webhooks.Clerk, limiter *ratelimit.Limiter) *Webhooks {
+	return &Webhooks{clerk: clerk, limiter: limiter}
+}
+
+// Register mounts POST /api/webhooks/clerk (authenticated by its svix signature).
+func (h *Webhooks) Register(r gin.IRouter) {
+	r.POST("/api/webhooks/clerk", h.limiter.ByIP(), h.receive)
+}
+
+func (h *Webhooks) receive(c *gin.Context) {
+	payload, err := io.ReadAll(c.Request.Body)
+	if err != nil {
+		_ = c.Error(err)
+		return
+	}
+	if err := h.clerk.Receive(c.Request.Context(), payload, c.Request.Header); err != nil {
+		_ = c.Error(err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ok"})
+}
