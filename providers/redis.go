@@ -23,6 +23,7 @@ func NewRedis(cfg config.Redis) (*redis.Client, error) {
 	opts.DialTimeout = cfg.DialTimeout
 	opts.ReadTimeout = cfg.ReadTimeout
 	opts.WriteTimeout = cfg.WriteTimeout
+	opts.ContextTimeoutEnabled = true // request deadlines bound Redis calls, not only the socket timeouts
 	// Plain Redis rejects the maintenance-notification handshake and go-redis would log it forever.
 	opts.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	return redis.NewClient(opts), nil
