@@ -15,6 +15,8 @@ import (
 	"github.com/insien/orchestrator/providers"
 	"github.com/insien/orchestrator/ratelimit"
 	"github.com/insien/orchestrator/repositories"
+	"github.com/insien/orchestrator/sandboxes"
+	"github.com/insien/orchestrator/secrets"
 	"github.com/insien/orchestrator/users"
 	"github.com/insien/orchestrator/webhooks"
 )
@@ -36,6 +38,8 @@ func Options(cfg *config.Config, extra ...fx.Option) fx.Option {
 		users.Module,
 		auth.Module,
 		webhooks.Module,
+		secrets.Module,
+		sandboxes.Module,
 		handlers.Module,
 		fx.Provide(NewServer),
 		fx.Invoke(func(lc fx.Lifecycle, s *Server) { lc.Append(fx.StartStopHook(s.Start, s.Stop)) }),

@@ -12,6 +12,14 @@ import (
 	"github.com/insien/orchestrator/apierror"
 )
 
+// bindOptionalJSON is bindJSON for bodies that may be left out entirely (all fields optional).
+func bindOptionalJSON(c *gin.Context, dst any) error {
+	if c.Request.ContentLength == 0 {
+		return nil
+	}
+	return bindJSON(c, dst)
+}
+
 // bindJSON decodes a JSON object body strictly: unknown fields and trailing data are errors, and
 // each failure names what is wrong.
 func bindJSON(c *gin.Context, dst any) error {

@@ -9,5 +9,6 @@ var Module = fx.Module("handlers",
 	fx.Provide(AsRoutes(NewUsers)),
 	fx.Provide(AsRoutes(NewKeys)),
 	fx.Provide(AsRoutes(NewWebhooks)),
+	fx.Provide(AsRoutes(NewSandboxes)),
 	fx.Invoke(mount),
 )

@@ -20,6 +20,7 @@ import (
 	"github.com/insien/orchestrator/apikeys"
 	"github.com/insien/orchestrator/auth"
 	"github.com/insien/orchestrator/config"
+	"github.com/insien/orchestrator/sandboxes"
 	"github.com/insien/orchestrator/testenv"
 	"github.com/insien/orchestrator/testenv/clerkstub"
 )
@@ -31,7 +32,11 @@ type identity struct {
 	clerk   *clerkstub.Server
 	secret  string // webhook signing secret
 	queries *atomic.Int64
+	service *sandboxes.Service
 }
+
+// reaped is how many sandboxes this replica expired.
+func (id *identity) reaped() int64 { return id.service.Reaped() }
 
 // probeRoutes adds routes that accept API keys, standing in for the sandbox routes that use the
 // same middleware: one needs the read scope, one the write scope.
@@ -79,10 +84,11 @@ func startIdentity(t *testing.T, mutate func(*config.Config, *clerkstub.Server))
 func startIdentityWith(t *testing.T, cfg *config.Config, stub *clerkstub.Server, secret string) *identity {
 	t.Helper()
 	queries := new(atomic.Int64)
-	app := testenv.StartApp(t, cfg, probeRoutes(), fx.Invoke(func(db *bun.DB) {
+	var service *sandboxes.Service
+	app := testenv.StartApp(t, cfg, probeRoutes(), fx.Populate(&service), fx.Invoke(func(db *bun.DB) {
 		db.AddQueryHook(countQueries{n: queries})
 	}))
-	return &identity{App: app, cfg: cfg, clerk: stub, secret: secret, queries: queries}
+	return &identity{App: app, cfg: cfg, clerk: stub, secret: secret, queries: queries, service: service}
 }
 
 // session returns a valid session token for a Clerk user, registering the user with the stub.

@@ -1,5 +1,5 @@
 // Package providers turns configuration sections into the clients the service runs on: logger,
-// Postgres, Redis, the Gin engine (and, as they arrive, the Clerk verifier and sandbox runtime).
+// Postgres, Redis, the sandbox runtime and the Gin engine.
 package providers
 
 import (
@@ -15,8 +15,10 @@ var Module = fx.Module("providers",
 	fx.Provide(NewDB),
 	fx.Provide(NewRedis),
 	fx.Provide(NewEngine),
+	fx.Provide(NewRuntime),
 	fx.Provide(fx.Annotate(dbCheck, fx.ResultTags(`group:"health_checks"`))),
 	fx.Provide(fx.Annotate(redisCheck, fx.ResultTags(`group:"health_checks"`))),
+	fx.Provide(fx.Annotate(runtimeCheck, fx.ResultTags(`group:"health_checks"`))),
 	fx.Provide(func(p health.Params, h config.Health) *health.Readiness {
 		return health.NewReadiness(h.CheckTimeout, p.Checks...)
 	}),

@@ -20,6 +20,7 @@ var (
 var Module = fx.Module("repositories",
 	fx.Provide(NewUsers),
 	fx.Provide(NewAPIKeys),
+	fx.Provide(NewSandboxes),
 )
 
 // translate maps driver errors to the sentinels.

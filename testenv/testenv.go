@@ -112,6 +112,13 @@ func Config(t testing.TB) *config.Config {
 		cfg.Runtime.DockerHost = host
 	}
 	cfg.Runtime.Cluster = "test-" + randomHex(4)
+	cfg.Runtime.StopGrace = 2 * time.Second
+	// Tests poll; the tests of rate limiting set their own limits.
+	cfg.RateLimit.PrincipalPerMin, cfg.RateLimit.PrincipalBurst = 60000, 10000
+	cfg.App.Instance = "test-instance-" + randomHex(3)
+	if os.Getenv(EnvDockerHost) != "" {
+		RemoveCluster(t, cfg.Runtime.Cluster)
+	}
 	return &cfg
 }
 

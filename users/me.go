@@ -48,7 +48,7 @@ func (s *Service) Me(ctx context.Context, userID uuid.UUID) (Me, error) {
 	if err != nil {
 		return Me{}, err
 	}
-	live, err := repositories.CountLiveSandboxes(ctx, s.db, userID)
+	live, err := s.sandboxRows.CountLive(ctx, userID)
 	if err != nil {
 		return Me{}, err
 	}

@@ -11,7 +11,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
-	"github.com/uptrace/bun"
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 
@@ -38,15 +37,15 @@ type SandboxDestroyer interface {
 
 // Service resolves and maintains users.
 type Service struct {
-	db        *bun.DB
-	users     *repositories.Users
-	keys      *apikeys.Service
-	clerk     ProfileSource
-	sandboxes SandboxDestroyer
-	rdb       *redis.Client
-	cfg       config.Clerk
-	limits    Limits
-	log       *zap.Logger
+	users       *repositories.Users
+	sandboxRows *repositories.Sandboxes
+	keys        *apikeys.Service
+	clerk       ProfileSource
+	sandboxes   SandboxDestroyer
+	rdb         *redis.Client
+	cfg         config.Clerk
+	limits      Limits
+	log         *zap.Logger
 
 	mu           sync.Mutex
 	clerkFailing bool // logged once per outage, not per request
@@ -55,11 +54,11 @@ type Service struct {
 // Params are the service's dependencies; the sandbox destroyer is optional.
 type Params struct {
 	fx.In
-	DB        *bun.DB
 	Users     *repositories.Users
+	Sandboxes *repositories.Sandboxes
 	Keys      *apikeys.Service
 	Clerk     *clerkauth.Users
-	Sandboxes SandboxDestroyer `optional:"true"`
+	Destroyer SandboxDestroyer `optional:"true"`
 	Redis     *redis.Client
 	Clerkcfg  config.Clerk
 	Auth      config.Auth
@@ -69,13 +68,14 @@ type Params struct {
 
 // NewService builds the user service from its Fx parameters.
 func NewService(p Params) *Service {
-	return New(p.DB, p.Users, p.Keys, p.Clerk, p.Sandboxes, p.Redis, p.Clerkcfg, LimitsFrom(p.Auth, p.Sandbox), p.Log)
+	return New(p.Users, p.Sandboxes, p.Keys, p.Clerk, p.Destroyer, p.Redis, p.Clerkcfg, LimitsFrom(p.Auth, p.Sandbox), p.Log)
 }
 
-// New builds the user service; sandboxes may be nil.
-func New(db *bun.DB, users *repositories.Users, keys *apikeys.Service, clerk ProfileSource, sandboxes SandboxDestroyer,
-	rdb *redis.Client, cfg config.Clerk, limits Limits, log *zap.Logger) *Service {
-	return &Service{db: db, users: users, keys: keys, clerk: clerk, sandboxes: sandboxes, rdb: rdb, cfg: cfg, limits: limits, log: log.Named("users")}
+// New builds the user service; destroyer may be nil.
+func New(users *repositories.Users, sandboxRows *repositories.Sandboxes, keys *apikeys.Service, clerk ProfileSource,
+	destroyer SandboxDestroyer, rdb *redis.Client, cfg config.Clerk, limits Limits, log *zap.Logger) *Service {
+	return &Service{users: users, sandboxRows: sandboxRows, keys: keys, clerk: clerk, sandboxes: destroyer,
+		rdb: rdb, cfg: cfg, limits: limits, log: log.Named("users")}
 }
 
 func clerkCacheKey(clerkUserID string) string { return "user:clerk:" + clerkUserID }

@@ -1,0 +1,203 @@
+package handlers
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+
+	"github.com/insien/orchestrator/apierror"
+	"github.com/insien/orchestrator/apikeys"
+	"github.com/insien/orchestrator/auth"
+	"github.com/insien/orchestrator/repositories"
+	"github.com/insien/orchestrator/sandboxes"
+)
+
+// Sandboxes serves the sandbox lifecycle to API keys and Clerk sessions.
+type Sandboxes struct {
+	auth      *auth.Authenticator
+	sandboxes *sandboxes.Service
+}
+
+// NewSandboxes builds the sandbox endpoints.
+func NewSandboxes(a *auth.Authenticator, s *sandboxes.Service) *Sandboxes {
+	return &Sandboxes{auth: a, sandboxes: s}
+}
+
+// Register mounts /api/sandboxes.
+func (h *Sandboxes) Register(r gin.IRouter) {
+	g := r.Group("/api/sandboxes", h.auth.Require(auth.KindSession, auth.KindAPIKey))
+	read, write := auth.RequireScope(apikeys.ScopeSandboxesRead), auth.RequireScope(apikeys.ScopeSandboxesWrite)
+	g.POST("", write, h.create)
+	g.GET("", read, h.list)
+	g.GET("/:id", read, h.get)
+	g.DELETE("/:id", write, h.delete)
+	g.POST("/:id/timeout", write, h.setTimeout)
+	g.POST("/:id/keepalive", write, h.keepAlive)
+}
+
+type createSandboxRequest struct {
+	Image          string            `json:"image"`
+	Command        []string          `json:"command"`
+	Env            map[string]string `json:"env"`
+	Metadata       map[string]string `json:"metadata"`
+	TimeoutSeconds *int              `json:"timeout_seconds"`
+	CPU            *float64          `json:"cpu"`
+	MemoryMB       *int64            `json:"memory_mb"`
+}
+
+// sandboxResponse is a sandbox as clients see it: env names, never values.
+type sandboxResponse struct {
+	ID             uuid.UUID         `json:"id"`
+	Status         string            `json:"status"`
+	EndReason      *string           `json:"end_reason"`
+	Image          string            `json:"image"`
+	Command        []string          `json:"command"`
+	Metadata       map[string]string `json:"metadata"`
+	EnvNames       []string          `json:"env_names"`
+	CPU            float64           `json:"cpu"`
+	MemoryMB       int64             `json:"memory_mb"`
+	TimeoutSeconds int               `json:"timeout_seconds"`
+	CreatedAt      time.Time         `json:"created_at"`
+	StartedAt      *time.Time        `json:"started_at"`
+	ExpiresAt      time.Time         `json:"expires_at"`
+	EndedAt        *time.Time        `json:"ended_at"`
+}
+
+func toSandboxResponse(s *repositories.Sandbox) sandboxResponse {
+	return sandboxResponse{ID: s.ID, Status: s.Status, EndReason: s.EndReason, Image: s.Image, Command: s.Command,
+		Metadata: s.Metadata, EnvNames: s.EnvNames, CPU: s.CPU, MemoryMB: s.MemoryMB, TimeoutSeconds: s.TimeoutSeconds,
+		CreatedAt: s.CreatedAt, StartedAt: s.StartedAt, ExpiresAt: s.ExpiresAt, EndedAt: s.EndedAt}
+}
+
+func caller(c *gin.Context) sandboxes.Caller {
+	p := auth.From(c)
+	out := sandboxes.Caller{UserID: p.UserID}
+	if p.Kind == auth.KindAPIKey {
+		out.APIKeyID = &p.KeyID
+	}
+	return out
+}
+
+func (h *Sandboxes) create(c *gin.Context) {
+	var req createSandboxRequest
+	if err := bindOptionalJSON(c, &req); err != nil {
+		_ = c.Error(err)
+		return
+	}
+	sb, replayed, err := h.sandboxes.Create(c.Request.Context(), caller(c), sandboxes.CreateInput{
+		Image: req.Image, Command: req.Command, Env: req.Env, Metadata: req.Metadata,
+		TimeoutSeconds: req.TimeoutSeconds, CPU: req.CPU, MemoryMB: req.MemoryMB,
+		IdempotencyKey: c.GetHeader("Idempotency-Key"),
+	})
+	if err != nil {
+		_ = c.Error(err)
+		return
+	}
+	if replayed {
+		c.Header("Idempotent-Replayed", "true")
+	}
+	c.JSON(http.StatusCreated, toSandboxResponse(sb))
+}
+
+func (h *Sandboxes) list(c *gin.Context) {
+	limit := sandboxes.DefaultListLimit
+	if raw := c.Query("limit"); raw != "" {
+		n, err := strconv.Atoi(raw)
+		if err != nil {
+			_ = c.Error(apierror.Invalid("limit", "limit must be a number between 1 and 100"))
+			return
+		}
+		limit = n
+	}
+	rows, next, err := h.sandboxes.List(c.Request.Context(), auth.From(c).UserID, sandboxes.ListInput{
+		Status: c.Query("status"), Metadata: c.QueryMap("metadata"), Limit: limit, Cursor: c.Query("cursor"),
+	})
+	if err != nil {
+		_ = c.Error(err)
+		return
+	}
+	out := make([]sandboxResponse, 0, len(rows))
+	for i := range rows {
+		out = append(out, toSandboxResponse(&rows[i]))
+	}
+	var cursor *string
+	if next != "" {
+		cursor = &next
+	}
+	c.JSON(http.StatusOK, gin.H{"sandboxes": out, "next_cursor": cursor})
+}
+
+// sandboxID parses the path id; a malformed id is simply not found.
+func sandboxID(c *gin.Context) (uuid.UUID, bool) {
+	id, err := uuid.Parse(c.Param("id"))
+	if err != nil {
+		_ = c.Error(apierror.NotFound("sandbox"))
+		return uuid.Nil, false
+	}
+	return id, true
+}
+
+func (h *Sandboxes) get(c *gin.Context) {
+	id, ok := sandboxID(c)
+	if !ok {
+		return
+	}
+	sb, err := h.sandboxes.Get(c.Request.Context(), auth.From(c).UserID, id)
+	if err != nil {
+		_ = c.Error(err)
+		return
+	}
+	c.JSON(http.StatusOK, toSandboxResponse(sb))
+}
+
+func (h *Sandboxes) delete(c *gin.Context) {
+	id, ok := sandboxID(c)
+	if !ok {
+		return
+	}
+	if err := h.sandboxes.Delete(c.Request.Context(), auth.From(c).UserID, id); err != nil {
+		_ = c.Error(err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+func (h *Sandboxes) setTimeout(c *gin.Context) {
+	id, ok := sandboxID(c)
+	if !ok {
+		return
+	}
+	var req struct {
+		TimeoutSeconds *int `json:"timeout_seconds"`
+	}
+	if err := bindJSON(c, &req); err != nil {
+		_ = c.Error(err)
+		return
+	}
+	if req.TimeoutSeconds == nil {
+		_ = c.Error(apierror.Invalid("timeout_seconds", "timeout_seconds is required"))
+		return
+	}
+	sb, err := h.sandboxes.SetTimeout(c.Request.Context(), auth.From(c).UserID, id, *req.TimeoutSeconds)
+	if err != nil {
+		_ = c.Error(err)
+		return
+	}
+	c.JSON(http.StatusOK, toSandboxResponse(sb))
+}
+
+func (h *Sandboxes) keepAlive(c *gin.Context) {
+	id, ok := sandboxID(c)
+	if !ok {
+		return
+	}
+	sb, err := h.sandboxes.KeepAlive(c.Request.Context(), auth.From(c).UserID, id)
+	if err != nil {
+		_ = c.Error(err)
+		return
+	}
+	c.JSON(http.StatusOK, toSandboxResponse(sb))
+}

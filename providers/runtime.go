@@ -1,0 +1,33 @@
+package providers
+
+import (
+	"go.uber.org/fx"
+	"go.uber.org/zap"
+
+	"github.com/insien/orchestrator/config"
+	"github.com/insien/orchestrator/health"
+	"github.com/insien/orchestrator/runtimes"
+	"github.com/insien/orchestrator/runtimes/docker"
+)
+
+// NewRuntime builds the configured sandbox runtime driver (Docker today) and closes it on stop.
+func NewRuntime(lc fx.Lifecycle, cfg config.Runtime, log *zap.Logger) (runtimes.Runtime, error) {
+	rt, err := docker.New(docker.Options{
+		Host:         cfg.DockerHost,
+		AllowNetwork: cfg.AllowNetwork,
+		ReadOnlyRoot: cfg.ReadOnlyRoot,
+		TmpfsSizeMB:  cfg.TmpfsSizeMB,
+		OCIRuntime:   cfg.OCIRuntime,
+		StopGrace:    cfg.StopGrace,
+		PullImages:   cfg.PullImages,
+	}, log.Named("runtime"))
+	if err != nil {
+		return nil, &config.Error{Key: "runtime.docker_host", Reason: err.Error()}
+	}
+	lc.Append(fx.StopHook(rt.Close))
+	return rt, nil
+}
+
+func runtimeCheck(rt runtimes.Runtime) health.Check {
+	return health.Check{Name: "runtime", Probe: rt.Ping}
+}

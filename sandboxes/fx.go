@@ -1,0 +1,15 @@
+package sandboxes
+
+import (
+	"go.uber.org/fx"
+
+	"github.com/insien/orchestrator/users"
+)
+
+// Module provides the sandbox service, runs its loops with the app, and lets the user service
+// end a deleted user's sandboxes.
+var Module = fx.Module("sandboxes",
+	fx.Provide(NewService),
+	fx.Provide(func(s *Service) users.SandboxDestroyer { return s }),
+	fx.Invoke(func(lc fx.Lifecycle, s *Service) { lc.Append(fx.StartStopHook(s.Start, s.Stop)) }),
+)

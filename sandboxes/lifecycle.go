@@ -1,0 +1,225 @@
+package sandboxes
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+
+	"github.com/insien/orchestrator/repositories"
+	"github.com/insien/orchestrator/runtimes"
+)
+
+const (
+	// stuckAfter is how long a row may sit in pending or stopping before the reconciler assumes
+	// the process handling it died and finishes the job.
+	stuckAfter = 2 * time.Minute
+	claimBatch = 20
+)
+
+// finalStatus is where a stopping sandbox ends, given why it stopped.
+func finalStatus(endReason *string) string {
+	if endReason == nil {
+		return repositories.StatusStopped
+	}
+	switch *endReason {
+	case "expired":
+		return repositories.StatusExpired
+	case "deleted", "user_deleted":
+		return repositories.StatusStopped
+	}
+	return repositories.StatusFailed
+}
+
+// destroy stops and removes the container of a row this caller moved to stopping, then records
+// the final state. If the runtime fails the row stays stopping and the reconciler retries.
+func (s *Service) destroy(ctx context.Context, sb *repositories.Sandbox) error {
+	name := ContainerName(sb.ID)
+	if err := s.rt.Stop(ctx, name, s.rtcfg.StopGrace); err != nil && !errors.Is(err, runtimes.ErrNotFound) {
+		s.log.Warn("stopping sandbox", zap.Stringer("sandbox", sb.ID), zap.Error(err))
+	}
+	if err := s.rt.Remove(ctx, name); err != nil {
+		return err
+	}
+	ended, err := s.rows.Transition(ctx, sb.ID, []string{repositories.StatusStopping}, finalStatus(sb.EndReason),
+		map[string]any{"ended_at": time.Now()})
+	if err != nil && !errors.Is(err, repositories.ErrNotFound) {
+		return err
+	}
+	if ended != nil {
+		s.changed(ctx, ended)
+	}
+	return nil
+}
+
+// Start runs the reaper and the reconciler. The first reconciliation happens before Start
+// returns when Postgres and the runtime answer, so a restarted replica cleans up after its
+// previous life before it serves.
+func (s *Service) Start(ctx context.Context) error {
+	if err := s.Reconcile(ctx); err != nil {
+		s.log.Warn("initial reconciliation failed; retrying in the background", zap.Error(err))
+	}
+	loopCtx, cancel := context.WithCancel(context.Background())
+	s.stopLoops = cancel
+	s.loops.Add(2)
+	go s.every(loopCtx, s.cfg.ReapInterval, "reap", s.Reap)
+	go s.every(loopCtx, s.cfg.ReconcileInterval, "reconcile", s.Reconcile)
+	return nil
+}
+
+// Stop ends the background loops and waits for them.
+func (s *Service) Stop(context.Context) error {
+	if s.stopLoops != nil {
+		s.stopLoops()
+		s.loops.Wait()
+	}
+	return nil
+}
+
+func (s *Service) every(ctx context.Context, interval time.Duration, name string, work func(context.Context) error) {
+	defer s.loops.Done()
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		if err := work(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn(name+" failed", zap.Error(err))
+		}
+	}
+}
+
+// Reap expires every live sandbox past its expires_at. Claims are atomic, so with several
+// replicas each sandbox is reaped by exactly one.
+func (s *Service) Reap(ctx context.Context) error {
+	for {
+		claimed, err := s.rows.ClaimExpired(ctx, claimBatch)
+		if err != nil || len(claimed) == 0 {
+			return err
+		}
+		s.destroyAll(ctx, claimed, &s.reaped)
+		if len(claimed) < claimBatch {
+			return nil
+		}
+	}
+}
+
+func (s *Service) destroyAll(ctx context.Context, rows []repositories.Sandbox, counter interface{ Add(int64) int64 }) {
+	var wg sync.WaitGroup
+	for i := range rows {
+		wg.Add(1)
+		go func(sb *repositories.Sandbox) {
+			defer wg.Done()
+			s.changed(ctx, sb)
+			if err := s.destroy(ctx, sb); err != nil {
+				s.log.Warn("destroying sandbox", zap.Stringer("sandbox", sb.ID), zap.Error(err))
+				return
+			}
+			if counter != nil {
+				counter.Add(1)
+			}
+		}(&rows[i])
+	}
+	wg.Wait()
+}
+
+// Reconcile makes the runtime and the database agree: rows stuck mid-transition by a dead
+// process are finished, containers without a live row are removed, and live rows whose container
+// is gone (or whose main process exited) end failed.
+func (s *Service) Reconcile(ctx context.Context) error {
+	stuck, err := s.rows.ClaimStuck(ctx, s.instance, s.started, time.Now().Add(-stuckAfter), claimBatch)
+	if err != nil {
+		return err
+	}
+	s.destroyAll(ctx, stuck, nil)
+
+	listedAt := time.Now()
+	containers, err := s.rt.List(ctx, map[string]string{runtimes.LabelCluster: s.rtcfg.Cluster})
+	if err != nil {
+		return err
+	}
+	live, err := s.rows.Live(ctx)
+	if err != nil {
+		return err
+	}
+	seen := map[uuid.UUID]runtimes.Info{}
+	for _, c := range containers {
+		id, err := uuid.Parse(c.Labels[runtimes.LabelSandboxID])
+		if err != nil {
+			continue
+		}
+		seen[id] = c
+		if _, ok := live[id]; ok {
+			continue
+		}
+		// A container is created only after its row is inserted, so one without a live row is
+		// an orphan (its row ended, or a process died between the two steps).
+		if err := s.rt.Remove(ctx, c.Name); err != nil {
+			s.log.Warn("removing orphaned container", zap.String("container", c.Name), zap.Error(err))
+		} else {
+			s.log.Info("removed orphaned container", zap.String("container", c.Name))
+		}
+	}
+	for id, sb := range live {
+		if sb.Status != repositories.StatusRunning && sb.Status != repositories.StatusPaused {
+			continue
+		}
+		if sb.StartedAt == nil || !sb.StartedAt.Before(listedAt) {
+			continue // started after the listing: its container may simply not be in it
+		}
+		reason := ""
+		if c, ok := seen[id]; !ok {
+			reason = "runtime_lost"
+		} else if c.State == runtimes.StateExited {
+			reason = "process_exited"
+		}
+		if reason == "" {
+			continue
+		}
+		claimed, err := s.rows.Transition(ctx, id, []string{repositories.StatusRunning, repositories.StatusPaused},
+			repositories.StatusStopping, map[string]any{"end_reason": reason})
+		if err != nil {
+			continue // changed meanwhile
+		}
+		s.log.Warn("sandbox lost its container", zap.Stringer("sandbox", id), zap.String("reason", reason))
+		s.destroyAll(ctx, []repositories.Sandbox{*claimed}, nil)
+	}
+	return nil
+}
+
+func cacheKey(id uuid.UUID) string { return "sandbox:" + id.String() }
+
+// cached returns the Redis copy of a sandbox (env excluded) when present.
+func (s *Service) cached(ctx context.Context, id uuid.UUID) (*repositories.Sandbox, bool) {
+	data, err := s.rdb.Get(ctx, cacheKey(id)).Bytes()
+	if err != nil {
+		return nil, false
+	}
+	sb := new(repositories.Sandbox)
+	if json.Unmarshal(data, sb) != nil {
+		return nil, false
+	}
+	return sb, true
+}
+
+func (s *Service) cache(ctx context.Context, sb *repositories.Sandbox) {
+	copied := *sb
+	copied.EnvEncrypted = nil // secrets stay in Postgres only
+	data, _ := json.Marshal(copied)
+	_ = s.rdb.Set(ctx, cacheKey(sb.ID), data, s.cfg.CacheTTL).Err()
+}
+
+// changed invalidates the Redis copy after every write; a failure only shortens nothing, since
+// the copy expires within cache_ttl anyway, so it is logged.
+func (s *Service) changed(ctx context.Context, sb *repositories.Sandbox) {
+	if err := s.rdb.Del(ctx, cacheKey(sb.ID)).Err(); err != nil {
+		s.log.Debug("invalidating sandbox cache", zap.Error(err))
+	}
+}

@@ -1,0 +1,162 @@
+package sandboxes
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/insien/orchestrator/apierror"
+	"github.com/insien/orchestrator/config"
+)
+
+// CreateInput is what a caller asks for; nil pointers take the configured defaults.
+type CreateInput struct {
+	Image          string
+	Command        []string
+	Env            map[string]string
+	Metadata       map[string]string
+	TimeoutSeconds *int
+	CPU            *float64
+	MemoryMB       *int64
+	IdempotencyKey string
+}
+
+// spec is a validated CreateInput with defaults applied.
+type spec struct {
+	image    string
+	command  []string
+	env      map[string]string
+	metadata map[string]string
+	timeout  time.Duration
+	cpu      float64
+	memoryMB int64
+}
+
+const (
+	maxMetadataPairs    = 50
+	maxMetadataKeyLen   = 64
+	maxMetadataValueLen = 512
+	maxCommandArgs      = 256
+	maxCommandBytes     = 64 << 10
+	maxIdempotencyKey   = 255
+	minMemoryMB         = 6 // the engine refuses less
+)
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// validate checks every field against the configured limits, naming the first bad field.
+func validate(in CreateInput, cfg config.Sandbox) (spec, error) {
+	s := spec{image: in.Image, command: in.Command, env: in.Env, metadata: in.Metadata,
+		timeout: cfg.DefaultTimeout, cpu: cfg.DefaultCPU, memoryMB: cfg.DefaultMemoryMB}
+	if s.image == "" {
+		s.image = cfg.DefaultImage
+	}
+	if !slices.Contains(cfg.AllowedImages, s.image) {
+		return spec{}, apierror.Invalid("image", "image %q is not allowed (allowed: %s)", s.image, strings.Join(cfg.AllowedImages, ", "))
+	}
+	if err := validateCommand(s.command); err != nil {
+		return spec{}, err
+	}
+	if in.CPU != nil {
+		if *in.CPU <= 0 || *in.CPU > cfg.MaxCPU {
+			return spec{}, apierror.Invalid("cpu", "cpu must be more than 0 and at most %g", cfg.MaxCPU)
+		}
+		s.cpu = *in.CPU
+	}
+	if in.MemoryMB != nil {
+		if *in.MemoryMB < minMemoryMB || *in.MemoryMB > cfg.MaxMemoryMB {
+			return spec{}, apierror.Invalid("memory_mb", "memory_mb must be between %d and %d", minMemoryMB, cfg.MaxMemoryMB)
+		}
+		s.memoryMB = *in.MemoryMB
+	}
+	if in.TimeoutSeconds != nil {
+		t, err := validTimeout(*in.TimeoutSeconds, cfg)
+		if err != nil {
+			return spec{}, err
+		}
+		s.timeout = t
+	}
+	if err := validateMetadata(s.metadata); err != nil {
+		return spec{}, err
+	}
+	if err := validateEnv(s.env, cfg.MaxEnvBytes); err != nil {
+		return spec{}, err
+	}
+	if len(in.IdempotencyKey) > maxIdempotencyKey || strings.ContainsFunc(in.IdempotencyKey, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return spec{}, apierror.Invalid("Idempotency-Key", "Idempotency-Key must be at most %d printable characters", maxIdempotencyKey)
+	}
+	return s, nil
+}
+
+func validTimeout(seconds int, cfg config.Sandbox) (time.Duration, error) {
+	limit := int(cfg.MaxLifetime / time.Second)
+	if seconds < 1 || seconds > limit {
+		return 0, apierror.Invalid("timeout_seconds", "timeout_seconds must be between 1 and %d", limit)
+	}
+	return time.Duration(seconds) * time.Second, nil
+}
+
+func validateCommand(cmd []string) error {
+	if len(cmd) > maxCommandArgs {
+		return apierror.Invalid("command", "command has more than %d arguments", maxCommandArgs)
+	}
+	size := 0
+	for i, arg := range cmd {
+		size += len(arg)
+		if strings.ContainsRune(arg, 0) || !utf8.ValidString(arg) {
+			return apierror.Invalid("command", "command[%d] contains a NUL byte or invalid UTF-8", i)
+		}
+	}
+	if len(cmd) > 0 && cmd[0] == "" {
+		return apierror.Invalid("command", "command[0] must name a program")
+	}
+	if size > maxCommandBytes {
+		return apierror.Invalid("command", "command is larger than %d bytes", maxCommandBytes)
+	}
+	return nil
+}
+
+func validateMetadata(md map[string]string) error {
+	if len(md) > maxMetadataPairs {
+		return apierror.Invalid("metadata", "metadata has %d pairs; at most %d are allowed", len(md), maxMetadataPairs)
+	}
+	for k, v := range md {
+		if n := utf8.RuneCountInString(k); n < 1 || n > maxMetadataKeyLen {
+			return apierror.Invalid("metadata", "metadata keys must be 1 to %d characters (got %q)", maxMetadataKeyLen, truncate(k))
+		}
+		if utf8.RuneCountInString(v) > maxMetadataValueLen {
+			return apierror.Invalid("metadata", "metadata value of %q is longer than %d characters", k, maxMetadataValueLen)
+		}
+		if strings.ContainsRune(k+v, 0) {
+			return apierror.Invalid("metadata", "metadata must not contain NUL bytes")
+		}
+	}
+	return nil
+}
+
+func validateEnv(env map[string]string, maxBytes int) error {
+	size := 0
+	for name, value := range env {
+		if !envName.MatchString(name) {
+			return apierror.Invalid("env", "env name %q is not a POSIX name ([A-Za-z_][A-Za-z0-9_]*)", truncate(name))
+		}
+		if strings.ContainsRune(value, 0) {
+			return apierror.Invalid("env", "the value of env %s contains a NUL byte", name)
+		}
+		size += len(name) + len(value) + 2
+	}
+	if size > maxBytes {
+		return apierror.Invalid("env", "env is %d bytes; at most %d are allowed", size, maxBytes)
+	}
+	return nil
+}
+
+func truncate(s string) string {
+	if len(s) > 32 {
+		return fmt.Sprintf("%s…", s[:32])
+	}
+	return s
+}
