@@ -1,0 +1,127 @@
+package main_test
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/insien/orchestrator/testenv"
+)
+
+// TestKillDuringCreatesThenRestart: kill -9 while creates are in flight, restart, and the
+// restarted service leaves no orphaned container and no row stuck mid-transition.
+func TestKillDuringCreatesThenRestart(t *testing.T) {
+	cluster := fmt.Sprintf("crash-%d", time.Now().UnixNano())
+	testenv.RemoveCluster(t, cluster)
+	port := freePort(t)
+	dbURL := testenv.DatabaseURL(t)
+	env := map[string]string{
+		"DATABASE_URL":          dbURL,
+		"REDIS_URL":             testenv.RedisURL(t),
+		"PORT":                  fmt.Sprint(port),
+		"DOCKER_HOST":           testenv.Require(t, testenv.EnvDockerHost),
+		"JWT_SECRET":            "crash-test-secret",
+		"ORCH_APP_INSTANCE":     "crash-test",
+		"ORCH_RUNTIME_CLUSTER":  cluster,
+		"ORCH_HTTP_DRAIN_DELAY": "0s",
+		"ORCH_LOG_LEVEL":        "warn",
+	}
+	if out, err := command(t, env, "migrate", "up").CombinedOutput(); err != nil {
+		t.Fatalf("migrate up: %v\n%s", err, out)
+	}
+	out, err := command(t, env, "keys", "create", "--email", "crash@example.com", "--name", "crash").Output()
+	if err != nil {
+		t.Fatalf("keys create: %v", err)
+	}
+	key := strings.TrimSpace(string(out))
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+
+	serve := func() (*exec.Cmd, *bytes.Buffer) {
+		cmd := command(t, env, "serve")
+		logs := new(bytes.Buffer)
+		cmd.Stdout, cmd.Stderr = logs, logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, "ready", func() bool {
+			resp, err := http.Get(base + "/ready")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK
+		})
+		return cmd, logs
+	}
+	docker := testenv.Docker(t)
+	db := testenv.OpenSQL(t, dbURL)
+	count := func(query string) int {
+		var n int
+		if err := db.QueryRow(query).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// Crash until the crash leaves debris (a pending row): killing just after every create
+	// finished would prove nothing.
+	for attempt := 1; count("SELECT count(*) FROM sandboxes WHERE status = 'pending'") == 0; attempt++ {
+		if attempt > 5 {
+			t.Fatal("could not kill the service while a create was in flight")
+		}
+		first, _ := serve()
+		var wg sync.WaitGroup
+		client := &http.Client{Timeout: 30 * time.Second}
+		for range 6 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req, _ := http.NewRequest("POST", base+"/api/sandboxes", strings.NewReader(`{"memory_mb":32}`))
+				req.Header.Set("Authorization", "Bearer "+key)
+				req.Header.Set("Content-Type", "application/json")
+				if resp, err := client.Do(req); err == nil {
+					resp.Body.Close()
+				}
+			}()
+		}
+		waitUntil(t, "a first container", func() bool { return len(testenv.Containers(t, docker, cluster)) > 0 })
+		if err := first.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		_ = first.Wait()
+		wg.Wait()
+	}
+
+	second, logs := serve()
+	defer func() {
+		_ = second.Process.Signal(os.Interrupt)
+		_ = second.Wait()
+	}()
+
+	if stuck := count("SELECT count(*) FROM sandboxes WHERE status IN ('pending', 'stopping')"); stuck != 0 {
+		t.Errorf("%d rows stuck in pending or stopping after restart\n%s", stuck, logs)
+	}
+	rows, err := db.Query("SELECT 'sbx-' || id FROM sandboxes WHERE status = 'running' ORDER BY 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := []string{}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		running = append(running, name)
+	}
+	containers := testenv.Containers(t, docker, cluster)
+	sort.Strings(containers)
+	if fmt.Sprint(containers) != fmt.Sprint(running) {
+		t.Fatalf("containers %v do not match running rows %v\n%s", containers, running, logs)
+	}
+}
