@@ -68,20 +68,31 @@ func NewService(db *bun.DB, keys *repositories.APIKeys, users *repositories.User
 // MaxKeysPerUser is the configured limit of active keys.
 func (s *Service) MaxKeysPerUser() int { return s.cfg.MaxKeysPerUser }
 
-// Create validates the request and issues a key, holding the user's row lock so concurrent
-// creates cannot exceed the per-user limit.
-func (s *Service) Create(ctx context.Context, userID uuid.UUID, in CreateInput) (Issued, error) {
-	name := strings.TrimSpace(in.Name)
-	if n := utf8.RuneCountInString(name); n < 1 || n > 100 {
-		return Issued{}, apierror.Invalid("name", "name must be 1 to 100 characters")
+// Validate checks a request and returns it normalized (trimmed name, default and ordered scopes).
+func Validate(in CreateInput) (CreateInput, error) {
+	in.Name = strings.TrimSpace(in.Name)
+	if n := utf8.RuneCountInString(in.Name); n < 1 || n > 100 {
+		return in, apierror.Invalid("name", "name must be 1 to 100 characters")
 	}
 	scopes, err := normalizeScopes(in.Scopes)
 	if err != nil {
+		return in, err
+	}
+	in.Scopes = scopes
+	if in.ExpiresAt != nil && !in.ExpiresAt.After(time.Now()) {
+		return in, apierror.Invalid("expires_at", "expires_at must be in the future")
+	}
+	return in, nil
+}
+
+// Create validates the request and issues a key, holding the user's row lock so concurrent
+// creates cannot exceed the per-user limit.
+func (s *Service) Create(ctx context.Context, userID uuid.UUID, in CreateInput) (Issued, error) {
+	in, err := Validate(in)
+	if err != nil {
 		return Issued{}, err
 	}
-	if in.ExpiresAt != nil && !in.ExpiresAt.After(time.Now()) {
-		return Issued{}, apierror.Invalid("expires_at", "expires_at must be in the future")
-	}
+	name, scopes := in.Name, in.Scopes
 	secret, err := Generate()
 	if err != nil {
 		return Issued{}, err

@@ -63,7 +63,7 @@ func (countQueries) AfterQuery(context.Context, *bun.QueryEvent) {}
 
 // startIdentity starts the service against the stub in JWKS mode (CLERK_SECRET_KEY) unless
 // mutate changes it.
-func startIdentity(t *testing.T, mutate func(*config.Config, *clerkstub.Server)) *identity {
+func startIdentity(t testing.TB, mutate func(*config.Config, *clerkstub.Server)) *identity {
 	t.Helper()
 	stub := clerkstub.New(t)
 	cfg := testenv.Config(t)
@@ -81,7 +81,7 @@ func startIdentity(t *testing.T, mutate func(*config.Config, *clerkstub.Server))
 }
 
 // startIdentityWith starts another instance with the same configuration (a second replica).
-func startIdentityWith(t *testing.T, cfg *config.Config, stub *clerkstub.Server, secret string) *identity {
+func startIdentityWith(t testing.TB, cfg *config.Config, stub *clerkstub.Server, secret string) *identity {
 	t.Helper()
 	queries := new(atomic.Int64)
 	var service *sandboxes.Service
@@ -92,7 +92,7 @@ func startIdentityWith(t *testing.T, cfg *config.Config, stub *clerkstub.Server,
 }
 
 // session returns a valid session token for a Clerk user, registering the user with the stub.
-func (id *identity) session(t *testing.T, clerkUserID string) string {
+func (id *identity) session(t testing.TB, clerkUserID string) string {
 	t.Helper()
 	if id.clerk.UserJSON(clerkUserID) == nil {
 		id.clerk.SetUser(clerkstub.User{ID: clerkUserID, Email: clerkUserID + "@example.com", FirstName: "Ada", LastName: "Lovelace", Username: clerkUserID})
@@ -116,7 +116,7 @@ type createdKey struct {
 	RevokedAt *time.Time `json:"revoked_at"`
 }
 
-func (id *identity) createKey(t *testing.T, token, body string) createdKey {
+func (id *identity) createKey(t testing.TB, token, body string) createdKey {
 	t.Helper()
 	resp := id.Do(t, "POST", "/api/keys", body, bearer(token))
 	if resp.Status != http.StatusCreated {
@@ -127,7 +127,7 @@ func (id *identity) createKey(t *testing.T, token, body string) createdKey {
 	return k
 }
 
-func mustJSON(t *testing.T, body string, v any) {
+func mustJSON(t testing.TB, body string, v any) {
 	t.Helper()
 	if err := json.Unmarshal([]byte(body), v); err != nil {
 		t.Fatalf("decoding %s: %v", body, err)
@@ -135,7 +135,7 @@ func mustJSON(t *testing.T, body string, v any) {
 }
 
 // errorCode asserts the one error shape and returns its code.
-func errorCode(t *testing.T, resp testenv.Response) string {
+func errorCode(t testing.TB, resp testenv.Response) string {
 	t.Helper()
 	var b apierror.Body
 	if err := json.Unmarshal([]byte(resp.Body), &b); err != nil || b.Error.Code == "" || b.Error.Message == "" || b.Error.RequestID == "" {

@@ -41,18 +41,18 @@ type sandboxUser struct {
 	key string
 }
 
-func newSandboxUser(t *testing.T, id *identity, clerkID string) sandboxUser {
+func newSandboxUser(t testing.TB, id *identity, clerkID string) sandboxUser {
 	t.Helper()
 	k := id.createKey(t, id.session(t, clerkID), `{"name":"sandboxes"}`)
 	return sandboxUser{id: id, key: k.Key}
 }
 
-func (u sandboxUser) do(t *testing.T, method, path, body string) testenv.Response {
+func (u sandboxUser) do(t testing.TB, method, path, body string) testenv.Response {
 	t.Helper()
 	return u.id.Do(t, method, path, body, bearer(u.key))
 }
 
-func (u sandboxUser) create(t *testing.T, body string) sandbox {
+func (u sandboxUser) create(t testing.TB, body string) sandbox {
 	t.Helper()
 	resp := u.do(t, "POST", "/api/sandboxes", body)
 	if resp.Status != http.StatusCreated {
@@ -74,7 +74,7 @@ func (u sandboxUser) get(t *testing.T, id string) sandbox {
 	return sb
 }
 
-func containers(t *testing.T, id *identity) []string {
+func containers(t testing.TB, id *identity) []string {
 	t.Helper()
 	return testenv.Containers(t, testenv.Docker(t), id.cfg.Runtime.Cluster)
 }

@@ -16,7 +16,7 @@ import (
 )
 
 // ErrNoKey means neither secrets.key (ORCH_SECRETS_KEY) nor auth.jwt_secret (JWT_SECRET) is set.
-var ErrNoKey = errors.New("config: secrets.key: set ORCH_SECRETS_KEY (or JWT_SECRET) to encrypt sandbox env at rest")
+var ErrNoKey error = &config.Error{Key: "secrets.key", Reason: "set ORCH_SECRETS_KEY (or JWT_SECRET) to encrypt sandbox env at rest"}
 
 // Sealer encrypts and decrypts with one derived key.
 type Sealer struct{ aead cipher.AEAD }

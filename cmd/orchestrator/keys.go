@@ -62,17 +62,21 @@ func keysCommand(g globalFlags, args []string) int {
 			fmt.Fprintln(os.Stderr, "usage: orchestrator keys create --email EMAIL --name NAME [--scopes s1,s2] [--expires-in DURATION]")
 			return 2
 		}
-		u, err := users.EnsureLocalUser(ctx, userRepo, *email)
-		if err != nil {
-			return fail(err)
-		}
 		in := apikeys.CreateInput{Name: *name}
 		if *scopes != "" {
 			in.Scopes = strings.Split(*scopes, ",")
 		}
-		if *expiresIn > 0 {
+		if *expiresIn != 0 {
 			at := time.Now().Add(*expiresIn)
 			in.ExpiresAt = &at
+		}
+		// Refuse bad input before creating anything, the user included.
+		if _, err := apikeys.Validate(in); err != nil {
+			return fail(err)
+		}
+		u, err := users.EnsureLocalUser(ctx, userRepo, *email)
+		if err != nil {
+			return fail(err)
 		}
 		issued, err := svc.Create(ctx, u.ID, in)
 		if err != nil {

@@ -96,6 +96,7 @@ func TestSIGTERM(t *testing.T) {
 		"REDIS_URL":             testenv.RedisURL(t),
 		"PORT":                  fmt.Sprint(port),
 		"ORCH_HTTP_DRAIN_DELAY": "2s",
+		"JWT_SECRET":            "sigterm-test-secret",
 		"ORCH_LOG_LEVEL":        "warn",
 		"DOCKER_HOST":           os.Getenv(testenv.EnvDockerHost),
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -49,6 +50,12 @@ func serve(g globalFlags) int {
 	}
 	application := fx.New(app.Options(cfg))
 	if err := application.Err(); err != nil {
+		// A configuration mistake found while building the graph reads like any other: one line
+		// naming the key, not Fx's dependency trace.
+		var cfgErr *config.Error
+		if errors.As(err, &cfgErr) {
+			err = cfgErr
+		}
 		fmt.Fprintln(os.Stderr, "orchestrator:", err)
 		return 1
 	}
