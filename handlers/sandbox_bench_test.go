@@ -15,7 +15,6 @@ import (
 	"github.com/insien/orchestrator/config"
 	"github.com/insien/orchestrator/runtimes"
 	"github.com/insien/orchestrator/runtimes/docker"
-	"github.com/insien/orchestrator/testenv"
 	"github.com/insien/orchestrator/testenv/clerkstub"
 )
 
