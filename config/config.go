@@ -5,6 +5,7 @@ package config
 import (
 	"fmt"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -51,6 +52,17 @@ type App struct {
 
 // Development reports whether the service runs in development mode.
 func (a App) Development() bool { return a.Env == "development" }
+
+// InstanceName is this replica's name: app.instance, else the hostname.
+func (a App) InstanceName() string {
+	if a.Instance != "" {
+		return a.Instance
+	}
+	if host, err := os.Hostname(); err == nil {
+		return host
+	}
+	return "orchestrator"
+}
 
 // HTTP configures the listener, timeouts and edge middleware.
 type HTTP struct {
@@ -175,6 +187,12 @@ type Sandbox struct {
 	ReapInterval      time.Duration `mapstructure:"reap_interval"`
 	ReconcileInterval time.Duration `mapstructure:"reconcile_interval"`
 	CacheTTL          time.Duration `mapstructure:"cache_ttl"`
+	AutoExtend        bool          `mapstructure:"auto_extend"`
+	PausedExpiry      string        `mapstructure:"paused_expiry"` // keep | freeze
+	ConnectionTTL     time.Duration `mapstructure:"connection_ttl"`
+	ExecOutputLimit   int64         `mapstructure:"exec_output_limit"`
+	ExecMaxTimeout    time.Duration `mapstructure:"exec_max_timeout"`
+	MaxUploadBytes    int64         `mapstructure:"max_upload_bytes"`
 }
 
 // Default returns the configuration used when nothing overrides it. config.yaml mirrors it.
@@ -250,6 +268,12 @@ func Default() Config {
 			ReapInterval:      time.Second,
 			ReconcileInterval: time.Minute,
 			CacheTTL:          30 * time.Second,
+			AutoExtend:        true,
+			PausedExpiry:      "keep",
+			ConnectionTTL:     30 * time.Second,
+			ExecOutputLimit:   10 << 20,
+			ExecMaxTimeout:    time.Hour,
+			MaxUploadBytes:    100 << 20,
 		},
 	}
 }
@@ -312,6 +336,11 @@ func (c *Config) Validate() error {
 		{c.Sandbox.MaxEnvBytes > 0, "sandbox.max_env_bytes", "must be positive"},
 		{c.Sandbox.ReapInterval > 0, "sandbox.reap_interval", "must be positive"},
 		{c.Sandbox.ReconcileInterval > 0, "sandbox.reconcile_interval", "must be positive"},
+		{slices.Contains([]string{"keep", "freeze"}, c.Sandbox.PausedExpiry), "sandbox.paused_expiry", "must be keep or freeze"},
+		{c.Sandbox.ConnectionTTL >= 3*time.Second, "sandbox.connection_ttl", "must be at least 3s"},
+		{c.Sandbox.ExecOutputLimit > 0, "sandbox.exec_output_limit", "must be positive"},
+		{c.Sandbox.ExecMaxTimeout >= time.Second, "sandbox.exec_max_timeout", "must be at least 1s"},
+		{c.Sandbox.MaxUploadBytes > 0, "sandbox.max_upload_bytes", "must be positive"},
 	}
 	for _, ch := range checks {
 		if !ch.ok {

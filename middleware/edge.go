@@ -117,15 +117,31 @@ func RequestLog(log *zap.Logger, quietPaths ...string) gin.HandlerFunc {
 	}
 }
 
+const untimedKey = "untimed_context"
+
 // Timeout bounds the request context so work stops before the server's WriteTimeout cuts the
-// connection (WriteTimeout alone does not cancel anything).
+// connection (WriteTimeout alone does not cancel anything). Streaming handlers opt out with
+// Untimed.
 func Timeout(d time.Duration) gin.HandlerFunc {
 	return func(c *gin.Context) {
+		c.Set(untimedKey, c.Request.Context())
 		ctx, cancel := context.WithTimeout(c.Request.Context(), d)
 		defer cancel()
 		c.Request = c.Request.WithContext(ctx)
 		c.Next()
 	}
+}
+
+// Untimed is for streaming responses (SSE, followed logs, WebSockets) that outlive the request
+// timeout: it clears the connection's write deadline and returns the request's context without
+// the timeout, still cancelled when the client goes away.
+func Untimed(c *gin.Context) context.Context {
+	_ = http.NewResponseController(c.Writer).SetWriteDeadline(time.Time{})
+	_ = http.NewResponseController(c.Writer).SetReadDeadline(time.Time{})
+	if ctx, ok := c.Get(untimedKey); ok {
+		return ctx.(context.Context)
+	}
+	return c.Request.Context()
 }
 
 // SecurityHeaders sets the Helmet set suited to a JSON API. Written here rather than pulled from
