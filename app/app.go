@@ -10,6 +10,7 @@ import (
 	"github.com/insien/orchestrator/auth"
 	"github.com/insien/orchestrator/clerkauth"
 	"github.com/insien/orchestrator/config"
+	"github.com/insien/orchestrator/connections"
 	"github.com/insien/orchestrator/handlers"
 	"github.com/insien/orchestrator/migrations"
 	"github.com/insien/orchestrator/providers"
@@ -39,6 +40,7 @@ func Options(cfg *config.Config, extra ...fx.Option) fx.Option {
 		auth.Module,
 		webhooks.Module,
 		secrets.Module,
+		connections.Module,
 		sandboxes.Module,
 		handlers.Module,
 		fx.Provide(NewServer),

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"time"
@@ -36,6 +37,8 @@ func (h *Sandboxes) Register(r gin.IRouter) {
 	g.DELETE("/:id", write, h.delete)
 	g.POST("/:id/timeout", write, h.setTimeout)
 	g.POST("/:id/keepalive", write, h.keepAlive)
+	g.POST("/:id/pause", write, h.pause)
+	g.POST("/:id/resume", write, h.resume)
 }
 
 type createSandboxRequest struct {
@@ -46,6 +49,7 @@ type createSandboxRequest struct {
 	TimeoutSeconds *int              `json:"timeout_seconds"`
 	CPU            *float64          `json:"cpu"`
 	MemoryMB       *int64            `json:"memory_mb"`
+	AutoExtend     *bool             `json:"auto_extend"`
 }
 
 // sandboxResponse is a sandbox as clients see it: env names, never values.
@@ -64,12 +68,17 @@ type sandboxResponse struct {
 	StartedAt      *time.Time        `json:"started_at"`
 	ExpiresAt      time.Time         `json:"expires_at"`
 	EndedAt        *time.Time        `json:"ended_at"`
+	PausedAt       *time.Time        `json:"paused_at"`
+	AutoExtend     bool              `json:"auto_extend"`
+	// ActiveConnections is reported by GET /api/sandboxes/{id} only: counting costs a Redis call.
+	ActiveConnections *int `json:"active_connections,omitempty"`
 }
 
 func toSandboxResponse(s *repositories.Sandbox) sandboxResponse {
 	return sandboxResponse{ID: s.ID, Status: s.Status, EndReason: s.EndReason, Image: s.Image, Command: s.Command,
 		Metadata: s.Metadata, EnvNames: s.EnvNames, CPU: s.CPU, MemoryMB: s.MemoryMB, TimeoutSeconds: s.TimeoutSeconds,
-		CreatedAt: s.CreatedAt, StartedAt: s.StartedAt, ExpiresAt: s.ExpiresAt, EndedAt: s.EndedAt}
+		CreatedAt: s.CreatedAt, StartedAt: s.StartedAt, ExpiresAt: s.ExpiresAt, EndedAt: s.EndedAt,
+		PausedAt: s.PausedAt, AutoExtend: s.AutoExtend}
 }
 
 func caller(c *gin.Context) sandboxes.Caller {
@@ -89,7 +98,7 @@ func (h *Sandboxes) create(c *gin.Context) {
 	}
 	sb, replayed, err := h.sandboxes.Create(c.Request.Context(), caller(c), sandboxes.CreateInput{
 		Image: req.Image, Command: req.Command, Env: req.Env, Metadata: req.Metadata,
-		TimeoutSeconds: req.TimeoutSeconds, CPU: req.CPU, MemoryMB: req.MemoryMB,
+		TimeoutSeconds: req.TimeoutSeconds, CPU: req.CPU, MemoryMB: req.MemoryMB, AutoExtend: req.AutoExtend,
 		IdempotencyKey: c.GetHeader("Idempotency-Key"),
 	})
 	if err != nil {
@@ -150,7 +159,10 @@ func (h *Sandboxes) get(c *gin.Context) {
 		_ = c.Error(err)
 		return
 	}
-	c.JSON(http.StatusOK, toSandboxResponse(sb))
+	resp := toSandboxResponse(sb)
+	conns := h.sandboxes.ActiveConnections(c.Request.Context(), id)
+	resp.ActiveConnections = &conns
+	c.JSON(http.StatusOK, resp)
 }
 
 func (h *Sandboxes) delete(c *gin.Context) {
@@ -189,12 +201,17 @@ func (h *Sandboxes) setTimeout(c *gin.Context) {
 	c.JSON(http.StatusOK, toSandboxResponse(sb))
 }
 
-func (h *Sandboxes) keepAlive(c *gin.Context) {
+func (h *Sandboxes) keepAlive(c *gin.Context) { h.change(c, h.sandboxes.KeepAlive) }
+func (h *Sandboxes) pause(c *gin.Context)     { h.change(c, h.sandboxes.Pause) }
+func (h *Sandboxes) resume(c *gin.Context)    { h.change(c, h.sandboxes.Resume) }
+
+// change runs a body-less state change on the path's sandbox and answers with the sandbox.
+func (h *Sandboxes) change(c *gin.Context, apply func(context.Context, uuid.UUID, uuid.UUID) (*repositories.Sandbox, error)) {
 	id, ok := sandboxID(c)
 	if !ok {
 		return
 	}
-	sb, err := h.sandboxes.KeepAlive(c.Request.Context(), auth.From(c).UserID, id)
+	sb, err := apply(c.Request.Context(), auth.From(c).UserID, id)
 	if err != nil {
 		_ = c.Error(err)
 		return

@@ -580,3 +580,41 @@ func TestReadinessIncludesRuntime(t *testing.T) {
 		t.Fatalf("%d %s", resp.Status, resp.Body)
 	}
 }
+
+func TestPauseResume(t *testing.T) {
+	id := startIdentity(t, nil)
+	u := newSandboxUser(t, id, "user_pause")
+	sb := u.create(t, `{}`)
+	state := func(path string) (int, sandbox) {
+		resp := u.do(t, "POST", "/api/sandboxes/"+sb.ID+path, "")
+		var got sandbox
+		if resp.Status == http.StatusOK {
+			mustJSON(t, resp.Body, &got)
+		}
+		return resp.Status, got
+	}
+	paused := func() bool {
+		res, err := testenv.Docker(t).ContainerInspect(t.Context(), "sbx-"+sb.ID, client.ContainerInspectOptions{})
+		return err == nil && res.Container.State.Paused
+	}
+	steps := []struct {
+		path       string
+		wantStatus string
+		wantPaused bool
+	}{
+		{"/pause", "paused", true},
+		{"/pause", "paused", true},
+		{"/resume", "running", false},
+		{"/resume", "running", false},
+	}
+	for _, step := range steps {
+		code, got := state(step.path)
+		if code != http.StatusOK || got.Status != step.wantStatus || paused() != step.wantPaused {
+			t.Fatalf("%s: %d %s, container paused=%v", step.path, code, got.Status, paused())
+		}
+	}
+	u.do(t, "DELETE", "/api/sandboxes/"+sb.ID, "")
+	if code, _ := state("/pause"); code != http.StatusConflict {
+		t.Errorf("pausing a stopped sandbox = %d, want 409", code)
+	}
+}

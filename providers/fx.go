@@ -7,6 +7,7 @@ import (
 
 	"github.com/insien/orchestrator/config"
 	"github.com/insien/orchestrator/health"
+	"github.com/insien/orchestrator/runtimes"
 )
 
 // Module provides the shared clients and registers their readiness checks.
@@ -15,7 +16,7 @@ var Module = fx.Module("providers",
 	fx.Provide(NewDB),
 	fx.Provide(NewRedis),
 	fx.Provide(NewEngine),
-	fx.Provide(NewRuntime),
+	fx.Provide(fx.Annotate(NewRuntime, fx.As(new(runtimes.Runtime)), fx.As(new(runtimes.Interactive)))),
 	fx.Provide(fx.Annotate(dbCheck, fx.ResultTags(`group:"health_checks"`))),
 	fx.Provide(fx.Annotate(redisCheck, fx.ResultTags(`group:"health_checks"`))),
 	fx.Provide(fx.Annotate(runtimeCheck, fx.ResultTags(`group:"health_checks"`))),

@@ -11,7 +11,7 @@ import (
 )
 
 // NewRuntime builds the configured sandbox runtime driver (Docker today) and closes it on stop.
-func NewRuntime(lc fx.Lifecycle, cfg config.Runtime, log *zap.Logger) (runtimes.Runtime, error) {
+func NewRuntime(lc fx.Lifecycle, cfg config.Runtime, log *zap.Logger) (*docker.Runtime, error) {
 	rt, err := docker.New(docker.Options{
 		Host:         cfg.DockerHost,
 		AllowNetwork: cfg.AllowNetwork,

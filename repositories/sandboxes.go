@@ -34,6 +34,8 @@ type Sandbox struct {
 	StartedAt      *time.Time        `bun:"started_at"`
 	ExpiresAt      time.Time         `bun:"expires_at"`
 	EndedAt        *time.Time        `bun:"ended_at"`
+	PausedAt       *time.Time        `bun:"paused_at"`
+	AutoExtend     bool              `bun:"auto_extend"`
 }
 
 // Sandbox states. Live states hold runtime resources.
@@ -146,18 +148,30 @@ func (r *Sandboxes) SetExpiry(ctx context.Context, userID, id uuid.UUID, expires
 
 // ClaimExpired atomically moves up to limit expired live sandboxes to stopping and returns them.
 // SKIP LOCKED lets several replicas claim disjoint sets: each sandbox is reaped exactly once.
-func (r *Sandboxes) ClaimExpired(ctx context.Context, limit int) ([]Sandbox, error) {
+// When pausedKeepsExpiry is false a paused sandbox's clock is frozen: only max lifetime ends it.
+func (r *Sandboxes) ClaimExpired(ctx context.Context, limit int, pausedKeepsExpiry bool, maxLifetime time.Duration) ([]Sandbox, error) {
 	var out []Sandbox
 	err := r.db.NewRaw(`
 		UPDATE sandboxes SET status = 'stopping', end_reason = 'expired', updated_at = now()
 		WHERE id IN (
 			SELECT id FROM sandboxes
-			WHERE status IN ('running', 'paused') AND expires_at <= now()
+			WHERE (status = 'running' AND expires_at <= now())
+			   OR (status = 'paused' AND ((? AND expires_at <= now()) OR created_at + ? * interval '1 second' <= now()))
 			ORDER BY expires_at
 			LIMIT ?
 			FOR UPDATE SKIP LOCKED)
-		RETURNING *`, limit).Scan(ctx, &out)
+		RETURNING *`, pausedKeepsExpiry, maxLifetime.Seconds(), limit).Scan(ctx, &out)
 	return out, translate(err)
+}
+
+// Touch pushes expires_at forward to at (never backward) for a running sandbox.
+func (r *Sandboxes) Touch(ctx context.Context, id uuid.UUID, at time.Time) (*Sandbox, error) {
+	s := new(Sandbox)
+	err := r.db.NewUpdate().Model(s).
+		Set("expires_at = ?", at).Set("updated_at = now()").
+		Where("id = ?", id).Where("status = ?", StatusRunning).Where("expires_at < ?", at).
+		Returning("*").Scan(ctx)
+	return s, translate(err)
 }
 
 // ClaimStuck moves sandboxes left mid-transition by a dead process to stopping and returns them,

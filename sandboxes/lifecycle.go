@@ -100,7 +100,7 @@ func (s *Service) every(ctx context.Context, interval time.Duration, name string
 // replicas each sandbox is reaped by exactly one.
 func (s *Service) Reap(ctx context.Context) error {
 	for {
-		claimed, err := s.rows.ClaimExpired(ctx, claimBatch)
+		claimed, err := s.rows.ClaimExpired(ctx, claimBatch, s.cfg.PausedExpiry == "keep", s.cfg.MaxLifetime)
 		if err != nil || len(claimed) == 0 {
 			return err
 		}

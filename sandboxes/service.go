@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/insien/orchestrator/apierror"
 	"github.com/insien/orchestrator/config"
+	"github.com/insien/orchestrator/connections"
 	"github.com/insien/orchestrator/repositories"
 	"github.com/insien/orchestrator/runtimes"
 	"github.com/insien/orchestrator/secrets"
@@ -48,6 +48,7 @@ type Service struct {
 	rt       runtimes.Runtime
 	sealer   *secrets.Sealer
 	rdb      *redis.Client
+	conns    *connections.Registry
 	cfg      config.Sandbox
 	rtcfg    config.Runtime
 	instance string
@@ -67,6 +68,7 @@ type Params struct {
 	Runtime runtimes.Runtime
 	Sealer  *secrets.Sealer
 	Redis   *redis.Client
+	Conns   *connections.Registry
 	Sandbox config.Sandbox
 	RtCfg   config.Runtime
 	App     config.App
@@ -75,25 +77,14 @@ type Params struct {
 
 // NewService builds the service from its Fx parameters.
 func NewService(p Params) *Service {
-	return New(p.DB, p.Rows, p.Runtime, p.Sealer, p.Redis, p.Sandbox, p.RtCfg, InstanceName(p.App), p.Log)
+	return New(p.DB, p.Rows, p.Runtime, p.Sealer, p.Redis, p.Conns, p.Sandbox, p.RtCfg, p.App.InstanceName(), p.Log)
 }
 
 // New builds the service.
 func New(db *bun.DB, rows *repositories.Sandboxes, rt runtimes.Runtime, sealer *secrets.Sealer, rdb *redis.Client,
-	cfg config.Sandbox, rtcfg config.Runtime, instance string, log *zap.Logger) *Service {
-	return &Service{db: db, rows: rows, rt: rt, sealer: sealer, rdb: rdb, cfg: cfg, rtcfg: rtcfg,
+	conns *connections.Registry, cfg config.Sandbox, rtcfg config.Runtime, instance string, log *zap.Logger) *Service {
+	return &Service{db: db, rows: rows, rt: rt, sealer: sealer, rdb: rdb, conns: conns, cfg: cfg, rtcfg: rtcfg,
 		instance: instance, started: time.Now(), log: log.Named("sandboxes")}
-}
-
-// InstanceName is this replica's name: app.instance, else the hostname.
-func InstanceName(app config.App) string {
-	if app.Instance != "" {
-		return app.Instance
-	}
-	if host, err := os.Hostname(); err == nil {
-		return host
-	}
-	return "orchestrator"
 }
 
 // Reaped counts the sandboxes this replica has expired (for tests and metrics).
@@ -161,7 +152,7 @@ func (s *Service) newRow(caller Caller, idempotencyKey string, sp spec) (*reposi
 	row := &repositories.Sandbox{
 		ID: id, UserID: caller.UserID, APIKeyID: caller.APIKeyID, Image: sp.image, Command: sp.command,
 		Status: repositories.StatusPending, Instance: s.instance, CPU: sp.cpu, MemoryMB: sp.memoryMB,
-		Metadata: sp.metadata, EnvNames: []string{}, TimeoutSeconds: int(sp.timeout / time.Second),
+		Metadata: sp.metadata, EnvNames: []string{}, TimeoutSeconds: int(sp.timeout / time.Second), AutoExtend: sp.autoExtend,
 		ExpiresAt: time.Now().Add(sp.timeout),
 	}
 	if row.Command == nil {

@@ -21,18 +21,20 @@ type CreateInput struct {
 	TimeoutSeconds *int
 	CPU            *float64
 	MemoryMB       *int64
+	AutoExtend     *bool
 	IdempotencyKey string
 }
 
 // spec is a validated CreateInput with defaults applied.
 type spec struct {
-	image    string
-	command  []string
-	env      map[string]string
-	metadata map[string]string
-	timeout  time.Duration
-	cpu      float64
-	memoryMB int64
+	image      string
+	command    []string
+	env        map[string]string
+	metadata   map[string]string
+	timeout    time.Duration
+	cpu        float64
+	memoryMB   int64
+	autoExtend bool
 }
 
 const (
@@ -50,7 +52,10 @@ var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // validate checks every field against the configured limits, naming the first bad field.
 func validate(in CreateInput, cfg config.Sandbox) (spec, error) {
 	s := spec{image: in.Image, command: in.Command, env: in.Env, metadata: in.Metadata,
-		timeout: cfg.DefaultTimeout, cpu: cfg.DefaultCPU, memoryMB: cfg.DefaultMemoryMB}
+		timeout: cfg.DefaultTimeout, cpu: cfg.DefaultCPU, memoryMB: cfg.DefaultMemoryMB, autoExtend: cfg.AutoExtend}
+	if in.AutoExtend != nil {
+		s.autoExtend = *in.AutoExtend
+	}
 	if s.image == "" {
 		s.image = cfg.DefaultImage
 	}
@@ -155,8 +160,8 @@ func validateEnv(env map[string]string, maxBytes int) error {
 }
 
 func truncate(s string) string {
-	if len(s) > 32 {
-		return fmt.Sprintf("%s…", s[:32])
+	if r := []rune(s); len(r) > 32 {
+		return fmt.Sprintf("%s…", string(r[:32]))
 	}
 	return s
 }

@@ -1,0 +1,126 @@
+package sandboxes
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+
+	"github.com/insien/orchestrator/apierror"
+	"github.com/insien/orchestrator/repositories"
+	"github.com/insien/orchestrator/runtimes"
+)
+
+// Running returns a user's sandbox if it can run commands now: 404 when it is not theirs,
+// 409 naming its state when it is not running.
+func (s *Service) Running(ctx context.Context, userID, id uuid.UUID) (*repositories.Sandbox, error) {
+	sb, err := s.Get(ctx, userID, id)
+	if err != nil {
+		return nil, err
+	}
+	if sb.Status != repositories.StatusRunning {
+		return nil, apierror.Conflict("sandbox_not_running", "sandbox is %s; it must be running", sb.Status)
+	}
+	return sb, nil
+}
+
+// Touch records activity: with auto_extend, expires_at moves to now + the sandbox's timeout
+// (bounded by max lifetime). Writes are skipped while the stored expiry is still close to that,
+// so a busy sandbox costs at most a few UPDATEs a minute.
+func (s *Service) Touch(ctx context.Context, sb *repositories.Sandbox) {
+	if !sb.AutoExtend {
+		return
+	}
+	timeout := time.Duration(sb.TimeoutSeconds) * time.Second
+	target := time.Now().Add(timeout)
+	if limit := sb.CreatedAt.Add(s.cfg.MaxLifetime); target.After(limit) {
+		target = limit
+	}
+	if target.Sub(sb.ExpiresAt) < min(timeout/10, 10*time.Second) {
+		return
+	}
+	updated, err := s.rows.Touch(ctx, sb.ID, target)
+	if err != nil {
+		if !errors.Is(err, repositories.ErrNotFound) {
+			s.log.Debug("extending on activity", zap.Stringer("sandbox", sb.ID), zap.Error(err))
+		}
+		return
+	}
+	*sb = *updated
+	s.changed(ctx, updated)
+}
+
+// Connect registers a live connection (terminal, streaming exec, followed logs) to a sandbox;
+// while it is open it counts in active_connections and keeps the sandbox alive. Call the
+// returned function when the connection ends.
+func (s *Service) Connect(sb *repositories.Sandbox) (release func()) {
+	current := *sb
+	return s.conns.Open(sb.ID, func(ctx context.Context) { s.Touch(ctx, &current) })
+}
+
+// ActiveConnections counts the live connections of a sandbox on every replica (0 if Redis is
+// unreachable: the count is advisory).
+func (s *Service) ActiveConnections(ctx context.Context, id uuid.UUID) int {
+	n, err := s.conns.Count(ctx, id)
+	if err != nil {
+		s.log.Debug("counting connections", zap.Error(err))
+	}
+	return n
+}
+
+// Pause freezes every process of a running sandbox; pausing a paused sandbox succeeds.
+func (s *Service) Pause(ctx context.Context, userID, id uuid.UUID) (*repositories.Sandbox, error) {
+	return s.freeze(ctx, userID, id, repositories.StatusRunning, repositories.StatusPaused, s.rt.Pause,
+		func(now time.Time, sb *repositories.Sandbox) map[string]any { return map[string]any{"paused_at": now} })
+}
+
+// Resume thaws a paused sandbox; resuming a running sandbox succeeds. With paused_expiry
+// "freeze" the time spent paused is added to expires_at (bounded by max lifetime).
+func (s *Service) Resume(ctx context.Context, userID, id uuid.UUID) (*repositories.Sandbox, error) {
+	return s.freeze(ctx, userID, id, repositories.StatusPaused, repositories.StatusRunning, s.rt.Resume,
+		func(now time.Time, sb *repositories.Sandbox) map[string]any {
+			set := map[string]any{"paused_at": nil}
+			if s.cfg.PausedExpiry == "freeze" && sb.PausedAt != nil {
+				expires := sb.ExpiresAt.Add(now.Sub(*sb.PausedAt))
+				if limit := sb.CreatedAt.Add(s.cfg.MaxLifetime); expires.After(limit) {
+					expires = limit
+				}
+				set["expires_at"] = expires
+			}
+			return set
+		})
+}
+
+func (s *Service) freeze(ctx context.Context, userID, id uuid.UUID, from, to string,
+	act func(context.Context, string) error, set func(time.Time, *repositories.Sandbox) map[string]any) (*repositories.Sandbox, error) {
+	sb, err := s.rows.Get(ctx, userID, id)
+	if errors.Is(err, repositories.ErrNotFound) {
+		return nil, apierror.NotFound("sandbox")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if sb.Status == to {
+		return sb, nil
+	}
+	if sb.Status != from {
+		return nil, apierror.Conflict("sandbox_not_"+from, "sandbox is %s; it must be %s", sb.Status, from)
+	}
+	if err := act(ctx, ContainerName(id)); err != nil {
+		if errors.Is(err, runtimes.ErrNotFound) {
+			return nil, apierror.Conflict("sandbox_not_"+from, "the sandbox's container is gone")
+		}
+		return nil, err
+	}
+	updated, err := s.rows.Transition(ctx, id, []string{from}, to, set(time.Now(), sb))
+	if errors.Is(err, repositories.ErrNotFound) {
+		return nil, apierror.Conflict("sandbox_changed", "the sandbox changed state meanwhile; retry")
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.changed(ctx, updated)
+	return updated, nil
+}
