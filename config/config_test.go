@@ -51,6 +51,15 @@ func TestEveryKeyIsDocumented(t *testing.T) {
 			t.Errorf("config.yaml does not document %s", key)
 		}
 	}
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range config.Keys() {
+		if !strings.Contains(string(readme), "| `"+key+"` |") {
+			t.Errorf("README.md's configuration table does not list %s", key)
+		}
+	}
 	example, err := os.ReadFile("../.env.example")
 	if err != nil {
 		t.Fatal(err)
