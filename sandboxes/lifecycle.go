@@ -16,8 +16,8 @@ import (
 
 const (
 	// stuckAfter is how long a row may sit in pending or stopping before the reconciler assumes
-	// the process handling it died and finishes the job.
-	stuckAfter = 2 * time.Minute
+	// the process handling it died and finishes the job: longer than any live create may take.
+	stuckAfter = runtimeBudget + time.Minute
 	claimBatch = 20
 )
 

@@ -342,25 +342,30 @@ func (s *Service) Delete(ctx context.Context, userID, id uuid.UUID) error {
 	return s.destroy(runCtx, claimed)
 }
 
-// DestroyAllForUser ends every live sandbox of a user (the account was deleted).
+// DestroyAllForUser ends every live sandbox of a user (the account was deleted). The sandboxes
+// are claimed at once and their containers removed in parallel; one that fails to go stays
+// stopping, and the reconciler finishes it.
 func (s *Service) DestroyAllForUser(ctx context.Context, userID uuid.UUID, reason string) error {
 	live, err := s.rows.LiveForUser(ctx, userID)
 	if err != nil {
 		return err
 	}
-	var errs []error
+	var claimed []repositories.Sandbox
 	for _, sb := range live {
-		claimed, err := s.rows.Transition(ctx, sb.ID, []string{repositories.StatusPending, repositories.StatusRunning, repositories.StatusPaused},
+		c, err := s.rows.Transition(ctx, sb.ID, []string{repositories.StatusPending, repositories.StatusRunning, repositories.StatusPaused},
 			repositories.StatusStopping, map[string]any{"end_reason": reason})
 		if errors.Is(err, repositories.ErrNotFound) {
-			continue
+			continue // already ending
 		}
-		if err == nil {
-			err = s.destroy(ctx, claimed)
+		if err != nil {
+			return err
 		}
-		errs = append(errs, err)
+		claimed = append(claimed, *c)
 	}
-	return errors.Join(errs...)
+	runCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), runtimeBudget)
+	defer cancel()
+	s.destroyAll(runCtx, claimed, nil)
+	return nil
 }
 
 // SetTimeout sets expires_at to now + seconds, bounded by max lifetime from creation.
