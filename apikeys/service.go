@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/insien/orchestrator/apierror"
+	"github.com/insien/orchestrator/cache"
 	"github.com/insien/orchestrator/config"
 	"github.com/insien/orchestrator/repositories"
 )
@@ -215,18 +216,7 @@ func cacheKey(hash []byte) string     { return "apikey:" + hex.EncodeToString(ha
 func tombstoneKey(hash []byte) string { return "apikey:revoked:" + hex.EncodeToString(hash) }
 
 func (s *Service) cached(ctx context.Context, hash []byte) (Identity, bool) {
-	data, err := s.rdb.Get(ctx, cacheKey(hash)).Bytes()
-	if err != nil {
-		if !errors.Is(err, redis.Nil) {
-			s.log.Debug("key cache unavailable; using Postgres", zap.Error(err))
-		}
-		return Identity{}, false
-	}
-	var id Identity
-	if json.Unmarshal(data, &id) != nil {
-		return Identity{}, false
-	}
-	return id, true
+	return cache.Get[Identity](ctx, s.rdb, cacheKey(hash))
 }
 
 // rememberScript caches an identity unless the key was revoked meanwhile: a request that read

@@ -251,7 +251,7 @@ func TestShutdownFinishesInFlightRequests(t *testing.T) {
 		defer wg.Done()
 		slow = testenv.Do(t, "GET", a.URL+"/test/slow", "", nil)
 	}()
-	waitFor(t, "the slow request to be in flight", func() bool { return true })
+	testenv.Eventually(t, "the slow request to be in flight", 15*time.Second, func() bool { return true })
 	time.Sleep(100 * time.Millisecond)
 
 	stopped := make(chan struct{})
@@ -259,7 +259,7 @@ func TestShutdownFinishesInFlightRequests(t *testing.T) {
 		a.Stop(t)
 		close(stopped)
 	}()
-	waitFor(t, "readiness to fail during the drain", func() bool {
+	testenv.Eventually(t, "readiness to fail during the drain", 15*time.Second, func() bool {
 		return testenv.Do(t, "GET", a.URL+"/ready", "", nil).Status == http.StatusServiceUnavailable
 	})
 	if got := testenv.Do(t, "GET", a.URL+"/health", "", nil).Status; got != http.StatusOK {
@@ -271,16 +271,4 @@ func TestShutdownFinishesInFlightRequests(t *testing.T) {
 		t.Fatalf("in-flight request got %d %s", slow.Status, slow.Body)
 	}
 	<-stopped
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
 }

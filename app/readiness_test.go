@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/insien/orchestrator/config"
 	"github.com/insien/orchestrator/testenv"
@@ -22,7 +23,7 @@ func TestReadinessFollowsDependencies(t *testing.T) {
 	a := testenv.StartApp(t, cfg)
 
 	ready := func() testenv.Response { return a.Do(t, "GET", "/ready", "", nil) }
-	waitFor(t, "ready", func() bool { return ready().Status == http.StatusOK })
+	testenv.Eventually(t, "ready", 15*time.Second, func() bool { return ready().Status == http.StatusOK })
 
 	tests := []struct {
 		dependency string
@@ -35,7 +36,7 @@ func TestReadinessFollowsDependencies(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.dependency, func(t *testing.T) {
 			tt.stop()
-			waitFor(t, tt.dependency+" to be reported unavailable", func() bool {
+			testenv.Eventually(t, tt.dependency+" to be reported unavailable", 15*time.Second, func() bool {
 				r := ready()
 				return r.Status == http.StatusServiceUnavailable && strings.Contains(r.Body, `"`+tt.dependency+`":"`) &&
 					!strings.Contains(r.Body, `"`+tt.dependency+`":"ok"`)
@@ -44,7 +45,7 @@ func TestReadinessFollowsDependencies(t *testing.T) {
 				t.Errorf("/health = %d while %s is down, want 200", got, tt.dependency)
 			}
 			tt.start()
-			waitFor(t, "ready again after "+tt.dependency+" returns", func() bool { return ready().Status == http.StatusOK })
+			testenv.Eventually(t, "ready again after "+tt.dependency+" returns", 15*time.Second, func() bool { return ready().Status == http.StatusOK })
 		})
 	}
 }
@@ -63,5 +64,5 @@ func TestStartsBeforeItsDependencies(t *testing.T) {
 		t.Fatalf("readyz with Redis down = %d %s", r.Status, r.Body)
 	}
 	redisServer.Start()
-	waitFor(t, "ready once Redis starts", func() bool { return a.Do(t, "GET", "/readyz", "", nil).Status == http.StatusOK })
+	testenv.Eventually(t, "ready once Redis starts", 15*time.Second, func() bool { return a.Do(t, "GET", "/readyz", "", nil).Status == http.StatusOK })
 }

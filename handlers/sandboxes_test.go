@@ -79,16 +79,9 @@ func containers(t testing.TB, id *identity) []string {
 	return testenv.Containers(t, testenv.Docker(t), id.cfg.Runtime.Cluster)
 }
 
-func eventually(t *testing.T, what string, within time.Duration, cond func() bool) {
+func eventually(t testing.TB, what string, within time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %s waiting for %s", within, what)
+	testenv.Eventually(t, what, within, cond)
 }
 
 func TestSandboxLifecycle(t *testing.T) {

@@ -2,7 +2,6 @@ package sandboxes
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"sync"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"github.com/google/uuid"
 	"go.uber.org/zap"
 
+	"github.com/insien/orchestrator/cache"
 	"github.com/insien/orchestrator/repositories"
 	"github.com/insien/orchestrator/runtimes"
 )
@@ -198,22 +198,16 @@ func cacheKey(id uuid.UUID) string { return "sandbox:" + id.String() }
 
 // cached returns the Redis copy of a sandbox (env excluded) when present.
 func (s *Service) cached(ctx context.Context, id uuid.UUID) (*repositories.Sandbox, bool) {
-	data, err := s.rdb.Get(ctx, cacheKey(id)).Bytes()
-	if err != nil {
-		return nil, false
-	}
-	sb := new(repositories.Sandbox)
-	if json.Unmarshal(data, sb) != nil {
-		return nil, false
-	}
-	return sb, true
+	sb, ok := cache.Get[repositories.Sandbox](ctx, s.rdb, cacheKey(id))
+	return &sb, ok
 }
 
 func (s *Service) cache(ctx context.Context, sb *repositories.Sandbox) {
 	copied := *sb
 	copied.EnvEncrypted = nil // secrets stay in Postgres only
-	data, _ := json.Marshal(copied)
-	_ = s.rdb.Set(ctx, cacheKey(sb.ID), data, s.cfg.CacheTTL).Err()
+	if err := cache.Set(ctx, s.rdb, cacheKey(sb.ID), copied, s.cfg.CacheTTL); err != nil {
+		s.log.Debug("caching sandbox", zap.Error(err))
+	}
 }
 
 // changed invalidates the Redis copy after every write; a failure only shortens nothing, since

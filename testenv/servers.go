@@ -23,7 +23,7 @@ type RedisServer struct {
 // StartRedis runs a private Redis on a free loopback port for tests that take Redis away.
 func StartRedis(t testing.TB) *RedisServer {
 	t.Helper()
-	s := &RedisServer{t: t, port: freePort(t), dir: t.TempDir()}
+	s := &RedisServer{t: t, port: FreePort(t), dir: t.TempDir()}
 	s.Start()
 	t.Cleanup(s.Stop)
 	return s
@@ -77,7 +77,7 @@ func StartPostgres(t testing.TB) *PostgresServer {
 	if err := os.Chmod(root, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s := &PostgresServer{t: t, port: freePort(t), dir: filepath.Join(root, "data"), bindir: bindir}
+	s := &PostgresServer{t: t, port: FreePort(t), dir: filepath.Join(root, "data"), bindir: bindir}
 	if err := os.Mkdir(s.dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,8 @@ func (s *PostgresServer) chownToPostgres(dir string) {
 	}
 }
 
-func freePort(t testing.TB) int {
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

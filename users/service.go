@@ -4,7 +4,6 @@ package users
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"sync"
 	"time"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/insien/orchestrator/apierror"
 	"github.com/insien/orchestrator/apikeys"
+	"github.com/insien/orchestrator/cache"
 	"github.com/insien/orchestrator/clerkauth"
 	"github.com/insien/orchestrator/config"
 	"github.com/insien/orchestrator/repositories"
@@ -152,20 +152,12 @@ func (s *Service) noteClerk(err error) {
 }
 
 func (s *Service) cachedUser(ctx context.Context, clerkUserID string) (*repositories.User, bool) {
-	data, err := s.rdb.Get(ctx, clerkCacheKey(clerkUserID)).Bytes()
-	if err != nil {
-		return nil, false
-	}
-	u := new(repositories.User)
-	if json.Unmarshal(data, u) != nil {
-		return nil, false
-	}
-	return u, true
+	u, ok := cache.Get[repositories.User](ctx, s.rdb, clerkCacheKey(clerkUserID))
+	return &u, ok
 }
 
 func (s *Service) cacheUser(ctx context.Context, clerkUserID string, u *repositories.User) {
-	data, _ := json.Marshal(u)
-	if err := s.rdb.Set(ctx, clerkCacheKey(clerkUserID), data, cacheTTL).Err(); err != nil {
+	if err := cache.Set(ctx, s.rdb, clerkCacheKey(clerkUserID), u, cacheTTL); err != nil {
 		s.log.Debug("caching user failed", zap.Error(err))
 	}
 }

@@ -20,7 +20,7 @@ import (
 func TestKillDuringCreatesThenRestart(t *testing.T) {
 	cluster := fmt.Sprintf("crash-%d", time.Now().UnixNano())
 	testenv.RemoveCluster(t, cluster)
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	dbURL := testenv.DatabaseURL(t)
 	env := map[string]string{
 		"DATABASE_URL":          dbURL,
@@ -50,7 +50,7 @@ func TestKillDuringCreatesThenRestart(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		waitUntil(t, "ready", func() bool {
+		testenv.Eventually(t, "ready", 20*time.Second, func() bool {
 			resp, err := http.Get(base + "/ready")
 			if err != nil {
 				return false
@@ -90,7 +90,7 @@ func TestKillDuringCreatesThenRestart(t *testing.T) {
 				}
 			}()
 		}
-		waitUntil(t, "a first container", func() bool { return len(testenv.Containers(t, docker, cluster)) > 0 })
+		testenv.Eventually(t, "a first container", 20*time.Second, func() bool { return len(testenv.Containers(t, docker, cluster)) > 0 })
 		if err := first.Process.Kill(); err != nil {
 			t.Fatal(err)
 		}

@@ -26,13 +26,8 @@ func keysCommand(g globalFlags, args []string) int {
 		fmt.Fprint(os.Stderr, "usage: orchestrator keys create|list|revoke ...\n")
 		return 2
 	}
-	cfg, ok := loadConfig(g)
+	cfg, db, ok := openDB(g)
 	if !ok {
-		return 1
-	}
-	db, err := providers.NewDB(cfg.Database)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer db.Close()

@@ -228,7 +228,7 @@ func TestKeysAuthenticateAgainstServe(t *testing.T) {
 	op := newOperator(t)
 	key := op.create("--email", "ops@example.com", "--name", "ci")
 
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	env := map[string]string{
 		"PORT":                  fmt.Sprint(port),
 		"ORCH_HTTP_DRAIN_DELAY": "0s",
@@ -258,7 +258,7 @@ func TestKeysAuthenticateAgainstServe(t *testing.T) {
 		}
 	})
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	waitUntil(t, "ready", func() bool {
+	testenv.Eventually(t, "ready", 20*time.Second, func() bool {
 		select {
 		case err := <-done:
 			done <- err // for the cleanup

@@ -3,7 +3,6 @@ package main_test
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -46,16 +45,6 @@ func command(t *testing.T, env map[string]string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 func TestBadConfigStopsStartUpNamingTheKey(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -90,7 +79,7 @@ func TestBadConfigStopsStartUpNamingTheKey(t *testing.T) {
 // TestSIGTERM: the real process flips readiness to 503 at once, keeps serving through the drain,
 // and exits 0.
 func TestSIGTERM(t *testing.T) {
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	env := map[string]string{
 		"DATABASE_URL":          testenv.DatabaseURL(t),
 		"REDIS_URL":             testenv.RedisURL(t),
@@ -118,12 +107,12 @@ func TestSIGTERM(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	waitUntil(t, "ready", func() bool { return status("/ready") == http.StatusOK })
+	testenv.Eventually(t, "ready", 20*time.Second, func() bool { return status("/ready") == http.StatusOK })
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "readiness to fail after SIGTERM", func() bool { return status("/ready") == http.StatusServiceUnavailable })
+	testenv.Eventually(t, "readiness to fail after SIGTERM", 20*time.Second, func() bool { return status("/ready") == http.StatusServiceUnavailable })
 	if got := status("/health"); got != http.StatusOK {
 		t.Errorf("/health during drain = %d, want 200", got)
 	}
@@ -149,16 +138,4 @@ func TestVersionAndUsage(t *testing.T) {
 	if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 2 {
 		t.Fatalf("unknown command exit = %v, want 2", err)
 	}
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
 }

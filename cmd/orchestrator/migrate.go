@@ -8,7 +8,6 @@ import (
 	"syscall"
 
 	"github.com/insien/orchestrator/migrations"
-	"github.com/insien/orchestrator/providers"
 )
 
 // migrateCommand runs `migrate up|down|status|create NAME` without starting the service.
@@ -32,13 +31,8 @@ func migrateCommand(g globalFlags, args []string) int {
 		}
 		return 0
 	}
-	cfg, ok := loadConfig(g)
+	_, db, ok := openDB(g)
 	if !ok {
-		return 1
-	}
-	db, err := providers.NewDB(cfg.Database)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer db.Close()

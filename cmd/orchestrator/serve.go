@@ -9,10 +9,12 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/uptrace/bun"
 	"go.uber.org/fx"
 
 	"github.com/insien/orchestrator/app"
 	"github.com/insien/orchestrator/config"
+	"github.com/insien/orchestrator/providers"
 )
 
 type globalFlags struct {
@@ -39,6 +41,20 @@ func loadConfig(g globalFlags) (*config.Config, bool) {
 		return nil, false
 	}
 	return cfg, true
+}
+
+// openDB loads the configuration and opens Postgres, for the commands that need only the database.
+func openDB(g globalFlags) (*config.Config, *bun.DB, bool) {
+	cfg, ok := loadConfig(g)
+	if !ok {
+		return nil, nil, false
+	}
+	db, err := providers.NewDB(cfg.Database)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return nil, nil, false
+	}
+	return cfg, db, true
 }
 
 // serve runs the service until SIGTERM/SIGINT, then shuts down gracefully. Exit codes: 0 after a
