@@ -611,3 +611,35 @@ func TestPauseResume(t *testing.T) {
 		t.Errorf("pausing a stopped sandbox = %d, want 409", code)
 	}
 }
+
+// TestRedisLossLosesNothing: with Redis gone, sandboxes are still created, read, listed and
+// deleted from Postgres, and nothing is lost when Redis comes back empty.
+func TestRedisLossLosesNothing(t *testing.T) {
+	redisServer := testenv.StartRedis(t)
+	id := startIdentity(t, func(c *config.Config, _ *clerkstub.Server) { c.Redis.URL = config.Secret(redisServer.URL()) })
+	u := newSandboxUser(t, id, "user_redis_loss")
+	before := u.create(t, `{"metadata":{"when":"before"}}`)
+	u.get(t, before.ID) // now cached in Redis
+
+	redisServer.Stop()
+	during := u.create(t, `{"metadata":{"when":"during"}}`)
+	if got := u.get(t, before.ID); got.Status != "running" {
+		t.Fatalf("sandbox created before the loss: %+v", got)
+	}
+	if list := u.do(t, "GET", "/api/sandboxes", ""); !strings.Contains(list.Body, before.ID) || !strings.Contains(list.Body, during.ID) {
+		t.Fatalf("list without Redis: %s", list.Body)
+	}
+
+	redisServer.Start() // empty: Redis held only copies
+	for _, sb := range []sandbox{before, during} {
+		if got := u.get(t, sb.ID); got.Status != "running" {
+			t.Errorf("after Redis returned empty: %+v", got)
+		}
+		if resp := u.do(t, "DELETE", "/api/sandboxes/"+sb.ID, ""); resp.Status != http.StatusNoContent {
+			t.Errorf("delete: %d %s", resp.Status, resp.Body)
+		}
+	}
+	if left := containers(t, id); len(left) != 0 {
+		t.Fatalf("containers left: %v", left)
+	}
+}

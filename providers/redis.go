@@ -3,6 +3,7 @@ package providers
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
@@ -24,6 +25,11 @@ func NewRedis(cfg config.Redis) (*redis.Client, error) {
 	opts.ReadTimeout = cfg.ReadTimeout
 	opts.WriteTimeout = cfg.WriteTimeout
 	opts.ContextTimeoutEnabled = true // request deadlines bound Redis calls, not only the socket timeouts
+	// Redis holds only copies and counters, and every caller has a fallback: fail fast when it is
+	// down instead of go-redis's default of up to 4 attempts × 5 dials (seconds per command).
+	opts.MaxRetries = 1
+	opts.MaxRetryBackoff = 100 * time.Millisecond
+	opts.DialerRetries = 1
 	// Plain Redis rejects the maintenance-notification handshake and go-redis would log it forever.
 	opts.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	return redis.NewClient(opts), nil
