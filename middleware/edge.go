@@ -178,9 +178,26 @@ func CORS(cfg config.CORS) gin.HandlerFunc {
 	})
 }
 
-// BodyLimit refuses bodies over limit bytes: at once when Content-Length says so, else when read.
-func BodyLimit(limit int64) gin.HandlerFunc {
+// RouteLimit gives one route its own body limit (e.g. file uploads, far above the JSON default).
+// Path is the route pattern as registered ("/api/sandboxes/:id/files").
+type RouteLimit struct {
+	Method string
+	Path   string
+	Limit  int64
+}
+
+// BodyLimit refuses bodies over limit bytes (or the route's own limit): at once when
+// Content-Length says so, else when read.
+func BodyLimit(defaultLimit int64, routes ...RouteLimit) gin.HandlerFunc {
+	perRoute := map[string]int64{}
+	for _, r := range routes {
+		perRoute[r.Method+" "+r.Path] = r.Limit
+	}
 	return func(c *gin.Context) {
+		limit := defaultLimit
+		if l, ok := perRoute[c.Request.Method+" "+c.FullPath()]; ok {
+			limit = l
+		}
 		if c.Request.ContentLength > limit {
 			WriteError(c, apierror.New(http.StatusRequestEntityTooLarge, "payload_too_large", "request body exceeds %d bytes", limit))
 			return

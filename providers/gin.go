@@ -2,6 +2,7 @@ package providers
 
 import (
 	"github.com/gin-gonic/gin"
+	"go.uber.org/fx"
 	"go.uber.org/zap"
 
 	"github.com/insien/orchestrator/config"
@@ -11,10 +12,23 @@ import (
 // ProbePaths are the Kubernetes probe routes; their requests are logged at debug level.
 var ProbePaths = []string{"/health", "/livez", "/ready", "/readyz"}
 
+// EngineParams lets endpoint families give single routes their own body limit.
+type EngineParams struct {
+	fx.In
+	HTTP   config.HTTP
+	App    config.App
+	Log    *zap.Logger
+	Limits []middleware.RouteLimit `group:"body_limits"`
+}
+
+func newEngine(p EngineParams) (*gin.Engine, error) {
+	return NewEngine(p.HTTP, p.App, p.Log, p.Limits...)
+}
+
 // NewEngine builds the Gin engine with the edge middleware in the documented order: recovery →
 // request id → request log → error writer → timeout → security headers → CORS → body limit.
 // Authentication and rate limiting are applied per route group by the handlers.
-func NewEngine(cfg config.HTTP, app config.App, log *zap.Logger) (*gin.Engine, error) {
+func NewEngine(cfg config.HTTP, app config.App, log *zap.Logger, limits ...middleware.RouteLimit) (*gin.Engine, error) {
 	if app.Development() {
 		gin.SetMode(gin.DebugMode)
 	} else {
@@ -34,7 +48,7 @@ func NewEngine(cfg config.HTTP, app config.App, log *zap.Logger) (*gin.Engine, e
 		middleware.Timeout(cfg.RequestTimeout),
 		middleware.SecurityHeaders(),
 		middleware.CORS(cfg.CORS),
-		middleware.BodyLimit(cfg.MaxBodyBytes),
+		middleware.BodyLimit(cfg.MaxBodyBytes, limits...),
 	)
 	engine.NoRoute(middleware.NotFound)
 	engine.NoMethod(middleware.MethodNotAllowed)
