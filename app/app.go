@@ -17,6 +17,7 @@ import (
 	"github.com/insien/orchestrator/ratelimit"
 	"github.com/insien/orchestrator/repositories"
 	"github.com/insien/orchestrator/sandboxes"
+	"github.com/insien/orchestrator/sandboxops"
 	"github.com/insien/orchestrator/secrets"
 	"github.com/insien/orchestrator/users"
 	"github.com/insien/orchestrator/webhooks"
@@ -42,6 +43,7 @@ func Options(cfg *config.Config, extra ...fx.Option) fx.Option {
 		secrets.Module,
 		connections.Module,
 		sandboxes.Module,
+		sandboxops.Module,
 		handlers.Module,
 		fx.Provide(NewServer),
 		fx.Invoke(func(lc fx.Lifecycle, s *Server) { lc.Append(fx.StartStopHook(s.Start, s.Stop)) }),

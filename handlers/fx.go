@@ -10,5 +10,7 @@ var Module = fx.Module("handlers",
 	fx.Provide(AsRoutes(NewKeys)),
 	fx.Provide(AsRoutes(NewWebhooks)),
 	fx.Provide(AsRoutes(NewSandboxes)),
+	fx.Provide(AsRoutes(NewSandboxOps)),
+	fx.Provide(fx.Annotate(UploadBodyLimit, fx.ResultTags(`group:"body_limits"`))),
 	fx.Invoke(mount),
 )

@@ -1,0 +1,537 @@
+package handlers
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/coder/websocket"
+	"github.com/gin-gonic/gin"
+
+	"github.com/insien/orchestrator/apierror"
+	"github.com/insien/orchestrator/apikeys"
+	"github.com/insien/orchestrator/auth"
+	"github.com/insien/orchestrator/config"
+	"github.com/insien/orchestrator/middleware"
+	"github.com/insien/orchestrator/runtimes"
+	"github.com/insien/orchestrator/sandboxops"
+)
+
+// transferTimeout bounds one file upload or download, which may outlast the request timeout.
+const transferTimeout = 10 * time.Minute
+
+// sseKeepalive is how often an idle event stream gets a comment line, so proxies keep it open.
+const sseKeepalive = 15 * time.Second
+
+// UploadBodyLimit gives the file upload route sandbox.max_upload_bytes as its body limit in place
+// of http.max_body_bytes (contributed to the engine's "body_limits" group).
+func UploadBodyLimit(cfg config.Sandbox) middleware.RouteLimit {
+	return middleware.RouteLimit{Method: http.MethodPut, Path: "/api/sandboxes/:id/files", Limit: cfg.MaxUploadBytes}
+}
+
+// SandboxOps serves working inside a sandbox: exec, files, logs, metrics and the terminal.
+type SandboxOps struct {
+	auth *auth.Authenticator
+	ops  *sandboxops.Service
+	ws   *websocket.AcceptOptions
+}
+
+// NewSandboxOps builds the endpoints; the terminal accepts the browser origins CORS allows.
+func NewSandboxOps(a *auth.Authenticator, ops *sandboxops.Service, cfg config.HTTP) *SandboxOps {
+	return &SandboxOps{auth: a, ops: ops, ws: websocketOptions(cfg.CORS)}
+}
+
+// Register mounts the routes under /api/sandboxes/{id}.
+func (h *SandboxOps) Register(r gin.IRouter) {
+	g := r.Group("/api/sandboxes/:id", h.auth.Require(auth.KindSession, auth.KindAPIKey))
+	read, write := auth.RequireScope(apikeys.ScopeSandboxesRead), auth.RequireScope(apikeys.ScopeSandboxesWrite)
+	g.POST("/exec", write, h.exec)
+	g.PUT("/files", write, h.writeFile)
+	g.GET("/files", read, h.readFile)
+	g.DELETE("/files", write, h.removeFile)
+	g.GET("/files/list", read, h.listDir)
+	g.GET("/logs", read, h.logs)
+	g.GET("/metrics", read, h.metrics)
+	g.GET("/terminal", write, h.terminal)
+}
+
+type execRequest struct {
+	Cmd            []string          `json:"cmd"`
+	Env            map[string]string `json:"env"`
+	Cwd            string            `json:"cwd"`
+	TimeoutSeconds *int              `json:"timeout_seconds"`
+	Stdin          *string           `json:"stdin"`
+}
+
+type execResponse struct {
+	Stdout         string `json:"stdout"`
+	StdoutEncoding string `json:"stdout_encoding"`
+	Stderr         string `json:"stderr"`
+	StderrEncoding string `json:"stderr_encoding"`
+	execEnd
+}
+
+// execEnd is how a command ended: the tail of the JSON answer and the stream's exit event.
+type execEnd struct {
+	ExitCode   int   `json:"exit_code"`
+	DurationMS int64 `json:"duration_ms"`
+	TimedOut   bool  `json:"timed_out"`
+	Truncated  bool  `json:"truncated"`
+}
+
+func toExecEnd(res runtimes.ExecResult) execEnd {
+	return execEnd{ExitCode: res.ExitCode, DurationMS: res.Duration.Milliseconds(), TimedOut: res.TimedOut, Truncated: res.Truncated}
+}
+
+// exec runs a command. The request timeout does not apply (the command's own timeout does); a
+// client that leaves kills the command. With Accept: text/event-stream the output streams.
+func (h *SandboxOps) exec(c *gin.Context) {
+	id, ok := sandboxID(c)
+	if !ok {
+		return
+	}
+	var req execRequest
+	if err := bindJSON(c, &req); err != nil {
+		_ = c.Error(err)
+		return
+	}
+	ctx := middleware.Untimed(c)
+	cmd, err := h.ops.PrepareExec(ctx, auth.From(c).UserID, id, sandboxops.ExecInput{
+		Cmd: req.Cmd, Env: req.Env, Cwd: req.Cwd, TimeoutSeconds: req.TimeoutSeconds, Stdin: req.Stdin,
+	})
+	if err != nil {
+		_ = c.Error(err)
+		return
+	}
+	if wantsEventStream(c) {
+		h.execStream(c, ctx, cmd)
+		return
+	}
+	var stdout, stderr bytes.Buffer // bounded: the runtime stops at sandbox.exec_output_limit
+	res, err := cmd.Run(ctx, &stdout, &stderr)
+	if err != nil {
+		_ = c.Error(err)
+		return
+	}
+	out, outEnc := encodeOutput(stdout.Bytes(), res.Truncated)
+	errOut, errEnc := encodeOutput(stderr.Bytes(), res.Truncated)
+	c.JSON(http.StatusOK, execResponse{Stdout: out, StdoutEncoding: outEnc, Stderr: errOut, StderrEncoding: errEnc,
+		execEnd: toExecEnd(res)})
+}
+
+// execStream answers with server-sent events: stdout and stderr chunks as they come, then exit.
+func (h *SandboxOps) execStream(c *gin.Context, ctx context.Context, cmd *sandboxops.Command) {
+	stream := startEventStream(c)
+	defer stream.stop()
+	stdout, stderr := &chunkWriter{event: "stdout", stream: stream}, &chunkWriter{event: "stderr", stream: stream}
+	res, err := cmd.Run(ctx, stdout, stderr)
+	stdout.flush()
+	stderr.flush()
+	if err != nil {
+		stream.fail(c, ctx, err)
+		return
+	}
+	_ = stream.send("exit", toExecEnd(res))
+}
+
+// wantsEventStream reports whether the client asked for server-sent events.
+func wantsEventStream(c *gin.Context) bool {
+	return strings.Contains(c.GetHeader("Accept"), "text/event-stream")
+}
+
+// encodeOutput returns output as a JSON string: as is when it is UTF-8, else base64. Output cut
+// at the limit may end inside a character: that partial character is dropped.
+func encodeOutput(b []byte, truncated bool) (string, string) {
+	if truncated && !utf8.Valid(b) {
+		if cut := completeUTF8(b); utf8.Valid(b[:cut]) {
+			b = b[:cut]
+		}
+	}
+	return encode(b)
+}
+
+func encode(b []byte) (string, string) {
+	if utf8.Valid(b) {
+		return string(b), "utf-8"
+	}
+	return base64.StdEncoding.EncodeToString(b), "base64"
+}
+
+// completeUTF8 returns the length of b without a multi-byte character cut short at its end.
+func completeUTF8(b []byte) int {
+	for i := len(b) - 1; i >= 0 && i >= len(b)-utf8.UTFMax; i-- {
+		if utf8.RuneStart(b[i]) {
+			if utf8.FullRune(b[i:]) {
+				return len(b)
+			}
+			return i
+		}
+	}
+	return len(b)
+}
+
+// eventStream writes server-sent events, flushing each; sends may come from several goroutines.
+type eventStream struct {
+	mu   sync.Mutex
+	w    gin.ResponseWriter
+	err  error
+	done chan struct{}
+	wg   sync.WaitGroup
+}
+
+// startEventStream sends the headers at once (so clients know the stream started) and keeps the
+// stream alive with a comment line while it is idle.
+func startEventStream(c *gin.Context) *eventStream {
+	hdr := c.Writer.Header()
+	hdr.Set("Content-Type", "text/event-stream")
+	hdr.Set("Cache-Control", "no-cache")
+	hdr.Set("X-Accel-Buffering", "no") // nginx: don't buffer
+	c.Status(http.StatusOK)
+	c.Writer.WriteHeaderNow()
+	c.Writer.Flush()
+	s := &eventStream{w: c.Writer, done: make(chan struct{})}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTicker(sseKeepalive)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.done:
+				return
+			case <-t.C:
+				s.write([]byte(": keepalive\n\n"))
+			}
+		}
+	}()
+	return s
+}
+
+func (s *eventStream) write(b []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return s.err
+	}
+	if _, err := s.w.Write(b); err != nil {
+		s.err = err
+		return err
+	}
+	s.w.Flush()
+	return nil
+}
+
+// send writes one event whose data is v as JSON.
+func (s *eventStream) send(event string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return s.write(fmt.Appendf(nil, "event: %s\ndata: %s\n\n", event, data))
+}
+
+// fail ends the stream with an error event in the one error shape, unless the client left.
+func (s *eventStream) fail(c *gin.Context, ctx context.Context, err error) {
+	if ctx.Err() != nil {
+		return
+	}
+	_ = c.Error(err) // logged by the error middleware when it is a 500
+	apiErr := middleware.Classify(ctx, err)
+	_ = s.send("error", apierror.Body{Error: apierror.Detail{Code: apiErr.Code, Message: apiErr.Message,
+		Field: apiErr.Field, RequestID: middleware.RequestID(c)}})
+}
+
+func (s *eventStream) stop() {
+	close(s.done)
+	s.wg.Wait()
+}
+
+// outputChunk is the data of a stdout or stderr event.
+type outputChunk struct {
+	Data     string `json:"data"`
+	Encoding string `json:"encoding"`
+}
+
+// chunkWriter turns one output stream into events. A character split between two writes is held
+// back until it is complete, so UTF-8 text is never sent as base64 because of a chunk boundary.
+type chunkWriter struct {
+	event   string
+	stream  *eventStream
+	pending []byte
+}
+
+func (w *chunkWriter) Write(p []byte) (int, error) {
+	data := append(w.pending, p...)
+	cut := completeUTF8(data)
+	w.pending = append([]byte(nil), data[cut:]...)
+	if cut == 0 {
+		return len(p), nil
+	}
+	text, enc := encode(data[:cut])
+	if err := w.stream.send(w.event, outputChunk{Data: text, Encoding: enc}); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (w *chunkWriter) flush() {
+	if len(w.pending) > 0 {
+		text, enc := encode(w.pending)
+		w.pending = nil
+		_ = w.stream.send(w.event, outputChunk{Data: text, Encoding: enc})
+	}
+}
+
+// filePath reads and checks the path query parameter.
+func filePath(c *gin.Context) (string, bool) {
+	p := c.Query("path")
+	if err := sandboxops.CheckPath(p); err != nil {
+		_ = c.Error(err)
+		return "", false
+	}
+	return p, true
+}
+
+// transfer is the context of a file upload or download: the request timeout does not apply,
+// transferTimeout does, and the client leaving ends it.
+func transfer(c *gin.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(middleware.Untimed(c), transferTimeout)
+}
+
+// writeFile stores the raw request body at ?path= (parents created, ?mode= octal, default 0644).
+func (h *SandboxOps) writeFile(c *gin.Context) {
+	id, ok := sandboxID(c)
+	if !ok {
+		return
+	}
+	p, ok := filePath(c)
+	if !ok {
+		return
+	}
+	mode, err := sandboxops.ParseMode(c.Query("mode"))
+	if err != nil {
+		_ = c.Error(err)
+		return
+	}
+	// The body limit middleware has applied sandbox.max_upload_bytes (UploadBodyLimit); the service
+	// checks it again, so the limit holds even if the route limit is missing.
+	ctx, cancel := transfer(c)
+	defer cancel()
+	size, err := h.ops.WriteFile(ctx, auth.From(c).UserID, id, p, mode, c.Request.Body, c.Request.ContentLength)
+	if err != nil {
+		_ = c.Error(err)
+		return
+	}
+	if mode == 0 {
+		mode = 0o644
+	}
+	c.JSON(http.StatusOK, gin.H{"path": p, "size": size, "mode": fmt.Sprintf("%04o", mode.Perm())})
+}
+
+// readFile sends the file at ?path= byte for byte.
+func (h *SandboxOps) readFile(c *gin.Context) {
+	id, ok := sandboxID(c)
+	if !ok {
+		return
+	}
+	p, ok := filePath(c)
+	if !ok {
+		return
+	}
+	ctx, cancel := transfer(c)
+	defer cancel()
+	r, info, err := h.ops.OpenFile(ctx, auth.From(c).UserID, id, p)
+	if err != nil {
+		_ = c.Error(err)
+		return
+	}
+	defer r.Close()
+	hdr := c.Writer.Header()
+	hdr.Set("Content-Type", "application/octet-stream")
+	hdr.Set("Content-Length", strconv.FormatInt(info.Size, 10))
+	hdr.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": info.Name}))
+	hdr.Set("Last-Modified", info.ModifiedAt.UTC().Format(http.TimeFormat))
+	c.Status(http.StatusOK)
+	if _, err := io.CopyN(c.Writer, r, info.Size); err != nil && ctx.Err() == nil {
+		// The headers are out: the short body (against Content-Length) tells the client; log why.
+		_ = c.Error(fmt.Errorf("sending %s: %w", p, err))
+	}
+}
+
+// removeFile deletes the file at ?path= (?recursive=true for a directory and its content).
+func (h *SandboxOps) removeFile(c *gin.Context) {
+	id, ok := sandboxID(c)
+	if !ok {
+		return
+	}
+	p, ok := filePath(c)
+	if !ok {
+		return
+	}
+	recursive, ok := boolQuery(c, "recursive")
+	if !ok {
+		return
+	}
+	if err := h.ops.RemoveFile(c.Request.Context(), auth.From(c).UserID, id, p, recursive); err != nil {
+		_ = c.Error(err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+type fileEntry struct {
+	Name       string    `json:"name"`
+	Path       string    `json:"path"`
+	Size       int64     `json:"size"`
+	Mode       string    `json:"mode"`
+	Type       string    `json:"type"`
+	IsDir      bool      `json:"is_dir"`
+	ModifiedAt time.Time `json:"modified_at"`
+}
+
+// listDir describes the entries of the directory at ?path=, sorted by name.
+func (h *SandboxOps) listDir(c *gin.Context) {
+	id, ok := sandboxID(c)
+	if !ok {
+		return
+	}
+	p, ok := filePath(c)
+	if !ok {
+		return
+	}
+	infos, err := h.ops.ListDir(c.Request.Context(), auth.From(c).UserID, id, p)
+	if err != nil {
+		_ = c.Error(err)
+		return
+	}
+	entries := make([]fileEntry, 0, len(infos))
+	for _, fi := range infos {
+		entries = append(entries, fileEntry{Name: fi.Name, Path: fi.Path, Size: fi.Size, Mode: fmt.Sprintf("%04o", fi.Mode.Perm()),
+			Type: sandboxops.FileType(fi.Mode), IsDir: fi.IsDir, ModifiedAt: fi.ModifiedAt})
+	}
+	c.JSON(http.StatusOK, gin.H{"path": p, "entries": entries})
+}
+
+func boolQuery(c *gin.Context, name string) (value, ok bool) {
+	raw := c.Query(name)
+	if raw == "" {
+		return false, true
+	}
+	v, err := strconv.ParseBool(raw)
+	if err != nil {
+		_ = c.Error(apierror.Invalid(name, "%s must be true or false", name))
+		return false, false
+	}
+	return v, true
+}
+
+type logLine struct {
+	Stream   string     `json:"stream"`
+	Text     string     `json:"text"`
+	Encoding string     `json:"encoding"`
+	At       *time.Time `json:"at"`
+}
+
+func toLogLine(l sandboxops.LogLine) logLine {
+	text, enc := encode(l.Text)
+	out := logLine{Stream: l.Stream, Text: text, Encoding: enc}
+	if !l.At.IsZero() {
+		out.At = &l.At
+	}
+	return out
+}
+
+// logs answers with the main process's output as JSON lines, or follows it as server-sent events.
+func (h *SandboxOps) logs(c *gin.Context) {
+	id, ok := sandboxID(c)
+	if !ok {
+		return
+	}
+	in := sandboxops.LogsInput{Tail: -1}
+	if raw := c.Query("tail"); raw != "" {
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < 0 {
+			_ = c.Error(apierror.Invalid("tail", "tail must be a number of lines, 0 or more"))
+			return
+		}
+		in.Tail = n
+	}
+	if raw := c.Query("since"); raw != "" {
+		t, err := parseSince(raw)
+		if err != nil {
+			_ = c.Error(err)
+			return
+		}
+		in.Since = t
+	}
+	if in.Follow, ok = boolQuery(c, "follow"); !ok {
+		return
+	}
+	ctx := c.Request.Context()
+	if in.Follow {
+		ctx = middleware.Untimed(c)
+	}
+	logs, err := h.ops.PrepareLogs(ctx, auth.From(c).UserID, id, in)
+	if err != nil {
+		_ = c.Error(err)
+		return
+	}
+	if !in.Follow {
+		lines := []logLine{}
+		err := logs.Run(ctx, func(l sandboxops.LogLine) error {
+			lines = append(lines, toLogLine(l))
+			return nil
+		})
+		if err != nil {
+			_ = c.Error(err)
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"lines": lines})
+		return
+	}
+	stream := startEventStream(c)
+	defer stream.stop()
+	err = logs.Run(ctx, func(l sandboxops.LogLine) error { return stream.send(l.Stream, toLogLine(l)) })
+	if err != nil {
+		stream.fail(c, ctx, err)
+		return
+	}
+	_ = stream.send("end", gin.H{"reason": "the sandbox stopped"})
+}
+
+// parseSince reads RFC 3339 or Unix seconds (with an optional fraction).
+func parseSince(raw string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, raw); err == nil {
+		return t, nil
+	}
+	if secs, err := strconv.ParseFloat(raw, 64); err == nil && secs >= 0 && secs < 1e11 {
+		whole := int64(secs)
+		return time.Unix(whole, int64((secs-float64(whole))*1e9)), nil
+	}
+	return time.Time{}, apierror.Invalid("since", "since must be an RFC 3339 time or Unix seconds")
+}
+
+// metrics samples the sandbox's resource use.
+func (h *SandboxOps) metrics(c *gin.Context) {
+	id, ok := sandboxID(c)
+	if !ok {
+		return
+	}
+	st, err := h.ops.Metrics(c.Request.Context(), auth.From(c).UserID, id)
+	if err != nil {
+		_ = c.Error(err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"cpu_percent": st.CPUPercent, "memory_bytes": st.MemoryBytes,
+		"memory_limit_bytes": st.MemoryLimitBytes, "pids": st.Pids, "at": st.At})
+}

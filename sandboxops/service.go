@@ -1,0 +1,113 @@
+// Package sandboxops is working inside a sandbox: running commands, moving files, reading its
+// output and resource use, and attaching terminals. It checks who may do what to which sandbox
+// (through the sandbox service), validates input, records activity and live connections, and maps
+// the runtime's outcomes to API errors; the runtime does the work.
+package sandboxops
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/google/uuid"
+	"go.uber.org/fx"
+	"go.uber.org/zap"
+
+	"github.com/insien/orchestrator/apierror"
+	"github.com/insien/orchestrator/config"
+	"github.com/insien/orchestrator/repositories"
+	"github.com/insien/orchestrator/runtimes"
+	"github.com/insien/orchestrator/sandboxes"
+)
+
+// Module provides the service.
+var Module = fx.Module("sandboxops", fx.Provide(NewService))
+
+// Sandboxes is what the service needs from the sandbox service: tenancy, state, activity and
+// live connections.
+type Sandboxes interface {
+	// Get returns a user's sandbox in any state (404 when it is not theirs).
+	Get(ctx context.Context, userID, id uuid.UUID) (*repositories.Sandbox, error)
+	// Running returns a user's sandbox if it runs (409 naming its state otherwise).
+	Running(ctx context.Context, userID, id uuid.UUID) (*repositories.Sandbox, error)
+	// Touch records activity (auto-extend).
+	Touch(ctx context.Context, sb *repositories.Sandbox)
+	// Connect registers a live connection until release is called.
+	Connect(sb *repositories.Sandbox) (release func())
+}
+
+var _ Sandboxes = (*sandboxes.Service)(nil)
+
+// Service works inside sandboxes on behalf of their owners.
+type Service struct {
+	sandboxes Sandboxes
+	rt        runtimes.Interactive
+	cfg       config.Sandbox
+	log       *zap.Logger
+}
+
+// Params are the service's Fx dependencies.
+type Params struct {
+	fx.In
+	Sandboxes *sandboxes.Service
+	Runtime   runtimes.Interactive
+	Sandbox   config.Sandbox
+	Log       *zap.Logger
+}
+
+// NewService builds the service from its Fx parameters.
+func NewService(p Params) *Service { return New(p.Sandboxes, p.Runtime, p.Sandbox, p.Log) }
+
+// New builds the service.
+func New(sb Sandboxes, rt runtimes.Interactive, cfg config.Sandbox, log *zap.Logger) *Service {
+	return &Service{sandboxes: sb, rt: rt, cfg: cfg, log: log.Named("sandboxops")}
+}
+
+// running returns the caller's running sandbox and records the activity.
+func (s *Service) running(ctx context.Context, userID, id uuid.UUID) (*repositories.Sandbox, error) {
+	sb, err := s.sandboxes.Running(ctx, userID, id)
+	if err != nil {
+		return nil, err
+	}
+	s.sandboxes.Touch(ctx, sb)
+	return sb, nil
+}
+
+// container is the runtime name of a sandbox.
+func container(sb *repositories.Sandbox) string { return sandboxes.ContainerName(sb.ID) }
+
+// runtimeErr maps the runtime's sentinels to API errors; anything else stays internal.
+func runtimeErr(sb *repositories.Sandbox, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, runtimes.ErrNotRunning):
+		return apierror.Conflict("sandbox_not_running", "sandbox is not running (it was paused or stopped meanwhile)").WithCause(err)
+	case errors.Is(err, runtimes.ErrNotFound):
+		return apierror.Conflict("sandbox_not_running", "the sandbox's container is gone (sandbox is %s)", sb.Status).WithCause(err)
+	case errors.Is(err, runtimes.ErrUnavailable):
+		return apierror.Unavailable("runtime_unavailable", "the sandbox runtime is unavailable; retry").WithCause(err)
+	}
+	return err
+}
+
+// fileErr maps file outcomes (missing, wrong type) to API errors, then the runtime's others.
+func fileErr(sb *repositories.Sandbox, p string, err error) error {
+	switch {
+	case errors.Is(err, runtimes.ErrFileNotFound):
+		return withField(apierror.New(http.StatusNotFound, "file_not_found", "%s: no such file or directory", p), "path", err)
+	case errors.Is(err, runtimes.ErrIsDirectory):
+		return withField(apierror.Conflict("path_is_directory", "%s is a directory", p), "path", err)
+	case errors.Is(err, runtimes.ErrNotDirectory):
+		return withField(apierror.Conflict("path_not_directory", "%s is not a directory", p), "path", err)
+	case errors.Is(err, runtimes.ErrDirectoryNotEmpty):
+		return withField(apierror.Conflict("directory_not_empty", "%s is a directory that is not empty; add recursive=true to remove it with its content", p), "path", err)
+	}
+	return runtimeErr(sb, err)
+}
+
+func withField(e *apierror.Error, field string, cause error) *apierror.Error {
+	e = e.WithCause(cause)
+	e.Field = field
+	return e
+}
