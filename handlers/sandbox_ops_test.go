@@ -774,6 +774,20 @@ func TestTerminal(t *testing.T) {
 		eventually(t, "active_connections to fall to 0", 5*time.Second, func() bool { return u.connections(t, sb.ID) == 0 })
 	})
 
+	t.Run("a command that ends at once reports its exit code", func(t *testing.T) {
+		conn, _, err := u.terminal(t, ctx, sb.ID, "?"+url.Values{"cmd": {"false"}}.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for err == nil {
+			_, _, err = conn.Read(ctx)
+		}
+		var closed websocket.CloseError
+		if !errors.As(err, &closed) || closed.Code != websocket.StatusNormalClosure || closed.Reason != `{"exit_code":1}` {
+			t.Fatalf("closed with %v", err)
+		}
+	})
+
 	t.Run("refusals", func(t *testing.T) {
 		tests := []struct {
 			name, query string

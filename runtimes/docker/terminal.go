@@ -47,10 +47,12 @@ func (r *Runtime) Terminal(ctx context.Context, id string, spec runtimes.ExecSpe
 		return nil, fmt.Errorf("docker: terminal in %s: unexpected first line %q", shortID(id), line)
 	}
 	if rows > 0 && cols > 0 {
-		if err := t.Resize(ctx, rows, cols); err != nil {
+		if err := t.Resize(ctx, rows, cols); err != nil && t.running(ctx) {
 			t.Close()
 			return nil, err
 		}
+		// A command that already ended (e.g. `false`) cannot be resized; its output and exit
+		// code are still there to read.
 	}
 	return t, nil
 }
@@ -76,6 +78,12 @@ func (t *terminal) Write(p []byte) (int, error) { return t.hj.Conn.Write(p) }
 func (t *terminal) Resize(ctx context.Context, rows, cols uint) error {
 	_, err := t.r.cli.ExecResize(ctx, t.execID, client.ExecResizeOptions{Height: rows, Width: cols})
 	return mapErr("terminal: resize", t.id, err)
+}
+
+// running reports whether the command still runs (false when that cannot be told).
+func (t *terminal) running(ctx context.Context) bool {
+	res, err := t.r.cli.ExecInspect(ctx, t.execID, client.ExecInspectOptions{})
+	return err == nil && res.Running
 }
 
 // Wait blocks until the command ends and returns its exit code.
