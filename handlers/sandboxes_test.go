@@ -1,7 +1,10 @@
 package handlers_test
 
 import (
+	"archive/tar"
 	"context"
+	"io"
+	"strconv"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -606,10 +609,61 @@ func TestPauseResume(t *testing.T) {
 			t.Fatalf("%s: %d %s, container paused=%v", step.path, code, got.Status, paused())
 		}
 	}
+
+	t.Run("pause stops a counter and resume continues it", func(t *testing.T) {
+		counter := u.create(t, `{"command":["sh","-c","i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done"]}`)
+		read := func() int {
+			t.Helper()
+			resp := u.do(t, "POST", "/api/sandboxes/"+counter.ID+"/exec", `{"cmd":["cat","/tmp/count"]}`)
+			var out struct{ Stdout string }
+			mustJSON(t, resp.Body, &out)
+			n, err := strconv.Atoi(strings.TrimSpace(out.Stdout))
+			if resp.Status != http.StatusOK || err != nil {
+				t.Fatalf("reading the counter: %d %s", resp.Status, resp.Body)
+			}
+			return n
+		}
+		testenv.Eventually(t, "the counter to start", 5*time.Second, func() bool { return read() > 0 })
+		if resp := u.do(t, "POST", "/api/sandboxes/"+counter.ID+"/pause", ""); resp.Status != http.StatusOK {
+			t.Fatal(resp.Body)
+		}
+		atPause := readPausedCounter(t, counter.ID)
+		time.Sleep(1500 * time.Millisecond) // about 15 ticks if it were running
+		if resp := u.do(t, "POST", "/api/sandboxes/"+counter.ID+"/resume", ""); resp.Status != http.StatusOK {
+			t.Fatal(resp.Body)
+		}
+		afterResume := read()
+		if afterResume < atPause || afterResume > atPause+5 {
+			t.Fatalf("counter %d at pause, %d right after resume: it ran while paused (or lost its memory)", atPause, afterResume)
+		}
+		testenv.Eventually(t, "the counter to continue", 5*time.Second, func() bool { return read() > afterResume+3 })
+	})
+
 	u.do(t, "DELETE", "/api/sandboxes/"+sb.ID, "")
 	if code, _ := state("/pause"); code != http.StatusConflict {
 		t.Errorf("pausing a stopped sandbox = %d, want 409", code)
 	}
+}
+
+// readPausedCounter reads the counter file of a paused sandbox from outside (exec is refused
+// while paused), through the Engine API's archive of the path.
+func readPausedCounter(t *testing.T, id string) int {
+	t.Helper()
+	rc, err := testenv.Docker(t).CopyFromContainer(t.Context(), "sbx-"+id, client.CopyFromContainerOptions{SourcePath: "/tmp/count"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Content.Close()
+	tr := tar.NewReader(rc.Content)
+	if _, err := tr.Next(); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := io.ReadAll(tr)
+	n, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		t.Fatalf("counter file %q", data)
+	}
+	return n
 }
 
 // TestRedisLossLosesNothing: with Redis gone, sandboxes are still created, read, listed and
