@@ -208,7 +208,9 @@ func (r *Runtime) ReadFile(ctx context.Context, id, p string) (io.ReadCloser, ru
 	go f.pump(ctx, pw, p)
 	f.br = bufio.NewReader(pr)
 
-	header, err := f.br.ReadString('\n')
+	// The header is a stat line from inside the sandbox: bounded, so a hostile sandbox printing
+	// endless bytes without a newline cannot grow our memory.
+	header, err := readHeader(f.br)
 	if err != nil {
 		// Nothing came out: the script stopped before cat. Its exit code says why.
 		f.Close()
@@ -380,6 +382,24 @@ func (r *Runtime) ListDir(ctx context.Context, id, p string) ([]runtimes.FileInf
 	}
 }
 
+// maxHeader bounds the stat line ReadFile reads before the content.
+const maxHeader = 4096
+
+func readHeader(br *bufio.Reader) (string, error) {
+	var line []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		line = append(line, chunk...)
+		if len(line) > maxHeader {
+			return "", errors.New("docker: read file: malformed header from the sandbox")
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		return string(line), err
+	}
+}
+
 // parseListing reads listScript's output.
 func parseListing(dir string, out []byte) ([]runtimes.FileInfo, error) {
 	countLine, rest, ok := bytes.Cut(out, []byte("\n"))
@@ -387,7 +407,9 @@ func parseListing(dir string, out []byte) ([]runtimes.FileInfo, error) {
 		return nil, errors.New("listing ends early")
 	}
 	n, err := strconv.Atoi(string(countLine))
-	if err != nil || n < 0 {
+	// The count comes from inside the sandbox, whose user may have replaced /bin/sh: never trust
+	// it further than the bytes that follow (each entry is at least a name byte and a NUL).
+	if err != nil || n < 0 || n > len(rest)/2 {
 		return nil, fmt.Errorf("unexpected listing count %q", countLine)
 	}
 	infos := make([]runtimes.FileInfo, 0, n)
