@@ -3,7 +3,6 @@ package apikeys
 import (
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
@@ -65,9 +64,6 @@ type Service struct {
 func NewService(db *bun.DB, keys *repositories.APIKeys, users *repositories.Users, rdb *redis.Client, cfg config.Auth, log *zap.Logger) *Service {
 	return &Service{db: db, keys: keys, users: users, rdb: rdb, cfg: cfg, log: log.Named("apikeys")}
 }
-
-// MaxKeysPerUser is the configured limit of active keys.
-func (s *Service) MaxKeysPerUser() int { return s.cfg.MaxKeysPerUser }
 
 // Validate checks a request and returns it normalized (trimmed name, default and ordered scopes).
 func Validate(in CreateInput) (CreateInput, error) {
@@ -212,38 +208,26 @@ func (s *Service) Authenticate(ctx context.Context, raw string) (Identity, error
 	return id, nil
 }
 
-func cacheKey(hash []byte) string     { return "apikey:" + hex.EncodeToString(hash) }
-func tombstoneKey(hash []byte) string { return "apikey:revoked:" + hex.EncodeToString(hash) }
+func cacheKey(hash []byte) string { return "apikey:" + hex.EncodeToString(hash) }
 
 func (s *Service) cached(ctx context.Context, hash []byte) (Identity, bool) {
 	return cache.Get[Identity](ctx, s.rdb, cacheKey(hash))
 }
-
-// rememberScript caches an identity unless the key was revoked meanwhile: a request that read
-// the row just before a revocation must not put the key back into the cache after it.
-var rememberScript = redis.NewScript(`
-if redis.call("EXISTS", KEYS[2]) == 1 then return 0 end
-redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
-return 1`)
 
 func (s *Service) remember(ctx context.Context, hash []byte, id Identity, now time.Time) {
 	ttl := s.cfg.KeyCacheTTL
 	if id.ExpiresAt != nil && id.ExpiresAt.Sub(now) < ttl {
 		ttl = id.ExpiresAt.Sub(now)
 	}
-	data, _ := json.Marshal(id)
-	if err := rememberScript.Run(ctx, s.rdb, []string{cacheKey(hash), tombstoneKey(hash)}, data, ttl.Milliseconds()).Err(); err != nil {
+	if err := cache.Set(ctx, s.rdb, cacheKey(hash), id, ttl); err != nil {
 		s.log.Debug("caching key failed", zap.Error(err))
 	}
 }
 
-// evict removes a key from the cache on every replica at once, and leaves a tombstone for as long
-// as a concurrent lookup could still try to cache it.
+// evict removes a key from the cache on every replica at once, and blocks re-caching for as long
+// as the cache could hold it, so a lookup racing the revocation cannot bring it back.
 func (s *Service) evict(ctx context.Context, hash []byte) error {
-	pipe := s.rdb.TxPipeline()
-	pipe.Set(ctx, tombstoneKey(hash), 1, s.cfg.KeyCacheTTL)
-	pipe.Del(ctx, cacheKey(hash))
-	if _, err := pipe.Exec(ctx); err != nil {
+	if err := cache.Invalidate(ctx, s.rdb, cacheKey(hash), s.cfg.KeyCacheTTL); err != nil {
 		// The row is revoked; only the cache may still hold the key. Say so: the caller must
 		// not believe the key is dead everywhere.
 		return apierror.Unavailable("cache_unavailable", "the key is revoked but could not be evicted from the cache yet; retry").WithCause(err)

@@ -210,10 +210,10 @@ func (s *Service) cache(ctx context.Context, sb *repositories.Sandbox) {
 	}
 }
 
-// changed invalidates the Redis copy after every write; a failure only shortens nothing, since
-// the copy expires within cache_ttl anyway, so it is logged.
+// changed invalidates the Redis copy after every write, on every replica. If Redis is down the
+// copy (if any) is gone with it, or expires within cache_ttl; the failure is only logged.
 func (s *Service) changed(ctx context.Context, sb *repositories.Sandbox) {
-	if err := s.rdb.Del(ctx, cacheKey(sb.ID)).Err(); err != nil {
+	if err := cache.Invalidate(ctx, s.rdb, cacheKey(sb.ID), cache.InvalidationWindow); err != nil {
 		s.log.Debug("invalidating sandbox cache", zap.Error(err))
 	}
 }

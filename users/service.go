@@ -163,5 +163,5 @@ func (s *Service) cacheUser(ctx context.Context, clerkUserID string, u *reposito
 }
 
 func (s *Service) forget(ctx context.Context, clerkUserID string) error {
-	return s.rdb.Del(ctx, clerkCacheKey(clerkUserID)).Err()
+	return cache.Invalidate(ctx, s.rdb, clerkCacheKey(clerkUserID), cache.InvalidationWindow)
 }
