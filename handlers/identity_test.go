@@ -293,6 +293,8 @@ func TestKeyValidationAndLimits(t *testing.T) {
 		{"name not a string", `{"name":5}`, "validation_failed", "name"},
 		{"unknown field", `{"name":"k","admin":true}`, "validation_failed", "admin"},
 		{"not JSON", `{"name":`, "invalid_json", ""},
+		{"trailing brace", `{"name":"k"}}`, "invalid_json", ""},
+		{"two objects", `{"name":"k"}{"name":"l"}`, "invalid_json", ""},
 		{"empty body", ``, "invalid_json", ""},
 	}
 	for _, tt := range tests {

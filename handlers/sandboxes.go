@@ -91,6 +91,9 @@ func caller(c *gin.Context) sandboxes.Caller {
 }
 
 func (h *Sandboxes) create(c *gin.Context) {
+	// The container starts even if this takes longer than the server's write timeout (a slow
+	// engine, an image pull): keep the connection able to carry the 201.
+	_ = http.NewResponseController(c.Writer).SetWriteDeadline(time.Now().Add(sandboxes.RuntimeBudget + 30*time.Second))
 	var req createSandboxRequest
 	if err := bindOptionalJSON(c, &req); err != nil {
 		_ = c.Error(err)

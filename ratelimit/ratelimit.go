@@ -116,19 +116,6 @@ func (l *Limiter) ByIP() gin.HandlerFunc {
 	}
 }
 
-// ByPrincipal limits authenticated routes per caller; place it after authentication. keyOf names
-// the caller (e.g. "user:<uuid>" or "key:<uuid>"); when it returns "" the request is limited by
-// client IP as ByIP would.
-func (l *Limiter) ByPrincipal(keyOf func(*gin.Context) string) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		if key := keyOf(c); key != "" {
-			l.Allow(c, Principal, key)
-			return
-		}
-		l.Allow(c, Anonymous, c.ClientIP())
-	}
-}
-
 // Allow takes one token from the bucket "<class>:<key>" and reports whether the request may go on.
 // It sets the RateLimit-* headers; when it returns false it has written the error response
 // (429 rate_limited, or 503 when Redis fails and the limiter fails closed) and aborted the chain.

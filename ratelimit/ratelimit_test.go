@@ -78,7 +78,14 @@ func newAPI(t *testing.T, l *ratelimit.Limiter) *api {
 		c.String(http.StatusOK, "ok")
 	}
 	a.engine.GET("/public", l.ByIP(), ok)
-	a.engine.GET("/private", l.ByPrincipal(func(c *gin.Context) string { return c.GetHeader(principalHeader) }), ok)
+	// As the authenticator does: a principal's own bucket, else the client IP's.
+	a.engine.GET("/private", func(c *gin.Context) {
+		if key := c.GetHeader(principalHeader); key != "" {
+			l.Allow(c, ratelimit.Principal, key)
+			return
+		}
+		l.Allow(c, ratelimit.Anonymous, c.ClientIP())
+	}, ok)
 	return a
 }
 

@@ -108,6 +108,9 @@ func (s *Service) freeze(ctx context.Context, userID, id uuid.UUID, from, to str
 	if sb.Status != from {
 		return nil, apierror.Conflict("sandbox_not_"+from, "sandbox is %s; it must be %s", sb.Status, from)
 	}
+	// The container and the row change together even if the client leaves in between.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RuntimeBudget)
+	defer cancel()
 	if err := act(ctx, ContainerName(id)); err != nil {
 		if errors.Is(err, runtimes.ErrNotFound) {
 			return nil, apierror.Conflict("sandbox_not_"+from, "the sandbox's container is gone")

@@ -17,7 +17,7 @@ import (
 const (
 	// stuckAfter is how long a row may sit in pending or stopping before the reconciler assumes
 	// the process handling it died and finishes the job: longer than any live create may take.
-	stuckAfter = runtimeBudget + time.Minute
+	stuckAfter = RuntimeBudget + time.Minute
 	claimBatch = 20
 )
 
@@ -118,6 +118,8 @@ func (s *Service) destroyAll(ctx context.Context, rows []repositories.Sandbox, c
 		go func(sb *repositories.Sandbox) {
 			defer wg.Done()
 			s.changed(ctx, sb)
+			ctx, cancel := context.WithTimeout(ctx, RuntimeBudget) // one hung engine call must not stall the loop
+			defer cancel()
 			if err := s.destroy(ctx, sb); err != nil {
 				s.log.Warn("destroying sandbox", zap.Stringer("sandbox", sb.ID), zap.Error(err))
 				return

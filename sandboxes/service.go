@@ -5,10 +5,12 @@ package sandboxes
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,9 +33,9 @@ import (
 // creates can never exceed a quota between counting and inserting.
 const quotaLockKey int64 = 0x73616e64626f78 // "sandbox"
 
-// runtimeBudget bounds the runtime work of one create or destroy, independent of the client: a
+// RuntimeBudget bounds the runtime work of one create or destroy, independent of the client: a
 // client that disconnects must not leave a half-created sandbox behind.
-const runtimeBudget = 2 * time.Minute
+const RuntimeBudget = 2 * time.Minute
 
 // Caller is who asks: the user, and the API key when one was used.
 type Caller struct {
@@ -113,6 +115,16 @@ func (s *Service) Create(ctx context.Context, caller Caller, in CreateInput) (sb
 		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(?)", quotaLockKey); err != nil {
 			return err
 		}
+		// A user deleted while this request was on its way gets no new sandbox; the share lock
+		// orders this create against the soft delete that would miss it.
+		var alive uuid.UUID
+		err := tx.NewRaw("SELECT id FROM users WHERE id = ? AND deleted_at IS NULL FOR SHARE", caller.UserID).Scan(ctx, &alive)
+		if errors.Is(err, sql.ErrNoRows) {
+			return apierror.Unauthorized("account_deleted", "this account has been deleted")
+		}
+		if err != nil {
+			return err
+		}
 		rows := s.rows.With(tx)
 		mine, err := rows.CountLive(ctx, caller.UserID)
 		if err != nil {
@@ -137,7 +149,7 @@ func (s *Service) Create(ctx context.Context, caller Caller, in CreateInput) (sb
 	if err != nil {
 		return nil, false, err
 	}
-	runCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), runtimeBudget)
+	runCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RuntimeBudget)
 	defer cancel()
 	started, err := s.start(runCtx, row, sp)
 	return started, false, err
@@ -174,6 +186,7 @@ func (s *Service) newRow(caller Caller, idempotencyKey string, sp spec) (*reposi
 		for name := range sp.env {
 			row.EnvNames = append(row.EnvNames, name)
 		}
+		slices.Sort(row.EnvNames)
 	}
 	return row, nil
 }
@@ -337,7 +350,7 @@ func (s *Service) Delete(ctx context.Context, userID, id uuid.UUID) error {
 		return err
 	}
 	s.changed(ctx, claimed)
-	runCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), runtimeBudget)
+	runCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RuntimeBudget)
 	defer cancel()
 	return s.destroy(runCtx, claimed)
 }
@@ -362,7 +375,7 @@ func (s *Service) DestroyAllForUser(ctx context.Context, userID uuid.UUID, reaso
 		}
 		claimed = append(claimed, *c)
 	}
-	runCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), runtimeBudget)
+	runCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RuntimeBudget)
 	defer cancel()
 	s.destroyAll(runCtx, claimed, nil)
 	return nil

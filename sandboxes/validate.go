@@ -49,6 +49,9 @@ const (
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
+// ValidEnvName reports whether name is a POSIX environment variable name.
+func ValidEnvName(name string) bool { return envName.MatchString(name) }
+
 // validate checks every field against the configured limits, naming the first bad field.
 func validate(in CreateInput, cfg config.Sandbox) (spec, error) {
 	s := spec{image: in.Image, command: in.Command, env: in.Env, metadata: in.Metadata,
@@ -145,7 +148,7 @@ func validateMetadata(md map[string]string) error {
 func validateEnv(env map[string]string, maxBytes int) error {
 	size := 0
 	for name, value := range env {
-		if !envName.MatchString(name) {
+		if !ValidEnvName(name) {
 			return apierror.Invalid("env", "env name %q is not a POSIX name ([A-Za-z_][A-Za-z0-9_]*)", truncate(name))
 		}
 		if strings.ContainsRune(value, 0) {

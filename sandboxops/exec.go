@@ -4,7 +4,7 @@ import (
 	"context"
 	"io"
 	"path"
-	"regexp"
+
 	"strings"
 	"time"
 
@@ -13,6 +13,7 @@ import (
 	"github.com/insien/orchestrator/apierror"
 	"github.com/insien/orchestrator/repositories"
 	"github.com/insien/orchestrator/runtimes"
+	"github.com/insien/orchestrator/sandboxes"
 )
 
 // DefaultExecTimeout applies when an exec names no timeout_seconds (capped by
@@ -24,8 +25,6 @@ const MaxStdinBytes = 1 << 20
 
 // maxArgvBytes bounds argv, env and cwd together, as a kernel's ARG_MAX would.
 const maxArgvBytes = 128 << 10
-
-var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // ExecInput is a command as a client asks for it.
 type ExecInput struct {
@@ -74,7 +73,7 @@ func (s *Service) validateExec(in ExecInput) (runtimes.ExecSpec, time.Duration, 
 		size += len(arg) + 1
 	}
 	for name, value := range in.Env {
-		if !envName.MatchString(name) {
+		if !sandboxes.ValidEnvName(name) {
 			return spec, 0, apierror.Invalid("env", "env name %q is not a POSIX name ([A-Za-z_][A-Za-z0-9_]*)", name)
 		}
 		if strings.ContainsRune(value, 0) {
