@@ -12,6 +12,7 @@ import (
 
 	"github.com/insien/orchestrator/config"
 	"github.com/insien/orchestrator/health"
+	"github.com/insien/orchestrator/middleware"
 )
 
 // Server owns the HTTP listener and the shutdown sequence: readiness off → drain delay →
@@ -19,6 +20,7 @@ import (
 type Server struct {
 	cfg       config.HTTP
 	srv       *http.Server
+	streams   *middleware.Streams
 	readiness *health.Readiness
 	log       *zap.Logger
 	addr      net.Addr
@@ -26,9 +28,10 @@ type Server struct {
 }
 
 // NewServer wires the engine into an http.Server with the configured timeouts.
-func NewServer(cfg config.HTTP, engine *gin.Engine, readiness *health.Readiness, log *zap.Logger) *Server {
+func NewServer(cfg config.HTTP, engine *gin.Engine, streams *middleware.Streams, readiness *health.Readiness, log *zap.Logger) *Server {
 	return &Server{
 		cfg:       cfg,
+		streams:   streams,
 		readiness: readiness,
 		log:       log.Named("server"),
 		srv: &http.Server{
@@ -67,7 +70,26 @@ func (s *Server) Stop(ctx context.Context) error {
 	}
 	shutdownCtx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownTimeout)
 	defer cancel()
-	if err := s.srv.Shutdown(shutdownCtx); err != nil {
+	shutdown := make(chan error, 1)
+	go func() { shutdown <- s.srv.Shutdown(shutdownCtx) }()
+	// Streams (SSE, followed logs, terminals) never end by themselves: ordinary requests get half
+	// the shutdown budget to finish, then the streams are told to end and are waited for
+	// (terminals too, which Shutdown does not track), so their commands are cleaned up before
+	// the clients below them close.
+	var err error
+	finished := false
+	select {
+	case err = <-shutdown:
+		finished = true
+	case <-time.After(s.cfg.ShutdownTimeout / 2):
+	}
+	if serr := s.streams.End(shutdownCtx); serr != nil {
+		s.log.Warn("streams still open at the shutdown deadline", zap.Error(serr))
+	}
+	if !finished {
+		err = <-shutdown
+	}
+	if err != nil {
 		_ = s.srv.Close()
 		return err
 	}

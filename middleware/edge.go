@@ -132,16 +132,34 @@ func Timeout(d time.Duration) gin.HandlerFunc {
 	}
 }
 
-// Untimed is for streaming responses (SSE, followed logs, WebSockets) that outlive the request
-// timeout: it clears the connection's write deadline and returns the request's context without
-// the timeout, still cancelled when the client goes away.
+// Untimed is for streaming responses (SSE, followed logs, transfers, WebSockets) that outlive the
+// request timeout. It drops the read deadline and replaces the fixed write deadline with a rolling
+// one (each write may block at most streamWriteIdle), and returns the request's context without
+// the timeout: cancelled when the client goes away or when shutdown ends the streams.
 func Untimed(c *gin.Context) context.Context {
-	_ = http.NewResponseController(c.Writer).SetWriteDeadline(time.Time{})
-	_ = http.NewResponseController(c.Writer).SetReadDeadline(time.Time{})
-	if ctx, ok := c.Get(untimedKey); ok {
-		return ctx.(context.Context)
+	rc := http.NewResponseController(c.Writer)
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Now().Add(streamWriteIdle))
+	if _, wrapped := c.Writer.(*deadlineWriter); !wrapped {
+		c.Writer = &deadlineWriter{ResponseWriter: c.Writer, rc: rc}
 	}
-	return c.Request.Context()
+	ctx := c.Request.Context()
+	if untimed, ok := c.Get(untimedKey); ok {
+		ctx = untimed.(context.Context)
+	}
+	streams, ok := c.Get(streamsKey)
+	if !ok {
+		return ctx
+	}
+	s := streams.(*Streams)
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(s.ctx, cancel)
+	s.active.Add(1)
+	context.AfterFunc(ctx, func() {
+		stop()
+		s.active.Done()
+	})
+	return ctx
 }
 
 // SecurityHeaders sets the Helmet set suited to a JSON API. Written here rather than pulled from

@@ -7,6 +7,7 @@ import (
 
 	"github.com/insien/orchestrator/config"
 	"github.com/insien/orchestrator/health"
+	"github.com/insien/orchestrator/middleware"
 	"github.com/insien/orchestrator/runtimes"
 )
 
@@ -15,6 +16,7 @@ var Module = fx.Module("providers",
 	fx.Provide(NewLogger),
 	fx.Provide(NewDB),
 	fx.Provide(NewRedis),
+	fx.Provide(middleware.NewStreams),
 	fx.Provide(newEngine),
 	fx.Provide(fx.Annotate(NewRuntime, fx.As(new(runtimes.Runtime)), fx.As(new(runtimes.Interactive)))),
 	fx.Provide(fx.Annotate(dbCheck, fx.ResultTags(`group:"health_checks"`))),

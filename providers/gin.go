@@ -12,23 +12,25 @@ import (
 // ProbePaths are the Kubernetes probe routes; their requests are logged at debug level.
 var ProbePaths = []string{"/health", "/livez", "/ready", "/readyz"}
 
-// EngineParams lets endpoint families give single routes their own body limit.
+// EngineParams lets endpoint families give single routes their own body limit, and brings the
+// stream tracker the server ends at shutdown.
 type EngineParams struct {
 	fx.In
-	HTTP   config.HTTP
-	App    config.App
-	Log    *zap.Logger
-	Limits []middleware.RouteLimit `group:"body_limits"`
+	HTTP    config.HTTP
+	App     config.App
+	Log     *zap.Logger
+	Streams *middleware.Streams
+	Limits  []middleware.RouteLimit `group:"body_limits"`
 }
 
 func newEngine(p EngineParams) (*gin.Engine, error) {
-	return NewEngine(p.HTTP, p.App, p.Log, p.Limits...)
+	return NewEngine(p.HTTP, p.App, p.Log, p.Streams, p.Limits...)
 }
 
 // NewEngine builds the Gin engine with the edge middleware in the documented order: recovery →
 // request id → request log → error writer → timeout → security headers → CORS → body limit.
 // Authentication and rate limiting are applied per route group by the handlers.
-func NewEngine(cfg config.HTTP, app config.App, log *zap.Logger, limits ...middleware.RouteLimit) (*gin.Engine, error) {
+func NewEngine(cfg config.HTTP, app config.App, log *zap.Logger, streams *middleware.Streams, limits ...middleware.RouteLimit) (*gin.Engine, error) {
 	if app.Development() {
 		gin.SetMode(gin.DebugMode)
 	} else {
@@ -49,6 +51,7 @@ func NewEngine(cfg config.HTTP, app config.App, log *zap.Logger, limits ...middl
 		middleware.SecurityHeaders(),
 		middleware.CORS(cfg.CORS),
 		middleware.BodyLimit(cfg.MaxBodyBytes, limits...),
+		streams.Middleware(),
 	)
 	engine.NoRoute(middleware.NotFound)
 	engine.NoMethod(middleware.MethodNotAllowed)
