@@ -17,6 +17,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
 
 	"github.com/insien/orchestrator/apierror"
 	"github.com/insien/orchestrator/apikeys"
@@ -302,6 +303,16 @@ func filePath(c *gin.Context) (string, bool) {
 	return p, true
 }
 
+// fileTarget parses the sandbox id and ?path= of a file route; on failure the error is attached.
+func fileTarget(c *gin.Context) (uuid.UUID, string, bool) {
+	id, ok := sandboxID(c)
+	if !ok {
+		return uuid.Nil, "", false
+	}
+	p, ok := filePath(c)
+	return id, p, ok
+}
+
 // transfer is the context of a file upload or download: the request timeout does not apply,
 // transferTimeout does, and the client leaving ends it.
 func transfer(c *gin.Context) (context.Context, context.CancelFunc) {
@@ -310,11 +321,7 @@ func transfer(c *gin.Context) (context.Context, context.CancelFunc) {
 
 // writeFile stores the raw request body at ?path= (parents created, ?mode= octal, default 0644).
 func (h *SandboxOps) writeFile(c *gin.Context) {
-	id, ok := sandboxID(c)
-	if !ok {
-		return
-	}
-	p, ok := filePath(c)
+	id, p, ok := fileTarget(c)
 	if !ok {
 		return
 	}
@@ -340,11 +347,7 @@ func (h *SandboxOps) writeFile(c *gin.Context) {
 
 // readFile sends the file at ?path= byte for byte.
 func (h *SandboxOps) readFile(c *gin.Context) {
-	id, ok := sandboxID(c)
-	if !ok {
-		return
-	}
-	p, ok := filePath(c)
+	id, p, ok := fileTarget(c)
 	if !ok {
 		return
 	}
@@ -370,11 +373,7 @@ func (h *SandboxOps) readFile(c *gin.Context) {
 
 // removeFile deletes the file at ?path= (?recursive=true for a directory and its content).
 func (h *SandboxOps) removeFile(c *gin.Context) {
-	id, ok := sandboxID(c)
-	if !ok {
-		return
-	}
-	p, ok := filePath(c)
+	id, p, ok := fileTarget(c)
 	if !ok {
 		return
 	}
@@ -401,11 +400,7 @@ type fileEntry struct {
 
 // listDir describes the entries of the directory at ?path=, sorted by name.
 func (h *SandboxOps) listDir(c *gin.Context) {
-	id, ok := sandboxID(c)
-	if !ok {
-		return
-	}
-	p, ok := filePath(c)
+	id, p, ok := fileTarget(c)
 	if !ok {
 		return
 	}

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"io"
 	"net/http"
-	"slices"
 	"testing"
 	"time"
 
@@ -49,15 +48,7 @@ func BenchmarkExecRoundTrip(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	slices.Sort(api)
-	slices.Sort(raw)
-	report := func(name string, d time.Duration) { b.ReportMetric(float64(d.Microseconds())/1000, name) }
-	report("api_p50_ms", percentile(api, 0.5))
-	report("api_p95_ms", percentile(api, 0.95))
-	report("direct_p50_ms", percentile(raw, 0.5))
-	report("direct_p95_ms", percentile(raw, 0.95))
-	b.ReportMetric(float64(percentile(api, 0.5))/float64(percentile(raw, 0.5)), "p50_api/direct")
-	b.ReportMetric(float64(percentile(api, 0.95))/float64(percentile(raw, 0.95)), "p95_api/direct")
+	reportLatencies(b, api, raw)
 }
 
 // BenchmarkFileTransfer uploads and downloads a 10 MiB file through the API and reports the
