@@ -190,6 +190,7 @@ type Sandbox struct {
 	AutoExtend        bool          `mapstructure:"auto_extend"`
 	PausedExpiry      string        `mapstructure:"paused_expiry"` // keep | freeze
 	ConnectionTTL     time.Duration `mapstructure:"connection_ttl"`
+	MaxConnections    int           `mapstructure:"max_connections"`
 	ExecOutputLimit   int64         `mapstructure:"exec_output_limit"`
 	ExecMaxTimeout    time.Duration `mapstructure:"exec_max_timeout"`
 	MaxUploadBytes    int64         `mapstructure:"max_upload_bytes"`
@@ -271,6 +272,7 @@ func Default() Config {
 			AutoExtend:        true,
 			PausedExpiry:      "keep",
 			ConnectionTTL:     30 * time.Second,
+			MaxConnections:    16,
 			ExecOutputLimit:   10 << 20,
 			ExecMaxTimeout:    time.Hour,
 			MaxUploadBytes:    100 << 20,
@@ -342,6 +344,7 @@ func (c *Config) Validate() error {
 		{c.Sandbox.CacheTTL > 0, "sandbox.cache_ttl", "must be positive"},
 		{slices.Contains([]string{"keep", "freeze"}, c.Sandbox.PausedExpiry), "sandbox.paused_expiry", "must be keep or freeze"},
 		{c.Sandbox.ConnectionTTL >= 3*time.Second, "sandbox.connection_ttl", "must be at least 3s"},
+		{c.Sandbox.MaxConnections > 0, "sandbox.max_connections", "must be positive"},
 		{c.Sandbox.ExecOutputLimit > 0, "sandbox.exec_output_limit", "must be positive"},
 		{c.Sandbox.ExecMaxTimeout >= time.Second, "sandbox.exec_max_timeout", "must be at least 1s"},
 		{c.Sandbox.MaxUploadBytes > 0, "sandbox.max_upload_bytes", "must be positive"},

@@ -3,6 +3,7 @@ package sandboxes
 import (
 	"context"
 	"errors"
+	"net/http"
 	"time"
 
 	"github.com/google/uuid"
@@ -52,12 +53,18 @@ func (s *Service) Touch(ctx context.Context, sb *repositories.Sandbox) {
 	s.changed(ctx, updated)
 }
 
-// Connect registers a live connection (terminal, streaming exec, followed logs) to a sandbox;
-// while it is open it counts in active_connections and keeps the sandbox alive. Call the
-// returned function when the connection ends.
-func (s *Service) Connect(sb *repositories.Sandbox) (release func()) {
+// Connect registers a live connection (exec, terminal, followed logs) to a sandbox; while it is
+// open it counts in active_connections and keeps the sandbox alive. Call the returned function
+// when the connection ends. A sandbox already holding sandbox.max_connections gets 429: each
+// connection costs the server buffers and an engine stream. (Count then register is not atomic:
+// concurrent requests may overshoot by a few, which the bound tolerates.)
+func (s *Service) Connect(ctx context.Context, sb *repositories.Sandbox) (release func(), err error) {
+	if n, err := s.conns.Count(ctx, sb.ID); err == nil && n >= s.cfg.MaxConnections {
+		return nil, apierror.New(http.StatusTooManyRequests, "too_many_connections",
+			"sandbox has %d live execs, terminals or log streams, the maximum; retry when one ends", n)
+	}
 	current := *sb
-	return s.conns.Open(sb.ID, func(ctx context.Context) { s.Touch(ctx, &current) })
+	return s.conns.Open(sb.ID, func(ctx context.Context) { s.Touch(ctx, &current) }), nil
 }
 
 // ActiveConnections counts the live connections of a sandbox on every replica (0 if Redis is

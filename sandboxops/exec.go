@@ -111,7 +111,10 @@ func (s *Service) validateExec(in ExecInput) (runtimes.ExecSpec, time.Duration, 
 // so a long command keeps its sandbox alive. When ctx ends (the client left) the command's
 // processes are killed and ctx's error is returned. A non-zero exit status is not an error.
 func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) (runtimes.ExecResult, error) {
-	release := c.s.sandboxes.Connect(c.sb)
+	release, err := c.s.sandboxes.Connect(ctx, c.sb)
+	if err != nil {
+		return runtimes.ExecResult{}, err
+	}
 	defer release()
 	res, err := c.s.rt.Exec(ctx, container(c.sb), c.spec, stdout, stderr, c.timeout, c.s.cfg.ExecOutputLimit)
 	if err != nil && ctx.Err() != nil {

@@ -64,7 +64,10 @@ func (l *Logs) err(err error) error {
 // error when ctx ends. An error from emit stops the stream and is returned.
 func (l *Logs) Run(ctx context.Context, emit func(LogLine) error) error {
 	if l.in.Follow && (l.sb.Status == repositories.StatusRunning || l.sb.Status == repositories.StatusPaused) {
-		release := l.s.sandboxes.Connect(l.sb)
+		release, err := l.s.sandboxes.Connect(ctx, l.sb)
+		if err != nil {
+			return err
+		}
 		defer release()
 	}
 	stdout := &lineWriter{stream: "stdout", emit: emit}

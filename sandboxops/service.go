@@ -32,8 +32,9 @@ type Sandboxes interface {
 	Running(ctx context.Context, userID, id uuid.UUID) (*repositories.Sandbox, error)
 	// Touch records activity (auto-extend).
 	Touch(ctx context.Context, sb *repositories.Sandbox)
-	// Connect registers a live connection until release is called.
-	Connect(sb *repositories.Sandbox) (release func())
+	// Connect registers a live connection until release is called (429 when the sandbox has
+	// too many).
+	Connect(ctx context.Context, sb *repositories.Sandbox) (release func(), err error)
 }
 
 var _ Sandboxes = (*sandboxes.Service)(nil)

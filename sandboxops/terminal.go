@@ -88,10 +88,15 @@ func (s *Service) PrepareTerminal(ctx context.Context, userID, id uuid.UUID, in 
 
 // Open starts the command on a pseudo-terminal; ctx bounds the start only.
 func (r *TerminalRequest) Open(ctx context.Context) (*Session, error) {
+	release, err := r.s.sandboxes.Connect(ctx, r.sb)
+	if err != nil {
+		return nil, err
+	}
 	spec := runtimes.ExecSpec{Cmd: r.in.Cmd, Env: map[string]string{"TERM": "xterm-256color"}}
 	term, err := r.s.rt.Terminal(ctx, container(r.sb), spec, r.in.Rows, r.in.Cols)
 	if err != nil {
+		release()
 		return nil, runtimeErr(r.sb, err)
 	}
-	return &Session{Terminal: term, release: r.s.sandboxes.Connect(r.sb)}, nil
+	return &Session{Terminal: term, release: release}, nil
 }
