@@ -3,7 +3,7 @@
 # (success, failure or Ctrl-C). Set STACK_KEEP=1 to leave it running for the next run.
 #
 # Usage: scripts/test.sh [go test args...]
-#        default args: -race -count=1 -timeout 15m ./...
+#        no args: the whole suite (-race -count=1 -timeout 15m ./...) through gotestsum
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -13,7 +13,9 @@ cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
 	if [[ "${STACK_KEEP:-0}" != 1 ]]; then
-		"$SCRIPT_DIR/stack.sh" down test || true
+		# Quietly, so the test summary stays the last thing printed; its log is kept.
+		"$SCRIPT_DIR/stack.sh" down test >"${TMPDIR:-/tmp}/orchestrator-stack-down.log" 2>&1 ||
+			echo "[test] stopping the test stack failed: see ${TMPDIR:-/tmp}/orchestrator-stack-down.log" >&2
 	else
 		echo "[test] STACK_KEEP=1: leaving the test stack running (scripts/stack.sh down test)" >&2
 	fi
@@ -27,7 +29,11 @@ trap 'exit 143' TERM
 eval "$("$SCRIPT_DIR/stack.sh" env test)"
 
 if [[ $# -eq 0 ]]; then
-	set -- -race -count=1 -timeout 15m ./...
+	# The whole suite: gotestsum prints one line per package, the failures in full, and a closing
+	# "DONE N tests" summary.
+	echo "[test] go test -race -count=1 -timeout 15m ./..." >&2
+	go tool gotestsum --format pkgname-and-test-fails -- -race -count=1 -timeout 15m ./...
+else
+	echo "[test] go test $*" >&2
+	go test "$@"
 fi
-echo "[test] go test $*" >&2
-go test "$@"
