@@ -20,7 +20,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/insien/orchestrator/apierror"
-	"github.com/insien/orchestrator/apikeys"
 	"github.com/insien/orchestrator/auth"
 	"github.com/insien/orchestrator/config"
 	"github.com/insien/orchestrator/middleware"
@@ -54,8 +53,7 @@ func NewSandboxOps(a *auth.Authenticator, ops *sandboxops.Service, cfg config.HT
 
 // Register mounts the routes under /api/sandboxes/{id}.
 func (h *SandboxOps) Register(r gin.IRouter) {
-	g := r.Group("/api/sandboxes/:id", h.auth.Require(auth.KindSession, auth.KindAPIKey))
-	read, write := auth.RequireScope(apikeys.ScopeSandboxesRead), auth.RequireScope(apikeys.ScopeSandboxesWrite)
+	g, read, write := sandboxGroup(r, h.auth, "/api/sandboxes/:id")
 	g.POST("/exec", write, h.exec)
 	g.PUT("/files", write, h.writeFile)
 	g.GET("/files", read, h.readFile)

@@ -27,10 +27,16 @@ func NewSandboxes(a *auth.Authenticator, s *sandboxes.Service) *Sandboxes {
 	return &Sandboxes{auth: a, sandboxes: s}
 }
 
+// sandboxGroup is where every sandbox route lives: a Clerk session or an API key, with the read
+// or write scope per route.
+func sandboxGroup(r gin.IRouter, a *auth.Authenticator, path string) (g *gin.RouterGroup, read, write gin.HandlerFunc) {
+	return r.Group(path, a.Require(auth.KindSession, auth.KindAPIKey)),
+		auth.RequireScope(apikeys.ScopeSandboxesRead), auth.RequireScope(apikeys.ScopeSandboxesWrite)
+}
+
 // Register mounts /api/sandboxes.
 func (h *Sandboxes) Register(r gin.IRouter) {
-	g := r.Group("/api/sandboxes", h.auth.Require(auth.KindSession, auth.KindAPIKey))
-	read, write := auth.RequireScope(apikeys.ScopeSandboxesRead), auth.RequireScope(apikeys.ScopeSandboxesWrite)
+	g, read, write := sandboxGroup(r, h.auth, "/api/sandboxes")
 	g.POST("", write, h.create)
 	g.GET("", read, h.list)
 	g.GET("/:id", read, h.get)
