@@ -1,0 +1,48 @@
+package app_test
+
+import (
+	"testing"
+
+	"go.uber.org/fx"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/insien/orchestrator/testenv"
+)
+
+// TestRequestLog: one line per request with its id, method, route, status and latency; probes at
+// debug level so they stay out of production logs.
+func TestRequestLog(t *testing.T) {
+	cfg := testenv.Config(t)
+	testenv.Migrate(t, cfg)
+	core, logs := observer.New(zapcore.DebugLevel)
+	a := testenv.StartApp(t, cfg, fx.Decorate(func() *zap.Logger { return zap.New(core) }))
+
+	tests := []struct {
+		path      string
+		headers   map[string]string
+		wantLevel zapcore.Level
+		wantRoute string
+		wantCode  int64
+	}{
+		{"/health", nil, zapcore.DebugLevel, "/health", 200},
+		{"/readyz", nil, zapcore.DebugLevel, "/readyz", 200},
+		{"/openapi.yaml", map[string]string{"X-Request-ID": "trace-me-42"}, zapcore.InfoLevel, "/openapi.yaml", 200},
+		{"/nope", nil, zapcore.InfoLevel, "unmatched", 404},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			id := a.Do(t, "GET", tt.path, "", tt.headers).Header.Get("X-Request-ID")
+			lines := logs.FilterMessage("request").FilterField(zap.String("request_id", id)).All()
+			if len(lines) != 1 {
+				t.Fatalf("%d request lines for %s, want 1", len(lines), tt.path)
+			}
+			fields := lines[0].ContextMap()
+			if lines[0].Level != tt.wantLevel || fields["method"] != "GET" || fields["route"] != tt.wantRoute ||
+				fields["status"] != tt.wantCode || fields["latency"] == nil {
+				t.Errorf("logged %v %v", lines[0].Level, fields)
+			}
+		})
+	}
+}
