@@ -35,10 +35,7 @@ func (s *Service) Touch(ctx context.Context, sb *repositories.Sandbox) {
 		return
 	}
 	timeout := time.Duration(sb.TimeoutSeconds) * time.Second
-	target := time.Now().Add(timeout)
-	if limit := sb.CreatedAt.Add(s.cfg.MaxLifetime); target.After(limit) {
-		target = limit
-	}
+	target := s.withinLifetime(sb, time.Now().Add(timeout))
 	if target.Sub(sb.ExpiresAt) < min(timeout/10, 10*time.Second) {
 		return
 	}
@@ -90,11 +87,7 @@ func (s *Service) Resume(ctx context.Context, userID, id uuid.UUID) (*repositori
 		func(now time.Time, sb *repositories.Sandbox) map[string]any {
 			set := map[string]any{"paused_at": nil}
 			if s.cfg.PausedExpiry == "freeze" && sb.PausedAt != nil {
-				expires := sb.ExpiresAt.Add(now.Sub(*sb.PausedAt))
-				if limit := sb.CreatedAt.Add(s.cfg.MaxLifetime); expires.After(limit) {
-					expires = limit
-				}
-				set["expires_at"] = expires
+				set["expires_at"] = s.withinLifetime(sb, sb.ExpiresAt.Add(now.Sub(*sb.PausedAt)))
 			}
 			return set
 		})

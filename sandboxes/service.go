@@ -405,11 +405,7 @@ func (s *Service) extend(ctx context.Context, userID, id uuid.UUID, by func(*rep
 	if err != nil {
 		return nil, err
 	}
-	expires := time.Now().Add(by(sb))
-	if limit := sb.CreatedAt.Add(s.cfg.MaxLifetime); expires.After(limit) {
-		expires = limit
-	}
-	updated, err := s.rows.SetExpiry(ctx, userID, id, expires)
+	updated, err := s.rows.SetExpiry(ctx, userID, id, s.withinLifetime(sb, time.Now().Add(by(sb))))
 	if errors.Is(err, repositories.ErrNotFound) {
 		return nil, apierror.Conflict("sandbox_not_running", "sandbox is %s; only running or paused sandboxes can be extended", sb.Status)
 	}
@@ -418,6 +414,15 @@ func (s *Service) extend(ctx context.Context, userID, id uuid.UUID, by func(*rep
 	}
 	s.changed(ctx, updated)
 	return updated, nil
+}
+
+// withinLifetime bounds an expiry by sandbox.max_lifetime from creation: no extension, timeout or
+// resume may push a sandbox past it.
+func (s *Service) withinLifetime(sb *repositories.Sandbox, expires time.Time) time.Time {
+	if limit := sb.CreatedAt.Add(s.cfg.MaxLifetime); expires.After(limit) {
+		return limit
+	}
+	return expires
 }
 
 func encodeCursor(at time.Time, id uuid.UUID) string {
