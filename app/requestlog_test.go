@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"testing"
+	"time"
 
 	"go.uber.org/fx"
 	"go.uber.org/zap"
@@ -34,7 +35,13 @@ func TestRequestLog(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
 			id := a.Do(t, "GET", tt.path, "", tt.headers).Header.Get("X-Request-ID")
-			lines := logs.FilterMessage("request").FilterField(zap.String("request_id", id)).All()
+			// The line is written once the handler returns, which a client that already has the
+			// whole body may beat.
+			requestLines := func() []observer.LoggedEntry {
+				return logs.FilterMessage("request").FilterField(zap.String("request_id", id)).All()
+			}
+			testenv.Eventually(t, "the request line of "+tt.path, 5*time.Second, func() bool { return len(requestLines()) > 0 })
+			lines := requestLines()
 			if len(lines) != 1 {
 				t.Fatalf("%d request lines for %s, want 1", len(lines), tt.path)
 			}

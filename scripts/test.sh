@@ -3,7 +3,8 @@
 # (success, failure or Ctrl-C). Set STACK_KEEP=1 to leave it running for the next run.
 #
 # Usage: scripts/test.sh [go test args...]
-#        no args: the whole suite (-race -count=1 -timeout 15m ./...) through gotestsum
+#        no args: the whole suite (-race -count=1 -timeout 15m ./...) through gotestsum, then every
+#                 fuzz target for FUZZTIME (default 3s) each
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -33,6 +34,8 @@ if [[ $# -eq 0 ]]; then
 	# "DONE N tests" summary.
 	echo "[test] go test -race -count=1 -timeout 15m ./..." >&2
 	go tool gotestsum --format pkgname-and-test-fails -- -race -count=1 -timeout 15m ./...
+	# Then every fuzz target briefly: the seeds and a few seconds of new inputs (longer: task fuzz).
+	"$SCRIPT_DIR/fuzz.sh" "${FUZZTIME:-3s}"
 else
 	echo "[test] go test $*" >&2
 	go test "$@"
