@@ -14,7 +14,7 @@ mapfile -t targets < <(grep -rHo --include='*_fuzz_test.go' -E '^func (Fuzz[A-Za
 	sed -E 's#^\./(.*)/[^/]+:func (Fuzz[A-Za-z0-9_]+)\($#\1 \2#' | sort)
 if [[ ${#targets[@]} -eq 0 ]]; then
 	echo "[fuzz] no fuzz targets found" >&2
-	exit 1
+	exit 0
 fi
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
