@@ -4,3 +4,9 @@
 ALTER TABLE sandboxes
     ADD COLUMN exit_code               integer,
     ADD COLUMN idempotency_fingerprint bytea;
+--bun:split
+-- A failed start used to record the engine's error text (host paths, cgroups) as end_reason, which
+-- the API returns: keep only the code. (Not undone by the down migration: the text is not wanted.)
+UPDATE sandboxes SET end_reason = 'start_failed'
+WHERE status = 'failed' AND end_reason IS NOT NULL
+  AND end_reason NOT IN ('deleted', 'user_deleted', 'expired', 'create_interrupted', 'runtime_lost', 'process_exited');

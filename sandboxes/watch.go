@@ -86,7 +86,11 @@ func (s *Service) recordEnd(ctx context.Context, id uuid.UUID, end ending) bool 
 	if end.exitCode != nil {
 		fields = append(fields, zap.Int("exit_code", *end.exitCode))
 	}
-	s.log.Info("sandbox ended by itself", fields...)
+	if end.reason == EndRuntimeLost {
+		s.log.Warn("sandbox lost its container", fields...)
+	} else {
+		s.log.Info("sandbox ended by itself", fields...)
+	}
 	s.changed(ctx, ended)
 	return true
 }
