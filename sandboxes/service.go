@@ -281,7 +281,7 @@ func startFailure(row *repositories.Sandbox, cause error) (string, error) {
 			row.CPU, row.MemoryMB).WithCause(cause)
 	}
 	return EndStartFailed, apierror.New(http.StatusBadGateway, "sandbox_start_failed",
-		"sandbox %s failed to start; the runtime refused it", row.ID).WithCause(cause)
+		"sandbox %s failed to start (the runtime's reason is in the server log)", row.ID).WithCause(cause)
 }
 
 // Get returns a user's sandbox, from the Redis copy when fresh.
