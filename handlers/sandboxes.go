@@ -60,9 +60,12 @@ type createSandboxRequest struct {
 
 // sandboxResponse is a sandbox as clients see it: env names, never values.
 type sandboxResponse struct {
-	ID             uuid.UUID         `json:"id"`
-	Status         string            `json:"status"`
-	EndReason      *string           `json:"end_reason"`
+	ID        uuid.UUID `json:"id"`
+	Status    string    `json:"status"`
+	EndReason *string   `json:"end_reason"`
+	// ExitCode is the main process's exit status when it ended by itself (end_reason
+	// process_exited or oom_killed): 128+signal when a signal killed it, 137 for an OOM kill.
+	ExitCode       *int              `json:"exit_code"`
 	Image          string            `json:"image"`
 	Command        []string          `json:"command"`
 	Metadata       map[string]string `json:"metadata"`
@@ -81,7 +84,7 @@ type sandboxResponse struct {
 }
 
 func toSandboxResponse(s *repositories.Sandbox) sandboxResponse {
-	return sandboxResponse{ID: s.ID, Status: s.Status, EndReason: s.EndReason, Image: s.Image, Command: s.Command,
+	return sandboxResponse{ID: s.ID, Status: s.Status, EndReason: s.EndReason, ExitCode: s.ExitCode, Image: s.Image, Command: s.Command,
 		Metadata: s.Metadata, EnvNames: s.EnvNames, CPU: s.CPU, MemoryMB: s.MemoryMB, TimeoutSeconds: s.TimeoutSeconds,
 		CreatedAt: s.CreatedAt, StartedAt: s.StartedAt, ExpiresAt: s.ExpiresAt, EndedAt: s.EndedAt,
 		PausedAt: s.PausedAt, AutoExtend: s.AutoExtend}
@@ -100,16 +103,12 @@ func (h *Sandboxes) create(c *gin.Context) {
 	// The container starts even if this takes longer than the server's write timeout (a slow
 	// engine, an image pull): keep the connection able to carry the 201.
 	_ = http.NewResponseController(c.Writer).SetWriteDeadline(time.Now().Add(sandboxes.RuntimeBudget + 30*time.Second))
-	var req createSandboxRequest
-	if err := bindOptionalJSON(c, &req); err != nil {
+	in, err := createInput(c)
+	if err != nil {
 		_ = c.Error(err)
 		return
 	}
-	sb, replayed, err := h.sandboxes.Create(c.Request.Context(), caller(c), sandboxes.CreateInput{
-		Image: req.Image, Command: req.Command, Env: req.Env, Metadata: req.Metadata,
-		TimeoutSeconds: req.TimeoutSeconds, CPU: req.CPU, MemoryMB: req.MemoryMB, AutoExtend: req.AutoExtend,
-		IdempotencyKey: c.GetHeader("Idempotency-Key"),
-	})
+	sb, replayed, err := h.sandboxes.Create(c.Request.Context(), caller(c), in)
 	if err != nil {
 		_ = c.Error(err)
 		return
@@ -118,6 +117,20 @@ func (h *Sandboxes) create(c *gin.Context) {
 		c.Header("Idempotent-Replayed", "true")
 	}
 	c.JSON(http.StatusCreated, toSandboxResponse(sb))
+}
+
+// createInput decodes a create request: the JSON body (which may be left out) and the
+// Idempotency-Key header.
+func createInput(c *gin.Context) (sandboxes.CreateInput, error) {
+	var req createSandboxRequest
+	if err := bindOptionalJSON(c, &req); err != nil {
+		return sandboxes.CreateInput{}, err
+	}
+	return sandboxes.CreateInput{
+		Image: req.Image, Command: req.Command, Env: req.Env, Metadata: req.Metadata,
+		TimeoutSeconds: req.TimeoutSeconds, CPU: req.CPU, MemoryMB: req.MemoryMB, AutoExtend: req.AutoExtend,
+		IdempotencyKey: c.GetHeader("Idempotency-Key"),
+	}, nil
 }
 
 func (h *Sandboxes) list(c *gin.Context) {

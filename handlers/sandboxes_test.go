@@ -26,6 +26,7 @@ type sandbox struct {
 	ID             string            `json:"id"`
 	Status         string            `json:"status"`
 	EndReason      *string           `json:"end_reason"`
+	ExitCode       *int              `json:"exit_code"`
 	Image          string            `json:"image"`
 	Metadata       map[string]string `json:"metadata"`
 	EnvNames       []string          `json:"env_names"`
@@ -502,9 +503,9 @@ func TestFailedStartLeavesNoContainer(t *testing.T) {
 		t.Fatalf("missing image: %d %s", resp.Status, resp.Body)
 	}
 	// The engine starts the init process, which then fails to exec the command: the create
-	// either sees the exit at once (502) or the reconciler finds it within its interval.
+	// either sees the exit at once (422 sandbox_exited) or the event watcher records it.
 	resp = u.do(t, "POST", "/api/sandboxes", `{"command":["/no/such/program"]}`)
-	if resp.Status != http.StatusBadGateway && resp.Status != http.StatusCreated {
+	if (resp.Status != http.StatusUnprocessableEntity || errorCode(t, resp) != "sandbox_exited") && resp.Status != http.StatusCreated {
 		t.Fatalf("missing command: %d %s", resp.Status, resp.Body)
 	}
 	failed := func() []sandbox {
@@ -521,8 +522,9 @@ func TestFailedStartLeavesNoContainer(t *testing.T) {
 	eventually(t, "no container left", 10*time.Second, func() bool { return len(containers(t, id)) == 0 })
 }
 
-// TestReconciliation: a container without a row is removed; a row whose container vanished
-// becomes failed with end_reason runtime_lost.
+// TestReconciliation: a container without a row is removed; a row whose container was removed
+// behind the orchestrator's back becomes failed (the engine kills it first: the die event says
+// 137). A container lost while no replica watched is TestMissedEventsAreReconciled's.
 func TestReconciliation(t *testing.T) {
 	id := startIdentity(t, func(c *config.Config, _ *clerkstub.Server) { c.Sandbox.ReconcileInterval = 300 * time.Millisecond })
 	u := newSandboxUser(t, id, "user_reconcile")
@@ -540,7 +542,7 @@ func TestReconciliation(t *testing.T) {
 	eventually(t, "the lost sandbox to be marked failed", 10*time.Second, func() bool {
 		return u.get(t, lost.ID).Status == "failed"
 	})
-	if got := u.get(t, lost.ID); got.EndReason == nil || *got.EndReason != "runtime_lost" {
+	if got := u.get(t, lost.ID); got.EndReason == nil || *got.EndReason != "process_exited" || got.ExitCode == nil || *got.ExitCode != 137 {
 		t.Errorf("lost sandbox: %+v", got)
 	}
 	eventually(t, "the orphaned container to be removed", 10*time.Second, func() bool {

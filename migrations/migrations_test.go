@@ -3,6 +3,7 @@ package migrations_test
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -145,5 +146,46 @@ func TestCreateWritesAPair(t *testing.T) {
 	}
 	if _, err := migrations.Create(dir, "Bad Name!"); err == nil {
 		t.Fatal("Create accepted an invalid name")
+	}
+}
+
+// TestEngineTextsLeaveEndReason: rows whose failed start recorded the engine's error text (host
+// paths, cgroups, returned by GET) keep only the code once 20261202000001 is applied.
+func TestEngineTextsLeaveEndReason(t *testing.T) {
+	ctx := context.Background()
+	url := testenv.DatabaseURL(t)
+	m := newMigrator(t, url)
+	if _, err := m.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Back to the schema before it, as on a server that ran the previous release.
+	const name = "20261202000001"
+	down, err := os.ReadFile(name + "_exit_code_and_idempotency_fingerprint.tx.down.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := testenv.OpenSQL(t, url)
+	for _, q := range []string{string(down), "DELETE FROM bun_migrations WHERE name = '" + name + "'",
+		"INSERT INTO users (id) VALUES ('00000000-0000-0000-0000-000000000001')"} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	for _, reason := range []string{
+		"docker: start 4dbb5a542dfb: Error response from daemon: failed to create shim task: OCI runtime create failed: write /sys/fs/cgroup/cpu/docker/x/cpu.cfs_quota_us: invalid argument",
+		"expired", "runtime_lost", "process_exited",
+	} {
+		if _, err := db.Exec(`INSERT INTO sandboxes (user_id, image, status, end_reason, cpu, memory_mb, timeout_seconds, expires_at)
+			VALUES ('00000000-0000-0000-0000-000000000001', 'img', 'failed', $1, 1, 64, 60, now())`, reason); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if applied, err := m.Up(ctx); err != nil || len(applied) != 1 {
+		t.Fatalf("Up = %v, %v; want %s alone", applied, err, name)
+	}
+	var got string
+	if err := db.QueryRow("SELECT string_agg(end_reason, ',' ORDER BY end_reason) FROM sandboxes").Scan(&got); err != nil ||
+		got != "expired,process_exited,runtime_lost,start_failed" {
+		t.Errorf("end reasons after the migration: %q (%v)", got, err)
 	}
 }

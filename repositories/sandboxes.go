@@ -13,29 +13,33 @@ import (
 type Sandbox struct {
 	bun.BaseModel `bun:"table:sandboxes"`
 
-	ID             uuid.UUID         `bun:"id,pk,type:uuid"`
-	UserID         uuid.UUID         `bun:"user_id,type:uuid"`
-	APIKeyID       *uuid.UUID        `bun:"api_key_id,type:uuid"`
-	IdempotencyKey *string           `bun:"idempotency_key"`
-	Image          string            `bun:"image"`
-	Command        []string          `bun:"command,array"`
-	Status         string            `bun:"status"`
-	EndReason      *string           `bun:"end_reason"`
-	RuntimeID      *string           `bun:"runtime_id"`
-	Instance       string            `bun:"instance"`
-	CPU            float64           `bun:"cpu"`
-	MemoryMB       int64             `bun:"memory_mb"`
-	Metadata       map[string]string `bun:"metadata,type:jsonb"`
-	EnvNames       []string          `bun:"env_names,array"`
-	EnvEncrypted   []byte            `bun:"env_encrypted"`
-	TimeoutSeconds int               `bun:"timeout_seconds"`
-	CreatedAt      time.Time         `bun:"created_at,nullzero,default:now()"`
-	UpdatedAt      time.Time         `bun:"updated_at,nullzero,default:now()"`
-	StartedAt      *time.Time        `bun:"started_at"`
-	ExpiresAt      time.Time         `bun:"expires_at"`
-	EndedAt        *time.Time        `bun:"ended_at"`
-	PausedAt       *time.Time        `bun:"paused_at"`
-	AutoExtend     bool              `bun:"auto_extend"`
+	ID             uuid.UUID  `bun:"id,pk,type:uuid"`
+	UserID         uuid.UUID  `bun:"user_id,type:uuid"`
+	APIKeyID       *uuid.UUID `bun:"api_key_id,type:uuid"`
+	IdempotencyKey *string    `bun:"idempotency_key"`
+	// IdempotencyFingerprint is a SHA-256 of the create request the key came with (nil before
+	// fingerprints were recorded).
+	IdempotencyFingerprint []byte            `bun:"idempotency_fingerprint"`
+	Image                  string            `bun:"image"`
+	Command                []string          `bun:"command,array"`
+	Status                 string            `bun:"status"`
+	EndReason              *string           `bun:"end_reason"`
+	ExitCode               *int              `bun:"exit_code"` // the main process's status, when it ended by itself
+	RuntimeID              *string           `bun:"runtime_id"`
+	Instance               string            `bun:"instance"`
+	CPU                    float64           `bun:"cpu"`
+	MemoryMB               int64             `bun:"memory_mb"`
+	Metadata               map[string]string `bun:"metadata,type:jsonb"`
+	EnvNames               []string          `bun:"env_names,array"`
+	EnvEncrypted           []byte            `bun:"env_encrypted"`
+	TimeoutSeconds         int               `bun:"timeout_seconds"`
+	CreatedAt              time.Time         `bun:"created_at,nullzero,default:now()"`
+	UpdatedAt              time.Time         `bun:"updated_at,nullzero,default:now()"`
+	StartedAt              *time.Time        `bun:"started_at"`
+	ExpiresAt              time.Time         `bun:"expires_at"`
+	EndedAt                *time.Time        `bun:"ended_at"`
+	PausedAt               *time.Time        `bun:"paused_at"`
+	AutoExtend             bool              `bun:"auto_extend"`
 }
 
 // Sandbox states. Live states hold runtime resources.

@@ -22,6 +22,22 @@ var (
 	ErrNotFound      = errors.New("runtime: workload not found")
 	ErrImageNotFound = errors.New("runtime: image not found")
 	ErrUnavailable   = errors.New("runtime: unavailable")
+	// ErrSpecRefused: the engine refused the Spec's settings (e.g. more CPUs than the host has).
+	ErrSpecRefused = errors.New("runtime: the engine refused the workload's settings")
+)
+
+// The smallest limits a driver can enforce. A limit below them is not a smaller limit: an engine
+// either ignores it (no limit at all) or fails to start the workload, so callers must refuse it.
+const (
+	// MinCPU is in cores: the kernel's CFS refuses a quota under 1 ms per period and Docker's
+	// period is 100 ms. Below it Docker either sets no quota (a NanoCPUs that rounds to a zero
+	// quota means unlimited) or fails the start.
+	MinCPU = 0.01
+	// CPUStep is the precision of a CPU limit: a millicore, which both Docker (1 µs of quota per
+	// 100 ms period, 0.00001 core) and Kubernetes (1m) represent exactly.
+	CPUStep = 0.001
+	// MinMemoryMB is the engine's minimum memory limit (Docker refuses less than 6 MiB).
+	MinMemoryMB = 6
 )
 
 // Spec describes the sandbox to create. Limits are absolute; the driver applies its own hardening.
@@ -31,9 +47,9 @@ type Spec struct {
 	Command   []string          // empty: the image's default command
 	Env       map[string]string // plain values; drivers must never log them
 	Labels    map[string]string
-	CPU       float64 // cores, e.g. 0.5
-	MemoryMB  int64
-	PidsLimit int64
+	CPU       float64 // cores, e.g. 0.5; 0: the driver's default; otherwise at least MinCPU
+	MemoryMB  int64   // 0: the driver's default; otherwise at least MinMemoryMB
+	PidsLimit int64   // 0: the driver's default
 	WorkDir   string
 }
 
@@ -50,14 +66,39 @@ const (
 
 // Info is what Inspect and List report about a workload.
 type Info struct {
-	ID         string
-	Name       string
-	State      State
-	ExitCode   int
+	ID       string
+	Name     string
+	State    State
+	ExitCode int
+	// OOMKilled: the out-of-memory killer ended the main process (not merely one of its children).
+	OOMKilled  bool
 	Error      string
 	Labels     map[string]string
 	StartedAt  time.Time
 	FinishedAt time.Time
+}
+
+// EventKind says what an Event reports.
+type EventKind string
+
+const (
+	// EventExited: the workload's main process ended; ExitCode and OOMKilled say how.
+	EventExited EventKind = "exited"
+	// EventResync: the event stream was (re)connected and events may have been lost before it;
+	// the receiver must compare its state with List and Inspect.
+	EventResync EventKind = "resync"
+)
+
+// Event is a change the runtime saw by itself, without being asked.
+type Event struct {
+	Kind   EventKind
+	ID     string            // the workload's runtime id (empty for EventResync)
+	Name   string            // the workload's name
+	Labels map[string]string // the workload's orchestrator labels (the Label* keys it carries)
+	// ExitCode is the main process's exit status, 128+signal when a signal killed it; -1 when
+	// the driver could not learn it.
+	ExitCode  int
+	OOMKilled bool // the out-of-memory killer ended the main process
 }
 
 // Runtime is implemented by each sandbox backend (Docker today, Kubernetes later).
@@ -72,4 +113,9 @@ type Runtime interface {
 	Resume(ctx context.Context, id string) error
 	Inspect(ctx context.Context, id string) (Info, error)
 	List(ctx context.Context, labels map[string]string) ([]Info, error)
+	// Watch reports the events of workloads that carry every one of labels until ctx ends, then
+	// closes the channel. The driver reconnects by itself (with backoff) when its source breaks
+	// and sends EventResync after each connection, the first included. Events may repeat:
+	// receivers must be idempotent. The receiver must keep reading; a slow one delays the rest.
+	Watch(ctx context.Context, labels map[string]string) <-chan Event
 }

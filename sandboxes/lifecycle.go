@@ -21,16 +21,35 @@ const (
 	claimBatch = 20
 )
 
-// finalStatus is where a stopping sandbox ends, given why it stopped.
-func finalStatus(endReason *string) string {
+// Why a sandbox ended (end_reason), as clients read it. Some are also written by SQL
+// (repositories: expired, create_interrupted) and by the users service (user_deleted).
+const (
+	EndDeleted            = "deleted"             // DELETE by its owner
+	EndExpired            = "expired"             // its timeout or max lifetime passed
+	EndProcessExited      = "process_exited"      // its main process exited; exit_code says how
+	EndOOMKilled          = "oom_killed"          // the out-of-memory killer ended its main process
+	EndRuntimeLost        = "runtime_lost"        // its container disappeared from the runtime
+	EndStartFailed        = "start_failed"        // the runtime refused to create or start it
+	EndImageUnavailable   = "image_unavailable"   // its image is not on the server
+	EndRuntimeUnavailable = "runtime_unavailable" // the runtime did not answer while creating it
+	EndLimitsRefused      = "limits_refused"      // the runtime cannot apply its cpu or memory
+)
+
+// finalStatus is where a stopping sandbox ends, given why it stopped: a main process that exited
+// with 0 finished its work (stopped); any other end that its owner did not ask for is failed.
+func finalStatus(endReason *string, exitCode *int) string {
 	if endReason == nil {
 		return repositories.StatusStopped
 	}
 	switch *endReason {
-	case "expired":
+	case EndExpired:
 		return repositories.StatusExpired
-	case "deleted", "user_deleted":
+	case EndDeleted, "user_deleted":
 		return repositories.StatusStopped
+	case EndProcessExited:
+		if exitCode != nil && *exitCode == 0 {
+			return repositories.StatusStopped
+		}
 	}
 	return repositories.StatusFailed
 }
@@ -45,7 +64,7 @@ func (s *Service) destroy(ctx context.Context, sb *repositories.Sandbox) error {
 	if err := s.rt.Remove(ctx, name); err != nil {
 		return err
 	}
-	ended, err := s.rows.Transition(ctx, sb.ID, []string{repositories.StatusStopping}, finalStatus(sb.EndReason),
+	ended, err := s.rows.Transition(ctx, sb.ID, []string{repositories.StatusStopping}, finalStatus(sb.EndReason, sb.ExitCode),
 		map[string]any{"ended_at": time.Now()})
 	if err != nil && !errors.Is(err, repositories.ErrNotFound) {
 		return err
@@ -65,9 +84,10 @@ func (s *Service) Start(ctx context.Context) error {
 	}
 	loopCtx, cancel := context.WithCancel(context.Background())
 	s.stopLoops = cancel
-	s.loops.Add(2)
+	s.loops.Add(3)
 	go s.every(loopCtx, s.cfg.ReapInterval, "reap", s.Reap)
 	go s.every(loopCtx, s.cfg.ReconcileInterval, "reconcile", s.Reconcile)
+	go s.watch(loopCtx)
 	return nil
 }
 
@@ -176,22 +196,19 @@ func (s *Service) Reconcile(ctx context.Context) error {
 		if sb.StartedAt == nil || !sb.StartedAt.Before(listedAt) {
 			continue // started after the listing: its container may simply not be in it
 		}
-		reason := ""
-		if c, ok := seen[id]; !ok {
-			reason = "runtime_lost"
-		} else if c.State == runtimes.StateExited {
-			reason = "process_exited"
-		}
-		if reason == "" {
+		c, ok := seen[id]
+		if ok && c.State != runtimes.StateExited {
 			continue
 		}
-		claimed, err := s.rows.Transition(ctx, id, []string{repositories.StatusRunning, repositories.StatusPaused},
-			repositories.StatusStopping, map[string]any{"end_reason": reason})
-		if err != nil {
-			continue // changed meanwhile
+		var end ending
+		if !ok {
+			end = ending{reason: EndRuntimeLost}
+		} else if end, ok = s.inspectEnd(ctx, c.Name); !ok {
+			continue // running again, or the runtime did not answer: the next pass decides
 		}
-		s.log.Warn("sandbox lost its container", zap.Stringer("sandbox", id), zap.String("reason", reason))
-		s.destroyAll(ctx, []repositories.Sandbox{*claimed}, nil)
+		if s.recordEnd(ctx, id, end) {
+			s.removeEnded(ctx, id)
+		}
 	}
 	return nil
 }

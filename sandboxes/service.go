@@ -1,6 +1,8 @@
 // Package sandboxes is the orchestration core: it validates requests, enforces quotas, drives the
-// sandbox state machine (pending → running → stopping → stopped | failed | expired) atomically in
-// Postgres, and makes the runtime match it: creating, reaping expired and reconciling containers.
+// sandbox state machine (pending → running ⇄ paused → stopping → stopped | failed | expired; a
+// sandbox whose main process ends goes straight to stopped | failed) atomically in Postgres, and
+// makes the runtime match it: creating, following the runtime's events, reaping expired and
+// reconciling containers.
 package sandboxes
 
 import (
@@ -11,6 +13,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -94,7 +97,8 @@ func (s *Service) Reaped() int64 { return s.reaped.Load() }
 
 // Create validates the request, reserves quota, starts the container and returns the sandbox
 // once it runs. A retried request with the same Idempotency-Key returns the first sandbox
-// (replayed=true) and never creates a second one.
+// (replayed=true) and never creates a second one; the same key with a different request is
+// refused (422 idempotency_key_reused).
 func (s *Service) Create(ctx context.Context, caller Caller, in CreateInput) (sb *repositories.Sandbox, replayed bool, err error) {
 	sp, err := validate(in, s.cfg)
 	if err != nil {
@@ -102,12 +106,12 @@ func (s *Service) Create(ctx context.Context, caller Caller, in CreateInput) (sb
 	}
 	if in.IdempotencyKey != "" {
 		if existing, err := s.rows.ByIdempotencyKey(ctx, caller.UserID, in.IdempotencyKey); err == nil {
-			return existing, true, nil
+			return s.replay(existing, in)
 		} else if !errors.Is(err, repositories.ErrNotFound) {
 			return nil, false, err
 		}
 	}
-	row, err := s.newRow(caller, in.IdempotencyKey, sp)
+	row, err := s.newRow(caller, in, sp)
 	if err != nil {
 		return nil, false, err
 	}
@@ -143,8 +147,12 @@ func (s *Service) Create(ctx context.Context, caller Caller, in CreateInput) (sb
 		return rows.Insert(ctx, row)
 	})
 	if errors.Is(err, repositories.ErrConflict) && in.IdempotencyKey != "" {
+		// A concurrent request with the same key inserted first.
 		existing, err := s.rows.ByIdempotencyKey(ctx, caller.UserID, in.IdempotencyKey)
-		return existing, err == nil, err
+		if err != nil {
+			return nil, false, err
+		}
+		return s.replay(existing, in)
 	}
 	if err != nil {
 		return nil, false, err
@@ -159,7 +167,7 @@ func quotaExceeded(format string, args ...any) error {
 	return apierror.New(http.StatusTooManyRequests, "quota_exceeded", format, args...)
 }
 
-func (s *Service) newRow(caller Caller, idempotencyKey string, sp spec) (*repositories.Sandbox, error) {
+func (s *Service) newRow(caller Caller, in CreateInput, sp spec) (*repositories.Sandbox, error) {
 	id := uuid.New()
 	row := &repositories.Sandbox{
 		ID: id, UserID: caller.UserID, APIKeyID: caller.APIKeyID, Image: sp.image, Command: sp.command,
@@ -173,8 +181,9 @@ func (s *Service) newRow(caller Caller, idempotencyKey string, sp spec) (*reposi
 	if row.Metadata == nil {
 		row.Metadata = map[string]string{}
 	}
-	if idempotencyKey != "" {
-		row.IdempotencyKey = &idempotencyKey
+	if in.IdempotencyKey != "" {
+		row.IdempotencyKey = &in.IdempotencyKey
+		row.IdempotencyFingerprint = in.fingerprint()
 	}
 	if len(sp.env) > 0 {
 		plain, _ := json.Marshal(sp.env)
@@ -195,7 +204,7 @@ func (s *Service) newRow(caller Caller, idempotencyKey string, sp spec) (*reposi
 func ContainerName(id uuid.UUID) string { return "sbx-" + id.String() }
 
 // start creates and starts the container of a pending row. On failure the row ends failed with
-// the runtime's reason and no container is left.
+// a reason a client may read (the runtime's own words are only logged) and no container is left.
 func (s *Service) start(ctx context.Context, row *repositories.Sandbox, sp spec) (*repositories.Sandbox, error) {
 	name := ContainerName(row.ID)
 	runtimeID, err := s.rt.Create(ctx, runtimes.Spec{
@@ -209,9 +218,6 @@ func (s *Service) start(ctx context.Context, row *repositories.Sandbox, sp spec)
 	})
 	if err == nil {
 		err = s.rt.Start(ctx, runtimeID)
-	}
-	if err == nil {
-		err = s.checkAlive(ctx, runtimeID)
 	}
 	if err != nil {
 		return nil, s.failStart(ctx, row, err)
@@ -229,42 +235,53 @@ func (s *Service) start(ctx context.Context, row *repositories.Sandbox, sp spec)
 		return nil, err
 	}
 	s.changed(ctx, running)
+	// A main process that died at once (a command that does not exist: the init starts, then
+	// fails to exec it) is caught here. The check comes after the row is running so that no exit
+	// falls between two chairs: an earlier one shows here, a later one reaches the event watcher
+	// as the death of a running sandbox.
+	if end, over := s.settle(ctx, running.ID); over {
+		code := "unknown"
+		if end.exitCode != nil {
+			code = strconv.Itoa(*end.exitCode)
+		}
+		return nil, apierror.New(http.StatusUnprocessableEntity, "sandbox_exited",
+			"sandbox %s stopped at once: its command exited with code %s (%s); a sandbox's command must keep running", row.ID, code, end.reason)
+	}
 	return running, nil
 }
 
-// checkAlive catches a main process that died at once (e.g. a command that does not exist: the
-// init process starts, then fails to exec it). Later deaths are found by the reconciler.
-func (s *Service) checkAlive(ctx context.Context, runtimeID string) error {
-	info, err := s.rt.Inspect(ctx, runtimeID)
-	if err != nil {
-		return err
-	}
-	if info.State == runtimes.StateExited {
-		return fmt.Errorf("the main process exited at once with code %d %s", info.ExitCode, info.Error)
-	}
-	return nil
-}
-
+// failStart ends a pending row whose container could not be created or started.
 func (s *Service) failStart(ctx context.Context, row *repositories.Sandbox, cause error) error {
 	if err := s.rt.Remove(ctx, ContainerName(row.ID)); err != nil {
 		s.log.Warn("removing a container that failed to start", zap.Stringer("sandbox", row.ID), zap.Error(err))
 	}
-	reason := cause.Error()
-	if len(reason) > 500 {
-		reason = reason[:500]
-	}
+	reason, apiErr := startFailure(row, cause)
+	s.log.Warn("sandbox failed to start", zap.Stringer("sandbox", row.ID), zap.String("end_reason", reason), zap.Error(cause))
 	if _, err := s.rows.Transition(ctx, row.ID, []string{repositories.StatusPending}, repositories.StatusFailed,
 		map[string]any{"end_reason": reason, "ended_at": time.Now()}); err != nil && !errors.Is(err, repositories.ErrNotFound) {
 		s.log.Error("recording a failed start", zap.Stringer("sandbox", row.ID), zap.Error(err))
 	}
 	s.changed(ctx, row)
+	return apiErr
+}
+
+// startFailure is the end_reason and client error of a failed start. Neither carries the
+// engine's text (it names host paths and cgroups); the cause goes to the log only.
+func startFailure(row *repositories.Sandbox, cause error) (string, error) {
 	switch {
 	case errors.Is(cause, runtimes.ErrImageNotFound):
-		return apierror.New(http.StatusUnprocessableEntity, "image_unavailable", "image %q is not available on this server", row.Image).WithCause(cause)
+		return EndImageUnavailable, apierror.New(http.StatusUnprocessableEntity, "image_unavailable",
+			"image %q is not available on this server", row.Image).WithCause(cause)
 	case errors.Is(cause, runtimes.ErrUnavailable):
-		return apierror.Unavailable("runtime_unavailable", "the sandbox runtime is unavailable; sandbox %s failed", row.ID).WithCause(cause)
+		return EndRuntimeUnavailable, apierror.Unavailable("runtime_unavailable",
+			"the sandbox runtime is unavailable; sandbox %s failed, retry later", row.ID).WithCause(cause)
+	case errors.Is(cause, runtimes.ErrSpecRefused):
+		return EndLimitsRefused, apierror.New(http.StatusUnprocessableEntity, "limits_unavailable",
+			"this server cannot run a sandbox with cpu %g and memory_mb %d (it may have fewer CPUs or less memory); ask for less",
+			row.CPU, row.MemoryMB).WithCause(cause)
 	}
-	return apierror.New(http.StatusBadGateway, "sandbox_start_failed", "sandbox %s failed to start: %s", row.ID, reason).WithCause(cause)
+	return EndStartFailed, apierror.New(http.StatusBadGateway, "sandbox_start_failed",
+		"sandbox %s failed to start (the runtime's reason is in the server log)", row.ID).WithCause(cause)
 }
 
 // Get returns a user's sandbox, from the Redis copy when fresh.
@@ -342,7 +359,7 @@ func (s *Service) Delete(ctx context.Context, userID, id uuid.UUID) error {
 		return err
 	}
 	claimed, err := s.rows.Transition(ctx, id, []string{repositories.StatusPending, repositories.StatusRunning, repositories.StatusPaused},
-		repositories.StatusStopping, map[string]any{"end_reason": "deleted"})
+		repositories.StatusStopping, map[string]any{"end_reason": EndDeleted})
 	if errors.Is(err, repositories.ErrNotFound) {
 		return nil // already ending or ended
 	}
@@ -352,7 +369,10 @@ func (s *Service) Delete(ctx context.Context, userID, id uuid.UUID) error {
 	s.changed(ctx, claimed)
 	runCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RuntimeBudget)
 	defer cancel()
-	return s.destroy(runCtx, claimed)
+	if err := s.destroy(runCtx, claimed); err != nil {
+		return runtimeFailed("deleted", id, err, "it is stopping, and the server keeps trying to remove it")
+	}
+	return nil
 }
 
 // DestroyAllForUser ends every live sandbox of a user (the account was deleted). The sandboxes

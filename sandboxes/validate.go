@@ -2,6 +2,7 @@ package sandboxes
 
 import (
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/insien/orchestrator/apierror"
 	"github.com/insien/orchestrator/config"
+	"github.com/insien/orchestrator/runtimes"
 )
 
 // CreateInput is what a caller asks for; nil pointers take the configured defaults.
@@ -44,7 +46,6 @@ const (
 	maxCommandArgs      = 256
 	maxCommandBytes     = 64 << 10
 	maxIdempotencyKey   = 255
-	minMemoryMB         = 6 // the engine refuses less
 )
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -69,14 +70,15 @@ func validate(in CreateInput, cfg config.Sandbox) (spec, error) {
 		return spec{}, err
 	}
 	if in.CPU != nil {
-		if *in.CPU <= 0 || *in.CPU > cfg.MaxCPU {
-			return spec{}, apierror.Invalid("cpu", "cpu must be more than 0 and at most %g", cfg.MaxCPU)
+		cpu, err := validCPU(*in.CPU, cfg.MaxCPU)
+		if err != nil {
+			return spec{}, err
 		}
-		s.cpu = *in.CPU
+		s.cpu = cpu
 	}
 	if in.MemoryMB != nil {
-		if *in.MemoryMB < minMemoryMB || *in.MemoryMB > cfg.MaxMemoryMB {
-			return spec{}, apierror.Invalid("memory_mb", "memory_mb must be between %d and %d", minMemoryMB, cfg.MaxMemoryMB)
+		if *in.MemoryMB < runtimes.MinMemoryMB || *in.MemoryMB > cfg.MaxMemoryMB {
+			return spec{}, apierror.Invalid("memory_mb", "memory_mb must be between %d and %d", runtimes.MinMemoryMB, cfg.MaxMemoryMB)
 		}
 		s.memoryMB = *in.MemoryMB
 	}
@@ -97,6 +99,21 @@ func validate(in CreateInput, cfg config.Sandbox) (spec, error) {
 		return spec{}, apierror.Invalid("Idempotency-Key", "Idempotency-Key must be at most %d printable characters", maxIdempotencyKey)
 	}
 	return s, nil
+}
+
+// validCPU accepts a CPU limit the runtime enforces: at least runtimes.MinCPU (below it the engine
+// sets no limit at all, or fails), at most max, in whole runtimes.CPUStep (millicores). It returns
+// the value rounded to the step, so the limit recorded is the one applied.
+func validCPU(cpu, max float64) (float64, error) {
+	// Written so that NaN fails too.
+	if !(cpu >= runtimes.MinCPU && cpu <= max) {
+		return 0, apierror.Invalid("cpu", "cpu must be between %g and %g cores", runtimes.MinCPU, max)
+	}
+	steps := cpu / runtimes.CPUStep
+	if math.Abs(steps-math.Round(steps)) > 1e-6 {
+		return 0, apierror.Invalid("cpu", "cpu must be a whole number of millicores (at most 3 decimals), got %g", cpu)
+	}
+	return math.Round(steps) * runtimes.CPUStep, nil
 }
 
 func validTimeout(seconds int, cfg config.Sandbox) (time.Duration, error) {
@@ -138,8 +155,8 @@ func validateMetadata(md map[string]string) error {
 		if utf8.RuneCountInString(v) > maxMetadataValueLen {
 			return apierror.Invalid("metadata", "metadata value of %q is longer than %d characters", k, maxMetadataValueLen)
 		}
-		if strings.ContainsRune(k+v, 0) {
-			return apierror.Invalid("metadata", "metadata must not contain NUL bytes")
+		if strings.ContainsRune(k+v, 0) || !utf8.ValidString(k+v) {
+			return apierror.Invalid("metadata", "metadata must be valid UTF-8 without NUL bytes")
 		}
 	}
 	return nil
@@ -151,8 +168,8 @@ func validateEnv(env map[string]string, maxBytes int) error {
 		if !ValidEnvName(name) {
 			return apierror.Invalid("env", "env name %q is not a POSIX name ([A-Za-z_][A-Za-z0-9_]*)", truncate(name))
 		}
-		if strings.ContainsRune(value, 0) {
-			return apierror.Invalid("env", "the value of env %s contains a NUL byte", name)
+		if strings.ContainsRune(value, 0) || !utf8.ValidString(value) {
+			return apierror.Invalid("env", "the value of env %s contains a NUL byte or invalid UTF-8", name)
 		}
 		size += len(name) + len(value) + 2
 	}

@@ -122,6 +122,10 @@ func (r *Runtime) Create(ctx context.Context, spec runtimes.Spec) (string, error
 	if cerrdefs.IsConflict(err) {
 		return r.adoptExisting(ctx, spec)
 	}
+	if cerrdefs.IsInvalidArgument(err) {
+		// The engine checks limits against the host (e.g. "Range of CPUs is from 0.01 to 2.00").
+		return "", fmt.Errorf("docker: create %s: %w: %w", spec.Name, runtimes.ErrSpecRefused, err)
+	}
 	if err != nil {
 		return "", mapErr("create", spec.Name, err)
 	}
@@ -258,7 +262,7 @@ func (r *Runtime) setPaused(ctx context.Context, id string, paused bool) error {
 			return nil
 		case from:
 		default:
-			return fmt.Errorf("docker: %s %s: container is %s", op, shortID(id), info.State)
+			return fmt.Errorf("docker: %s %s: container is %s: %w", op, shortID(id), info.State, runtimes.ErrNotRunning)
 		}
 		if paused {
 			_, err = r.cli.ContainerPause(ctx, id, client.ContainerPauseOptions{})
@@ -299,6 +303,7 @@ func (r *Runtime) Inspect(ctx context.Context, id string) (runtimes.Info, error)
 		if s.OOMKilled && info.Error == "" {
 			info.Error = "out of memory (OOM killed)"
 		}
+		info.OOMKilled = info.State == runtimes.StateExited && killedByOOM(s.OOMKilled, s.ExitCode)
 		info.StartedAt = parseTime(s.StartedAt)
 		info.FinishedAt = parseTime(s.FinishedAt)
 	}

@@ -447,9 +447,63 @@ func TestPauseResume(t *testing.T) {
 		t.Fatalf("Stop of a paused container: %v", err)
 	}
 	h.wantState(rt, id, runtimes.StateExited)
-	if err := rt.Pause(h.ctx(), id); err == nil {
-		t.Errorf("Pause of an exited container: nil error, want one")
+	if err := rt.Pause(h.ctx(), id); !errors.Is(err, runtimes.ErrNotRunning) {
+		t.Errorf("Pause of an exited container: %v, want ErrNotRunning", err)
 	}
+	if err := rt.Resume(h.ctx(), id); !errors.Is(err, runtimes.ErrNotRunning) {
+		t.Errorf("Resume of an exited container: %v, want ErrNotRunning", err)
+	}
+}
+
+// TestUnenforceableLimits: limits the engine would not enforce are refused before the engine sees
+// them. A CPU under runtimes.MinCPU maps to a CFS quota of 0 (no limit: 1e-9 core burned whole
+// cores) or under the kernel's 1 ms minimum (the start fails with runc's text).
+func TestUnenforceableLimits(t *testing.T) {
+	h := newHarness(t)
+	rt := h.runtime(docker.Options{})
+	for _, c := range []struct {
+		name string
+		edit func(*runtimes.Spec)
+	}{
+		{"cpu 1e-9", func(s *runtimes.Spec) { s.CPU = 1e-9 }},
+		{"cpu 1e-5", func(s *runtimes.Spec) { s.CPU = 1e-5 }},
+		{"cpu 0.0099", func(s *runtimes.Spec) { s.CPU = 0.0099 }},
+		{"memory 5 MiB", func(s *runtimes.Spec) { s.MemoryMB = 5 }},
+		{"memory that overflows bytes", func(s *runtimes.Spec) { s.MemoryMB = 1 << 60 }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			spec := h.spec()
+			c.edit(&spec)
+			if id, err := rt.Create(h.ctx(), spec); err == nil || errors.Is(err, runtimes.ErrUnavailable) {
+				t.Fatalf("Create = (%q, %v), want a refusal", id, err)
+			}
+			if got, err := rt.List(h.ctx(), map[string]string{runtimes.LabelSandboxID: spec.Labels[runtimes.LabelSandboxID]}); err != nil || len(got) != 0 {
+				t.Errorf("List after a refused create = %v, %v; want nothing", got, err)
+			}
+		})
+	}
+
+	t.Run("the minimum is enforced as a real quota", func(t *testing.T) {
+		spec := h.spec()
+		spec.CPU = runtimes.MinCPU
+		id := h.mustStart(rt, spec)
+		res, err := h.engine.ContainerInspect(h.ctx(), id, client.ContainerInspectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := res.Container.HostConfig.NanoCPUs; got != 10_000_000 {
+			t.Errorf("NanoCPUs = %d, want 10000000 (a 1 ms quota per 100 ms period)", got)
+		}
+		h.wantState(rt, id, runtimes.StateRunning)
+	})
+
+	t.Run("more CPUs than the host has is ErrSpecRefused", func(t *testing.T) {
+		spec := h.spec()
+		spec.CPU = 4096
+		if _, err := rt.Create(h.ctx(), spec); !errors.Is(err, runtimes.ErrSpecRefused) {
+			t.Errorf("Create with 4096 CPUs: %v, want ErrSpecRefused", err)
+		}
+	})
 }
 
 func TestMissingContainer(t *testing.T) {

@@ -69,6 +69,9 @@ func (r *Runtime) containerConfig(spec runtimes.Spec) (*container.Config, *conta
 	if spec.CPU < 0 || math.IsNaN(spec.CPU) || math.IsInf(spec.CPU, 0) || spec.MemoryMB < 0 || spec.PidsLimit < 0 {
 		return nil, nil, fmt.Errorf("docker: negative or invalid resource limits in spec %q", spec.Name)
 	}
+	if err := enforceable(spec); err != nil {
+		return nil, nil, fmt.Errorf("docker: spec %q: %w", spec.Name, err)
+	}
 	env, err := envList(spec.Env)
 	if err != nil {
 		return nil, nil, fmt.Errorf("docker: spec %q: %w", spec.Name, err)
@@ -149,7 +152,7 @@ func (r *Runtime) containerConfig(spec runtimes.Spec) (*container.Config, *conta
 			// Equal to Memory: no swap, so a sandbox cannot push the host into swapping and the
 			// memory limit is the real limit.
 			MemorySwap: memory,
-			NanoCPUs:   int64(math.Round(cpu * 1e9)),
+			NanoCPUs:   nanoCPUs(cpu),
 			// Bounds fork bombs; the limit covers every process and thread in the sandbox.
 			PidsLimit: &pids,
 		},
@@ -163,6 +166,26 @@ func (r *Runtime) containerConfig(spec runtimes.Spec) (*container.Config, *conta
 		hc.Tmpfs = map[string]string{"/tmp": opt, workDir: opt}
 	}
 	return cfg, hc, nil
+}
+
+// nanoCPUs is the engine's unit for a CPU limit in cores.
+func nanoCPUs(cpu float64) int64 { return int64(math.Round(cpu * 1e9)) }
+
+// maxMemoryMB keeps MemoryMB<<20 (the engine's bytes) from overflowing.
+const maxMemoryMB = math.MaxInt64 >> 20
+
+// enforceable refuses limits the engine would not enforce. The engine turns NanoCPUs into a CFS
+// quota per 100 ms period; a quota that rounds to zero means no limit at all, and one under the
+// kernel's 1 ms minimum fails the start: so any CPU under runtimes.MinCPU is refused here, whatever
+// the caller validated. (0 stands for the default, applied after this check.)
+func enforceable(spec runtimes.Spec) error {
+	if spec.CPU != 0 && nanoCPUs(spec.CPU) < nanoCPUs(runtimes.MinCPU) {
+		return fmt.Errorf("cpu %g is under the enforceable minimum %g", spec.CPU, runtimes.MinCPU)
+	}
+	if spec.MemoryMB != 0 && (spec.MemoryMB < runtimes.MinMemoryMB || spec.MemoryMB > maxMemoryMB) {
+		return fmt.Errorf("memory %d MiB is outside %d to %d MiB", spec.MemoryMB, runtimes.MinMemoryMB, int64(maxMemoryMB))
+	}
+	return nil
 }
 
 // envList renders Env as KEY=VALUE in a stable order. Values are never logged or put in errors.
