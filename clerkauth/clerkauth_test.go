@@ -119,8 +119,8 @@ func TestVerify(t *testing.T) {
 		leeway      time.Duration
 		maxLifetime time.Duration // 0 = the default (24h)
 		token       func(*testing.T, *clerkstub.Server) string
-		wantCode string // "" = valid
-		status   int
+		wantCode    string // "" = valid
+		status      int
 	}{
 		{name: "valid", token: with(func(*clerkstub.TokenOptions) {})},
 		{name: "valid with allowed azp", parties: []string{"https://other.example.com", "https://app.example.com"}, token: with(func(*clerkstub.TokenOptions) {})},
