@@ -36,7 +36,7 @@ func NewServer(cfg config.HTTP, engine *gin.Engine, streams *middleware.Streams,
 		log:       log.Named("server"),
 		srv: &http.Server{
 			Addr:              cfg.Addr(),
-			Handler:           engine,
+			Handler:           middleware.HeadAsGet(engine), // HEAD on every GET route
 			ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 			ReadTimeout:       cfg.ReadTimeout,
 			WriteTimeout:      cfg.WriteTimeout,

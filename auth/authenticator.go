@@ -3,7 +3,6 @@ package auth
 import (
 	"net/http"
 	"slices"
-	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -69,22 +68,14 @@ func RequireScope(scope string) gin.HandlerFunc {
 
 // authenticate reads exactly one credential: Authorization: Bearer <jwt|isk_...> or X-API-Key.
 func (a *Authenticator) authenticate(c *gin.Context) (Principal, error) {
-	bearer, hasBearer, err := bearerToken(c.GetHeader("Authorization"))
+	cred, err := parseCredential(c.Request.Header)
 	if err != nil {
 		return Principal{}, err
 	}
-	apiKey := strings.TrimSpace(c.GetHeader("X-API-Key"))
-	switch {
-	case hasBearer && apiKey != "":
-		return Principal{}, apierror.Unauthorized("ambiguous_credentials", "send either Authorization or X-API-Key, not both")
-	case apiKey != "":
-		return a.fromAPIKey(c, apiKey)
-	case !hasBearer:
-		return Principal{}, apierror.Unauthorized("missing_credentials", "send a Clerk session token or an API key in the Authorization header")
-	case strings.HasPrefix(bearer, apikeys.Prefix):
-		return a.fromAPIKey(c, bearer)
+	if cred.apiKey {
+		return a.fromAPIKey(c, cred.token)
 	}
-	claims, err := a.verifier.Verify(c.Request.Context(), bearer)
+	claims, err := a.verifier.Verify(c.Request.Context(), cred.token)
 	if err != nil {
 		return Principal{}, err
 	}
@@ -101,15 +92,4 @@ func (a *Authenticator) fromAPIKey(c *gin.Context, raw string) (Principal, error
 		return Principal{}, err
 	}
 	return Principal{Kind: KindAPIKey, UserID: id.UserID, KeyID: id.KeyID, Scopes: id.Scopes}, nil
-}
-
-func bearerToken(header string) (token string, present bool, err error) {
-	if header == "" {
-		return "", false, nil
-	}
-	scheme, token, ok := strings.Cut(strings.TrimSpace(header), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
-		return "", true, apierror.Unauthorized("invalid_authorization_header", "the Authorization header must be \"Bearer <token>\"")
-	}
-	return strings.TrimSpace(token), true, nil
 }

@@ -114,12 +114,13 @@ func TestVerify(t *testing.T) {
 	otherKey := clerkstub.NewKey(t)
 
 	cases := []struct {
-		name     string
-		parties  []string
-		leeway   time.Duration
-		token    func(*testing.T, *clerkstub.Server) string
-		wantCode string // "" = valid
-		status   int
+		name        string
+		parties     []string
+		leeway      time.Duration
+		maxLifetime time.Duration // 0 = the default (24h)
+		token       func(*testing.T, *clerkstub.Server) string
+		wantCode    string // "" = valid
+		status      int
 	}{
 		{name: "valid", token: with(func(*clerkstub.TokenOptions) {})},
 		{name: "valid with allowed azp", parties: []string{"https://other.example.com", "https://app.example.com"}, token: with(func(*clerkstub.TokenOptions) {})},
@@ -165,6 +166,18 @@ func TestVerify(t *testing.T) {
 			o.AuthorizedParty = ""
 		}), wantCode: "invalid_authorized_party"},
 		{name: "azp not checked without parties", token: with(func(o *clerkstub.TokenOptions) { o.AuthorizedParty = "https://anything.example.com" })},
+		{name: "10-year exp", token: with(func(o *clerkstub.TokenOptions) { o.ExpiresIn = 10 * 365 * 24 * time.Hour }), wantCode: "token_lifetime_too_long"},
+		{name: "10-year exp without iat", token: with(func(o *clerkstub.TokenOptions) {
+			o.ExpiresIn = 10 * 365 * 24 * time.Hour
+			o.Extra = map[string]any{"iat": nil}
+		}), wantCode: "token_lifetime_too_long"},
+		{name: "issued long ago, 25h lifetime", token: with(func(o *clerkstub.TokenOptions) {
+			o.IssuedAt = time.Now().Add(-24*time.Hour - 59*time.Minute)
+			o.ExpiresIn = 25 * time.Hour
+		}), wantCode: "token_lifetime_too_long"},
+		{name: "90s lifetime over a 1m maximum", maxLifetime: time.Minute, token: with(func(o *clerkstub.TokenOptions) { o.ExpiresIn = 90 * time.Second }), wantCode: "token_lifetime_too_long"},
+		{name: "60s lifetime within a 1m maximum", maxLifetime: time.Minute, token: with(func(*clerkstub.TokenOptions) {})},
+		{name: "60s without iat within a 1m maximum", maxLifetime: time.Minute, token: with(func(o *clerkstub.TokenOptions) { o.Extra = map[string]any{"iat": nil} })},
 	}
 
 	for _, m := range modes {
@@ -175,6 +188,7 @@ func TestVerify(t *testing.T) {
 					cfg := baseConfig(stub)
 					cfg.AuthorizedParties = tc.parties
 					cfg.Leeway = tc.leeway
+					cfg.MaxTokenLifetime = tc.maxLifetime
 					m.setup(stub, &cfg)
 					v := newVerifier(t, cfg)
 					token := tc.token(t, stub)

@@ -39,11 +39,12 @@ type Claims struct {
 
 // Verifier checks Clerk session tokens, offline with a PEM key or with keys from Clerk's JWKS.
 type Verifier struct {
-	log     *zap.Logger
-	leeway  time.Duration
-	parties []string
-	pemKey  *clerk.JSONWebKey // offline mode
-	jwks    *keySet           // JWKS mode
+	log         *zap.Logger
+	leeway      time.Duration
+	maxLifetime time.Duration
+	parties     []string
+	pemKey      *clerk.JSONWebKey // offline mode
+	jwks        *keySet           // JWKS mode
 }
 
 // NewVerifier picks the verification mode from the config: clerk.jwt_key (offline) wins over
@@ -53,9 +54,13 @@ func NewVerifier(cfg config.Clerk, log *zap.Logger) (*Verifier, error) {
 		log = zap.NewNop()
 	}
 	v := &Verifier{
-		log:     log.Named("clerkauth"),
-		leeway:  cfg.Leeway,
-		parties: slices.Clone(cfg.AuthorizedParties),
+		log:         log.Named("clerkauth"),
+		leeway:      cfg.Leeway,
+		maxLifetime: cfg.MaxTokenLifetime,
+		parties:     slices.Clone(cfg.AuthorizedParties),
+	}
+	if v.maxLifetime <= 0 { // a section built in code rather than loaded (Load validates it)
+		v.maxLifetime = config.Default().Clerk.MaxTokenLifetime
 	}
 	switch {
 	case strings.TrimSpace(cfg.JWTKey) != "":
@@ -145,12 +150,33 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 	if sc.Expiry == nil {
 		return Claims{}, invalidToken("the session token has no expiry (exp)", errors.New("missing exp claim"))
 	}
+	if err := v.checkLifetime(*sc.Expiry, sc.IssuedAt, time.Now()); err != nil {
+		return Claims{}, err
+	}
 	return Claims{
 		UserID:          sc.Subject,
 		SessionID:       sc.SessionID,
 		AuthorizedParty: sc.AuthorizedParty,
 		ExpiresAt:       time.Unix(*sc.Expiry, 0).UTC(),
 	}, nil
+}
+
+// checkLifetime refuses a token that claims to live longer than clerk.max_token_lifetime: Clerk's
+// session tokens live 60 s, so a far-off exp means a token minted elsewhere with a leaked or
+// misconfigured key, and one that would stay usable long after its session ended. The lifetime
+// is exp - iat, or exp - now for a token without iat.
+func (v *Verifier) checkLifetime(exp int64, iat *int64, now time.Time) error {
+	from, since := now, "now"
+	if iat != nil {
+		from, since = time.Unix(*iat, 0), "iat"
+	}
+	lifetime := time.Unix(exp, 0).Sub(from)
+	if lifetime <= v.maxLifetime+v.leeway {
+		return nil
+	}
+	return apierror.Unauthorized("token_lifetime_too_long",
+		"the session token claims to be valid for %s, longer than the %s this server accepts",
+		lifetime.Round(time.Second), v.maxLifetime).WithCause(fmt.Errorf("exp - %s = %s", since, lifetime))
 }
 
 // parseHeader reads the protected header of a compact JWS without trusting it.

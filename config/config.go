@@ -132,6 +132,7 @@ type Clerk struct {
 	ProfileTTL        time.Duration `mapstructure:"profile_ttl"`
 	RequestTimeout    time.Duration `mapstructure:"request_timeout"`
 	WebhookTolerance  time.Duration `mapstructure:"webhook_tolerance"`
+	MaxTokenLifetime  time.Duration `mapstructure:"max_token_lifetime"` // longest exp - iat a session token may claim
 }
 
 // Auth configures API keys.
@@ -237,6 +238,7 @@ func Default() Config {
 			ProfileTTL:        time.Hour,
 			RequestTimeout:    5 * time.Second,
 			WebhookTolerance:  5 * time.Minute,
+			MaxTokenLifetime:  24 * time.Hour,
 		},
 		Auth: Auth{MaxKeysPerUser: 25, KeyCacheTTL: 5 * time.Minute, LastUsedResolution: time.Minute},
 		RateLimit: RateLimit{
@@ -321,6 +323,7 @@ func (c *Config) Validate() error {
 		{c.Clerk.Leeway >= 0, "clerk.leeway", "must not be negative"},
 		{c.Clerk.ProfileTTL > 0, "clerk.profile_ttl", "must be positive"},
 		{c.Clerk.WebhookTolerance > 0, "clerk.webhook_tolerance", "must be positive"},
+		{c.Clerk.MaxTokenLifetime >= time.Minute, "clerk.max_token_lifetime", "must be at least 1m (Clerk's session tokens live 60s)"},
 		{c.Auth.MaxKeysPerUser > 0, "auth.max_keys_per_user", "must be positive"},
 		{c.Auth.KeyCacheTTL > 0, "auth.key_cache_ttl", "must be positive"},
 		{c.Auth.LastUsedResolution > 0, "auth.last_used_resolution", "must be positive"},

@@ -168,6 +168,7 @@ func TestInvalidConfigNamesTheKey(t *testing.T) {
 		{"redis url scheme", "", map[string]string{"REDIS_URL": "http://x"}, "redis.url"},
 		{"bad env name", "", map[string]string{"ORCH_ENV": "staging"}, "app.env"},
 		{"default image not allowed", "sandbox:\n  allowed_images: [other]\n", nil, "sandbox.default_image"},
+		{"token lifetime unbounded", "", map[string]string{"ORCH_CLERK_MAX_TOKEN_LIFETIME": "0s"}, "clerk.max_token_lifetime"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -289,7 +289,7 @@ func TestKeyValidationAndLimits(t *testing.T) {
 		{"unknown scope", `{"name":"k","scopes":["admin"]}`, "validation_failed", "scopes"},
 		{"no scopes", `{"name":"k","scopes":[]}`, "validation_failed", "scopes"},
 		{"expiry in the past", `{"name":"k","expires_at":"2001-01-01T00:00:00Z"}`, "validation_failed", "expires_at"},
-		{"expiry not a time", `{"name":"k","expires_at":"tomorrow"}`, "invalid_json", ""},
+		{"expiry not a time", `{"name":"k","expires_at":"tomorrow"}`, "validation_failed", "expires_at"},
 		{"name not a string", `{"name":5}`, "validation_failed", "name"},
 		{"unknown field", `{"name":"k","admin":true}`, "validation_failed", "admin"},
 		{"not JSON", `{"name":`, "invalid_json", ""},
@@ -362,7 +362,7 @@ func TestClerkWebhooks(t *testing.T) {
 		wantCode   string
 	}{
 		{"valid user.created", "msg_1", created, 0, false, 200, ""},
-		{"replayed delivery", "msg_1", created, 0, false, 400, "webhook_replayed"},
+		{"replayed delivery is acknowledged, not applied again", "msg_1", created, 0, false, 200, ""},
 		{"tampered body", "msg_2", created, 0, true, 401, "invalid_signature"},
 		{"stale timestamp", "msg_3", created, -time.Hour, false, 401, "stale_webhook"},
 		{"unknown event type", "msg_4", map[string]any{"type": "session.created", "data": map[string]any{}}, 0, false, 200, ""},

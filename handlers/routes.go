@@ -24,7 +24,12 @@ type mountParams struct {
 }
 
 // mount registers every endpoint family on the engine; group order is random, routes don't overlap.
+// Paths are matched exactly: Gin's default answers "/api/sandboxes/" with a 301 and an HTML body
+// written before any middleware runs (no request id, no security headers), and a redirected POST
+// becomes a GET in many clients. Without it such paths reach NoRoute: a JSON 404 that says why.
 func mount(p mountParams) {
+	p.Engine.RedirectTrailingSlash = false
+	p.Engine.RedirectFixedPath = false
 	for _, routes := range p.Routes {
 		routes.Register(p.Engine)
 	}

@@ -32,8 +32,14 @@ func (h *Webhooks) receive(c *gin.Context) {
 		_ = c.Error(err)
 		return
 	}
-	if err := h.clerk.Receive(c.Request.Context(), payload, c.Request.Header); err != nil {
+	outcome, err := h.clerk.Receive(c.Request.Context(), payload, c.Request.Header)
+	if err != nil {
 		_ = c.Error(err)
+		return
+	}
+	if outcome == webhooks.Duplicate {
+		// 2xx so svix stops retrying a delivery whose acknowledgement was lost.
+		c.JSON(http.StatusOK, gin.H{"status": "duplicate", "message": "this delivery was already applied; it was not applied again"})
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"status": "ok"})

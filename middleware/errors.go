@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 	"go.uber.org/zap"
@@ -58,12 +60,26 @@ func Classify(ctx context.Context, err error) *apierror.Error {
 	return apierror.Internal()
 }
 
-// NotFound answers unknown routes in the one error shape.
+// NotFound answers unknown routes in the one error shape. Paths are matched exactly: a trailing
+// slash or a doubled one is not redirected (a redirect would turn a POST into a GET in many
+// clients, and API clients should use the documented path), so the message points at it.
 func NotFound(c *gin.Context) {
-	WriteError(c, apierror.New(http.StatusNotFound, "not_found", "no route for %s %s", c.Request.Method, c.Request.URL.Path))
+	p := c.Request.URL.Path
+	hint := ""
+	if len(p) > 1 && strings.HasSuffix(p, "/") {
+		hint = "; paths take no trailing slash"
+	} else if strings.Contains(p, "//") {
+		hint = "; paths take no empty segments"
+	}
+	WriteError(c, apierror.New(http.StatusNotFound, "not_found", "no route for %s %s%s", Method(c), p, hint))
 }
 
-// MethodNotAllowed answers a known path with the wrong method in the one error shape.
+// MethodNotAllowed answers a known path with the wrong method in the one error shape. Gin has
+// set Allow from the registered routes; every GET route answers HEAD too (HeadAsGet).
 func MethodNotAllowed(c *gin.Context) {
-	WriteError(c, apierror.New(http.StatusMethodNotAllowed, "method_not_allowed", "method %s is not allowed on %s", c.Request.Method, c.Request.URL.Path))
+	h := c.Writer.Header()
+	if allow := strings.Split(h.Get("Allow"), ", "); slices.Contains(allow, http.MethodGet) && !slices.Contains(allow, http.MethodHead) {
+		h.Set("Allow", strings.Join(append(allow, http.MethodHead), ", "))
+	}
+	WriteError(c, apierror.New(http.StatusMethodNotAllowed, "method_not_allowed", "method %s is not allowed on %s", Method(c), c.Request.URL.Path))
 }

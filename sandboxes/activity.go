@@ -3,6 +3,7 @@ package sandboxes
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/insien/orchestrator/apierror"
+	"github.com/insien/orchestrator/connections"
 	"github.com/insien/orchestrator/repositories"
 	"github.com/insien/orchestrator/runtimes"
 )
@@ -53,15 +55,20 @@ func (s *Service) Touch(ctx context.Context, sb *repositories.Sandbox) {
 // Connect registers a live connection (exec, terminal, followed logs) to a sandbox; while it is
 // open it counts in active_connections and keeps the sandbox alive. Call the returned function
 // when the connection ends. A sandbox already holding sandbox.max_connections gets 429: each
-// connection costs the server buffers and an engine stream. (Count then register is not atomic:
-// concurrent requests may overshoot by a few, which the bound tolerates.)
+// connection costs the server buffers and an engine stream. Counting and registering are one
+// Redis step, so the limit holds under concurrent requests on every replica.
 func (s *Service) Connect(ctx context.Context, sb *repositories.Sandbox) (release func(), err error) {
-	if n, err := s.conns.Count(ctx, sb.ID); err == nil && n >= s.cfg.MaxConnections {
-		return nil, apierror.New(http.StatusTooManyRequests, "too_many_connections",
-			"sandbox has %d live execs, terminals or log streams, the maximum; retry when one ends", n)
-	}
 	current := *sb
-	return s.conns.Open(sb.ID, func(ctx context.Context) { s.Touch(ctx, &current) }), nil
+	release, err = s.conns.Acquire(ctx, sb.ID, s.cfg.MaxConnections, func(ctx context.Context) { s.Touch(ctx, &current) })
+	var full *connections.FullError
+	if errors.As(err, &full) {
+		return nil, apierror.New(http.StatusTooManyRequests, "too_many_connections",
+			"sandbox has %d live execs, terminals or log streams, the maximum; retry when one ends", full.Held)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("registering a connection to sandbox %s: %w", sb.ID, err)
+	}
+	return release, nil
 }
 
 // ActiveConnections counts the live connections of a sandbox on every replica (0 if Redis is
