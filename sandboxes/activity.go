@@ -13,7 +13,6 @@ import (
 	"github.com/insien/orchestrator/apierror"
 	"github.com/insien/orchestrator/connections"
 	"github.com/insien/orchestrator/repositories"
-	"github.com/insien/orchestrator/runtimes"
 )
 
 // Running returns a user's sandbox if it can run commands now: 404 when it is not theirs,
@@ -119,10 +118,7 @@ func (s *Service) freeze(ctx context.Context, userID, id uuid.UUID, from, to str
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RuntimeBudget)
 	defer cancel()
 	if err := act(ctx, ContainerName(id)); err != nil {
-		if errors.Is(err, runtimes.ErrNotFound) {
-			return nil, apierror.Conflict("sandbox_not_"+from, "the sandbox's container is gone")
-		}
-		return nil, err
+		return nil, s.freezeFailed(ctx, sb, to, err)
 	}
 	updated, err := s.rows.Transition(ctx, id, []string{from}, to, set(time.Now(), sb))
 	if errors.Is(err, repositories.ErrNotFound) {

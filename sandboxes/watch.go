@@ -134,8 +134,7 @@ func (s *Service) settle(ctx context.Context, id uuid.UUID) (end ending, over bo
 // freezeFailed is the client's answer to a pause (to = paused) or resume (to = running) that the
 // runtime refused. A container whose main process ended before the watcher recorded it is
 // recorded now and answers 409 sandbox_not_running; other failures say whether to retry. The
-// engine's own words (host paths, cgroups) reach the log only. Meant for freeze (activity.go),
-// whose owner applies the call: see this branch's report.
+// engine's own words (host paths, cgroups) reach the log only.
 func (s *Service) freezeFailed(ctx context.Context, sb *repositories.Sandbox, to string, err error) error {
 	op := "resumed"
 	if to == repositories.StatusPaused {
