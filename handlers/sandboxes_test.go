@@ -613,7 +613,8 @@ func TestPauseResume(t *testing.T) {
 	}
 
 	t.Run("pause stops a counter and resume continues it", func(t *testing.T) {
-		counter := u.create(t, `{"command":["sh","-c","i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done"]}`)
+		// Written aside and renamed, so no reader (nor a pause) ever finds the file empty.
+		counter := u.create(t, `{"command":["sh","-c","i=0; while :; do i=$((i+1)); echo $i > /tmp/count.new; mv /tmp/count.new /tmp/count; sleep 0.1; done"]}`)
 		read := func() int {
 			t.Helper()
 			resp := u.do(t, "POST", "/api/sandboxes/"+counter.ID+"/exec", `{"cmd":["cat","/tmp/count"]}`)
