@@ -180,7 +180,10 @@ func (p *process) wait(giveUp context.Context, stop <-chan struct{}) (int, error
 		case <-giveUp.Done():
 			return -1, fmt.Errorf("docker: %s in %s: %w", p.op, shortID(p.id), giveUp.Err())
 		case <-stop:
+			// The engine marks an exec ended only once its output is drained: with nobody
+			// reading the stream any more, it must be cut for the killed process to be seen gone.
 			p.kill()
+			p.hj.Close()
 			stop, deadline = nil, time.After(cleanupTimeout)
 		case <-deadline:
 			return -1, fmt.Errorf("docker: %s in %s: the command still runs %s after it was killed", p.op, shortID(p.id), cleanupTimeout)
