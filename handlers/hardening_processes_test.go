@@ -252,29 +252,42 @@ func TestExecInAnEndedSandboxSaysWhy(t *testing.T) {
 }
 
 // TestTerminalCommandThatEndsAtOnce: a terminal whose command ends at once reports its exit
-// status (a command that cannot start reports 127), never a 500.
+// status (a command that cannot start reports 127), never a 500 — also when several open at once,
+// which is when the engine refuses to resize a terminal whose process has just exited.
 func TestTerminalCommandThatEndsAtOnce(t *testing.T) {
 	id := startIdentity(t, nil)
 	u := newSandboxUser(t, id, "user_terminal_quick")
 	sb := u.create(t, `{}`)
-	for _, c := range []struct {
+	cases := []struct {
 		cmd  []string
 		want string
-	}{{[]string{"true"}, `{"exit_code":0}`}, {[]string{"sh", "-c", "exit 7"}, `{"exit_code":7}`}, {[]string{"no-such-program"}, `{"exit_code":127}`}} {
-		for range 5 {
-			conn, resp, err := u.terminal(t, t.Context(), sb.ID, "?"+url.Values{"cmd": c.cmd}.Encode())
-			if err != nil {
-				t.Fatalf("%v: dial: %v %v", c.cmd, err, resp)
+	}{{[]string{"true"}, `{"exit_code":0}`}, {[]string{"sh", "-c", "exit 7"}, `{"exit_code":7}`}, {[]string{"no-such-program"}, `{"exit_code":127}`}}
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for j := range 6 {
+				c := cases[(i+j)%len(cases)]
+				conn, resp, err := u.terminal(t, t.Context(), sb.ID, "?"+url.Values{"cmd": c.cmd}.Encode())
+				if err != nil {
+					body := ""
+					if resp != nil {
+						data, _ := io.ReadAll(resp.Body)
+						body = string(data)
+					}
+					t.Errorf("%v: dial: %v %s", c.cmd, err, body)
+					continue
+				}
+				for err == nil {
+					_, _, err = conn.Read(t.Context())
+				}
+				var closed websocket.CloseError
+				if !errors.As(err, &closed) || closed.Code != websocket.StatusNormalClosure || closed.Reason != c.want {
+					t.Errorf("%v: closed with %v, want %s", c.cmd, err, c.want)
+				}
 			}
-			for err == nil {
-				_, _, err = conn.Read(t.Context())
-			}
-			var closed websocket.CloseError
-			if !errors.As(err, &closed) || closed.Code != websocket.StatusNormalClosure || closed.Reason != c.want {
-				t.Fatalf("%v: closed with %v, want %s", c.cmd, err, c.want)
-			}
-		}
+		})
 	}
+	wg.Wait()
 }
 
 // heapInUse is the live heap after a collection.

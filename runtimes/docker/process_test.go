@@ -146,18 +146,27 @@ func TestHelpersLeaveNothingRunning(t *testing.T) {
 				t.Errorf("Exec: %v, want context.Canceled", err)
 			}
 		}},
-		{"a terminal whose command ends at once", func(t *testing.T) {
-			for range 10 {
-				term, err := rt.Terminal(h.ctx(), id, runtimes.ExecSpec{Cmd: []string{"true"}}, 24, 80)
-				if err != nil {
-					t.Fatalf("Terminal: %v", err)
-				}
-				_, _ = io.Copy(io.Discard, term)
-				if code, err := term.Wait(h.ctx()); code != 0 || err != nil {
-					t.Errorf("Wait = %d, %v", code, err)
-				}
-				term.Close()
+		{"terminals whose command ends at once", func(t *testing.T) {
+			// Several at once: the engine then refuses to resize a terminal whose process has
+			// just exited, which must not fail the session.
+			var wg sync.WaitGroup
+			for range 6 {
+				wg.Go(func() {
+					for range 5 {
+						term, err := rt.Terminal(h.ctx(), id, runtimes.ExecSpec{Cmd: []string{"true"}}, 24, 80)
+						if err != nil {
+							t.Errorf("Terminal: %v", err)
+							continue
+						}
+						_, _ = io.Copy(io.Discard, term)
+						if code, err := term.Wait(h.ctx()); code != 0 || err != nil {
+							t.Errorf("Wait = %d, %v", code, err)
+						}
+						term.Close()
+					}
+				})
 			}
+			wg.Wait()
 		}},
 	}
 	for _, c := range cases {
