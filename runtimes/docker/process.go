@@ -50,7 +50,10 @@ exec "$@"`
 
 	// killScript is run as `/bin/sh -c killScript sh PID`. It needs nothing but sh builtins, so it
 	// works in any image with a POSIX shell. A few rounds catch processes forked while it ran. It
-	// ends by itself, so it is the one exec that runs without the wrapper.
+	// ends by itself, so it is the one exec that runs without the wrapper. It says on stdout
+	// whether anything is left ("ok" or "left"), so that its outcome is known when its output
+	// ends: its exit status is only reported once the engine has processed the exit of the
+	// process it killed, which waits for that process's output to be drained.
 	killScript = `target=$1
 for round in 1 2 3 4 5; do
 	kill -9 -- "-$target" 2>/dev/null
@@ -62,8 +65,9 @@ for round in 1 2 3 4 5; do
 			kill -9 -- "${d#/proc/}" 2>/dev/null && left=1
 		fi
 	done
-	[ -n "$left" ] || exit 0
-done`
+	[ -n "$left" ] || { echo ok; exit 0; }
+done
+echo left`
 
 	// maxPidLine bounds the wrapper's first line; anything longer is not ours.
 	maxPidLine = 32
@@ -182,8 +186,8 @@ func (p *process) wait(giveUp context.Context, stop <-chan struct{}) (int, error
 		case <-stop:
 			// The engine marks an exec ended only once its output is drained: with nobody
 			// reading the stream any more, it must be cut for the killed process to be seen gone.
-			p.kill()
 			p.hj.Close()
+			p.kill()
 			stop, deadline = nil, time.After(cleanupTimeout)
 		case <-deadline:
 			return -1, fmt.Errorf("docker: %s in %s: the command still runs %s after it was killed", p.op, shortID(p.id), cleanupTimeout)
@@ -193,20 +197,22 @@ func (p *process) wait(giveUp context.Context, stop <-chan struct{}) (int, error
 	}
 }
 
-// release ends the process's life on our side, whatever the way out: a process that has not
-// ended within endGrace is killed with its tree, then the connection is closed. Safe to call
+// release ends the process's life on our side, whatever the way out: the connection is closed
+// (its output is no longer wanted, and undrained output would keep the engine from seeing it
+// end), and a process that has not ended within endGrace is killed with its tree. Safe to call
 // more than once and concurrently.
 func (p *process) release() {
 	p.relOnce.Do(func() {
-		if !p.ended.Load() {
-			grace := make(chan struct{})
-			t := time.AfterFunc(endGrace, func() { close(grace) })
-			if _, err := p.wait(p.ctx, grace); err != nil {
-				p.r.log.Warn(p.op+": ending the command", zap.String("container", shortID(p.id)), zap.Error(err))
-			}
-			t.Stop()
-		}
 		p.hj.Close()
+		if p.ended.Load() {
+			return
+		}
+		grace := make(chan struct{})
+		t := time.AfterFunc(endGrace, func() { close(grace) })
+		defer t.Stop()
+		if _, err := p.wait(p.ctx, grace); err != nil {
+			p.r.log.Warn(p.op+": ending the command", zap.String("container", shortID(p.id)), zap.Error(err))
+		}
 	})
 }
 
@@ -283,7 +289,7 @@ func (r *Runtime) killTree(ctx context.Context, id string, pid int) error {
 	return err
 }
 
-// runKiller runs killScript once and waits for its end. It is the one exec without the wrapper:
+// runKiller runs killScript once and reads its verdict. It is the one exec without the wrapper:
 // it ends by itself, and killing the killer would need a killer.
 func (r *Runtime) runKiller(ctx context.Context, id string, pid int) error {
 	s, err := r.startExec(ctx, "kill", id, client.ExecCreateOptions{
@@ -298,29 +304,22 @@ func (r *Runtime) runKiller(ctx context.Context, id string, pid int) error {
 	defer s.hj.Close()
 	stop := context.AfterFunc(ctx, func() { s.hj.Close() })
 	defer stop()
+	stdout := &limitedBuffer{max: 64, truncate: true}
 	stderr := &limitedBuffer{max: stderrKeep, truncate: true}
-	if _, err := stdcopy.StdCopy(io.Discard, stderr, s.hj.Reader); err != nil {
+	if _, err := stdcopy.StdCopy(stdout, stderr, s.hj.Reader); err != nil {
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
 		return fmt.Errorf("docker: kill in %s: %w", shortID(id), err)
 	}
-	for delay := 5 * time.Millisecond; ; delay = min(2*delay, 100*time.Millisecond) {
-		res, err := r.cli.ExecInspect(ctx, s.execID, client.ExecInspectOptions{})
-		if err != nil {
-			return mapErr("kill: inspect", id, err)
-		}
-		if !res.Running {
-			if res.ExitCode != 0 {
-				return fmt.Errorf("docker: kill in %s: killer exited with %d: %s", shortID(id), res.ExitCode, bytes.TrimSpace(stderr.Bytes()))
-			}
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("docker: kill in %s: %w", shortID(id), ctx.Err())
-		case <-time.After(delay):
-		}
+	switch verdict := string(bytes.TrimSpace(stdout.Bytes())); verdict {
+	case "ok":
+		return nil
+	case "left":
+		return fmt.Errorf("docker: kill in %s: processes of %d still run after five rounds", shortID(id), pid)
+	default:
+		// The killer could not run (a sandbox at its pids limit refuses it a process).
+		return fmt.Errorf("docker: kill in %s: the killer ended without a verdict: %s", shortID(id), bytes.TrimSpace(stderr.Bytes()))
 	}
 }
 
