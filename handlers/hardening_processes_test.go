@@ -501,3 +501,21 @@ func stalledStream(t *testing.T, u sandboxUser, sbID, body string) <-chan struct
 	}()
 	return cut
 }
+
+// TestShutdownKillsWhatStreamsRun: when the service shuts down, the command of an open stream is
+// killed before shutdown returns, so none outlives the orchestrator that started it. (Terminals
+// are hijacked connections that shutdown does not wait for; see middleware.Streams.)
+func TestShutdownKillsWhatStreamsRun(t *testing.T) {
+	id := startIdentity(t, func(c *config.Config, _ *clerkstub.Server) { c.HTTP.ShutdownTimeout = 4 * time.Second })
+	u := newSandboxUser(t, id, "user_shutdown_kills")
+	sb := u.create(t, `{}`)
+	base := enginePS(t, sb.ID)
+	ctx := t.Context()
+	_, evs := u.stream(t, ctx, "POST", "/api/sandboxes/"+sb.ID+"/exec", `{"cmd":["sh","-c","echo go; sleep 322"],"timeout_seconds":600}`)
+	next(t, evs, 5*time.Second)
+	if ps := fmt.Sprint(enginePS(t, sb.ID)); !strings.Contains(ps, "sleep 322") {
+		t.Fatalf("the stream's command does not run: %s", ps)
+	}
+	id.Stop(t)
+	wantOnly(t, sb.ID, base, 0)
+}

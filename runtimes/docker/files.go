@@ -271,7 +271,9 @@ func (r *Runtime) ReadFile(ctx context.Context, id, p string) (io.ReadCloser, ru
 		return nil, runtimes.FileInfo{}, err
 	}
 	f := &fileReader{p: proc, path: p, pr: pr, br: bufio.NewReader(pr)}
-	f.stopCtx = context.AfterFunc(ctx, func() { proc.hj.Close() })
+	// When ctx ends the helper goes at once, even while the caller is stuck elsewhere (writing
+	// to a client that stopped reading) and has not closed the reader yet.
+	f.stopCtx = context.AfterFunc(ctx, proc.release)
 	go f.pump(ctx, pw)
 
 	// The header is a stat line from inside the sandbox: bounded, so a hostile sandbox printing

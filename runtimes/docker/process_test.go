@@ -121,6 +121,16 @@ func TestHelpersLeaveNothingRunning(t *testing.T) {
 			}
 			rc.Close()
 		}},
+		{"a read whose context ends while nobody reads it", func(t *testing.T) {
+			ctx, cancel := context.WithCancel(h.ctx())
+			rc, _, err := rt.ReadFile(ctx, id, "/tmp/big")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rc.Close()
+			cancel() // the caller is blocked elsewhere: no Read, no Close yet
+			wantNoStrangers(t, h, id, base)
+		}},
 		{"a listing whose context ends", func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(h.ctx(), 150*time.Millisecond)
 			defer cancel()
