@@ -275,7 +275,8 @@ func escapeJSON(w *bufio.Writer, b []byte) {
 			_, _ = w.Write(b[start:i])
 			switch c {
 			case '"', '\\':
-				_, _ = w.Write([]byte{'\\', c})
+				_ = w.WriteByte('\\')
+				_ = w.WriteByte(c)
 			case '\b':
 				_, _ = w.WriteString(`\b`)
 			case '\f':
@@ -287,7 +288,9 @@ func escapeJSON(w *bufio.Writer, b []byte) {
 			case '\t':
 				_, _ = w.WriteString(`\t`)
 			default:
-				_, _ = w.Write([]byte{'\\', 'u', '0', '0', hex[c>>4], hex[c&0xF]})
+				_, _ = w.WriteString(`\u00`)
+				_ = w.WriteByte(hex[c>>4])
+				_ = w.WriteByte(hex[c&0xF])
 			}
 			i++
 			start = i
@@ -301,7 +304,8 @@ func escapeJSON(w *bufio.Writer, b []byte) {
 		case r == '\u2028' || r == '\u2029':
 			// Valid JSON, but line terminators in JavaScript: encoding/json escapes them too.
 			_, _ = w.Write(b[start:i])
-			_, _ = w.Write([]byte{'\\', 'u', '2', '0', '2', hex[r&0xF]})
+			_, _ = w.WriteString(`\u202`)
+			_ = w.WriteByte(hex[r&0xF])
 		default:
 			i += size
 			continue

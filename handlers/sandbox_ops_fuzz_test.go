@@ -6,8 +6,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -148,4 +150,14 @@ func FuzzExecRequest(f *testing.F) {
 			t.Fatalf("%q: %v is not a client error in the one shape", body, err)
 		}
 	})
+}
+
+// TestEscapeJSONAllocatesNothing: escaping output byte by byte must not allocate per byte (10 MiB
+// of quotes would be millions of objects).
+func TestEscapeJSONAllocatesNothing(t *testing.T) {
+	data := []byte(strings.Repeat("\"\\\x01<\u2028y\n", 1000))
+	w := bufio.NewWriter(io.Discard)
+	if n := testing.AllocsPerRun(10, func() { escapeJSON(w, data) }); n != 0 {
+		t.Errorf("escapeJSON allocates %v times per call", n)
+	}
 }
