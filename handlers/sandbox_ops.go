@@ -1,7 +1,7 @@
 package handlers
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -72,24 +72,18 @@ type execRequest struct {
 	Stdin          *string           `json:"stdin"`
 }
 
-type execResponse struct {
-	Stdout         string `json:"stdout"`
-	StdoutEncoding string `json:"stdout_encoding"`
-	Stderr         string `json:"stderr"`
-	StderrEncoding string `json:"stderr_encoding"`
-	execEnd
-}
-
 // execEnd is how a command ended: the tail of the JSON answer and the stream's exit event.
 type execEnd struct {
 	ExitCode   int   `json:"exit_code"`
 	DurationMS int64 `json:"duration_ms"`
 	TimedOut   bool  `json:"timed_out"`
 	Truncated  bool  `json:"truncated"`
+	OOMKilled  bool  `json:"oom_killed"`
 }
 
 func toExecEnd(res runtimes.ExecResult) execEnd {
-	return execEnd{ExitCode: res.ExitCode, DurationMS: res.Duration.Milliseconds(), TimedOut: res.TimedOut, Truncated: res.Truncated}
+	return execEnd{ExitCode: res.ExitCode, DurationMS: res.Duration.Milliseconds(), TimedOut: res.TimedOut,
+		Truncated: res.Truncated, OOMKilled: res.OOMKilled}
 }
 
 // exec runs a command. The request timeout does not apply (the command's own timeout does); a
@@ -105,9 +99,7 @@ func (h *SandboxOps) exec(c *gin.Context) {
 		return
 	}
 	ctx := middleware.Untimed(c)
-	cmd, err := h.ops.PrepareExec(ctx, auth.From(c).UserID, id, sandboxops.ExecInput{
-		Cmd: req.Cmd, Env: req.Env, Cwd: req.Cwd, TimeoutSeconds: req.TimeoutSeconds, Stdin: req.Stdin,
-	})
+	cmd, err := h.ops.PrepareExec(ctx, auth.From(c).UserID, id, req.input())
 	if err != nil {
 		_ = c.Error(err)
 		return
@@ -116,24 +108,57 @@ func (h *SandboxOps) exec(c *gin.Context) {
 		h.execStream(c, ctx, cmd)
 		return
 	}
-	var stdout, stderr bytes.Buffer // bounded: the runtime stops at sandbox.exec_output_limit
-	res, err := cmd.Run(ctx, &stdout, &stderr)
+	stdout, stderr, res, err := cmd.Collect(ctx)
 	if err != nil {
 		_ = c.Error(err)
 		return
 	}
-	out, outEnc := encodeOutput(stdout.Bytes(), res.Truncated)
-	errOut, errEnc := encodeOutput(stderr.Bytes(), res.Truncated)
-	c.JSON(http.StatusOK, execResponse{Stdout: out, StdoutEncoding: outEnc, Stderr: errOut, StderrEncoding: errEnc,
-		execEnd: toExecEnd(res)})
+	if err := writeExecJSON(c.Writer, stdout, stderr, res); err != nil && ctx.Err() == nil {
+		_ = c.Error(fmt.Errorf("sending the exec result: %w", err)) // the status is out: logged only
+	}
+}
+
+// input is the request as the service takes it.
+func (r execRequest) input() sandboxops.ExecInput {
+	return sandboxops.ExecInput{Cmd: r.Cmd, Env: r.Env, Cwd: r.Cwd, TimeoutSeconds: r.TimeoutSeconds, Stdin: r.Stdin}
+}
+
+// writeExecJSON answers {"stdout":...,"stdout_encoding":...,"stderr":...,"stderr_encoding":...,
+// "exit_code":...,...}, encoding the output straight from its chunks to the connection: the
+// answer costs no memory beyond the output already held (a marshalled copy of 10 MiB of output
+// would be another 10 to 60 MiB: a string copy, then JSON escaping).
+func writeExecJSON(rw gin.ResponseWriter, stdout, stderr *sandboxops.Output, res runtimes.ExecResult) error {
+	end, err := json.Marshal(toExecEnd(res))
+	if err != nil {
+		return err
+	}
+	rw.Header().Set("Content-Type", "application/json; charset=utf-8")
+	rw.WriteHeader(http.StatusOK)
+	w := bufio.NewWriterSize(rw, 32<<10)
+	_, _ = w.WriteString(`{"stdout":`)
+	enc := writeOutput(w, stdout.Chunks(), res.Truncated)
+	_, _ = w.WriteString(`,"stdout_encoding":"` + enc + `","stderr":`)
+	enc = writeOutput(w, stderr.Chunks(), res.Truncated)
+	_, _ = w.WriteString(`,"stderr_encoding":"` + enc + `",`)
+	_, _ = w.Write(end[1:]) // the fields of execEnd and the closing brace
+	return w.Flush()        // a bufio.Writer keeps its first error: this reports any
 }
 
 // execStream answers with server-sent events: stdout and stderr chunks as they come, then exit.
+// The stream starts once the command runs, so a command that cannot start (a missing cwd, a
+// sandbox that stopped) is answered with an error status like a JSON exec.
 func (h *SandboxOps) execStream(c *gin.Context, ctx context.Context, cmd *sandboxops.Command) {
-	stream := startEventStream(c)
+	stream := newEventStream(c)
 	defer stream.stop()
 	stdout, stderr := &chunkWriter{event: "stdout", stream: stream}, &chunkWriter{event: "stderr", stream: stream}
-	res, err := cmd.Run(ctx, stdout, stderr)
+	res, err := cmd.Run(ctx, stdout, stderr, stream.start)
+	if !stream.isStarted() {
+		if err != nil {
+			_ = c.Error(err)
+			return
+		}
+		stream.start()
+	}
 	stdout.flush()
 	stderr.flush()
 	if err != nil {
@@ -148,17 +173,150 @@ func wantsEventStream(c *gin.Context) bool {
 	return strings.Contains(c.GetHeader("Accept"), "text/event-stream")
 }
 
-// encodeOutput returns output as a JSON string: as is when it is UTF-8, else base64. Output cut
-// at the limit may end inside a character: that partial character is dropped.
-func encodeOutput(b []byte, truncated bool) (string, string) {
-	if truncated && !utf8.Valid(b) {
-		if cut := completeUTF8(b); utf8.Valid(b[:cut]) {
-			b = b[:cut]
-		}
+// writeOutput writes output as a JSON string, as is when it is UTF-8, else in base64, and returns
+// the encoding. Output cut at the limit may end inside a character: that partial character is
+// dropped.
+func writeOutput(w *bufio.Writer, chunks [][]byte, truncated bool) string {
+	valid, tail, total := checkUTF8(chunks)
+	if valid && (tail == 0 || truncated) {
+		writeJSONString(w, chunks, total-tail)
+		return "utf-8"
 	}
-	return encode(b)
+	_ = w.WriteByte('"')
+	b64 := base64.NewEncoder(base64.StdEncoding, w)
+	for _, chunk := range chunks {
+		_, _ = b64.Write(chunk)
+	}
+	_ = b64.Close()
+	_ = w.WriteByte('"')
+	return "base64"
 }
 
+// checkUTF8 reports whether the chunks, joined, are UTF-8 but for an incomplete character of tail
+// bytes at their very end, and their total length.
+func checkUTF8(chunks [][]byte) (valid bool, tail, total int) {
+	var j runeJoiner
+	valid = true
+	for _, chunk := range chunks {
+		total += len(chunk)
+		j.feed(chunk, func(piece []byte) {
+			valid = valid && utf8.Valid(piece)
+		})
+	}
+	return valid, len(j.rest()), total
+}
+
+// writeJSONString writes the first n bytes of the chunks, joined, as one JSON string escaped
+// exactly as encoding/json escapes (HTML-safe; invalid bytes become U+FFFD).
+func writeJSONString(w *bufio.Writer, chunks [][]byte, n int) {
+	_ = w.WriteByte('"')
+	var j runeJoiner
+	for _, chunk := range chunks {
+		if n <= 0 {
+			break
+		}
+		chunk = chunk[:min(len(chunk), n)]
+		n -= len(chunk)
+		j.feed(chunk, func(piece []byte) { escapeJSON(w, piece) })
+	}
+	escapeJSON(w, j.rest())
+	_ = w.WriteByte('"')
+}
+
+// runeJoiner cuts a byte stream that arrives in chunks into pieces that each decode (character by
+// character) as they do within the whole stream: a character split between two chunks is handed
+// on whole, as a piece of its own, once its end has arrived.
+type runeJoiner struct {
+	pending [utf8.UTFMax]byte
+	n       int
+}
+
+// feed hands chunk on to emit in pieces, keeping back an incomplete character at its end.
+func (j *runeJoiner) feed(chunk []byte, emit func([]byte)) {
+	for j.n > 0 && len(chunk) > 0 {
+		var tmp [utf8.UTFMax]byte
+		k := copy(tmp[:], j.pending[:j.n])
+		k += copy(tmp[k:], chunk)
+		if !utf8.FullRune(tmp[:k]) {
+			// Still incomplete, and all of chunk fitted in tmp.
+			j.n = copy(j.pending[:], tmp[:k])
+			return
+		}
+		_, size := utf8.DecodeRune(tmp[:k])
+		emit(tmp[:size])
+		if size <= j.n {
+			j.n = copy(j.pending[:], j.pending[size:j.n])
+		} else {
+			chunk = chunk[size-j.n:]
+			j.n = 0
+		}
+	}
+	if len(chunk) == 0 {
+		return
+	}
+	cut := completeUTF8(chunk)
+	emit(chunk[:cut])
+	j.n = copy(j.pending[:], chunk[cut:])
+}
+
+// rest is the incomplete character held back at the end, if any.
+func (j *runeJoiner) rest() []byte { return j.pending[:j.n] }
+
+// escapeJSON writes b as the inside of a JSON string, as encoding/json's HTML-safe encoder does.
+func escapeJSON(w *bufio.Writer, b []byte) {
+	const hex = "0123456789abcdef"
+	start := 0
+	for i := 0; i < len(b); {
+		if c := b[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			_, _ = w.Write(b[start:i])
+			switch c {
+			case '"', '\\':
+				_ = w.WriteByte('\\')
+				_ = w.WriteByte(c)
+			case '\b':
+				_, _ = w.WriteString(`\b`)
+			case '\f':
+				_, _ = w.WriteString(`\f`)
+			case '\n':
+				_, _ = w.WriteString(`\n`)
+			case '\r':
+				_, _ = w.WriteString(`\r`)
+			case '\t':
+				_, _ = w.WriteString(`\t`)
+			default:
+				_, _ = w.WriteString(`\u00`)
+				_ = w.WriteByte(hex[c>>4])
+				_ = w.WriteByte(hex[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRune(b[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			_, _ = w.Write(b[start:i])
+			_, _ = w.WriteString(`\ufffd`)
+		case r == '\u2028' || r == '\u2029':
+			// Valid JSON, but line terminators in JavaScript: encoding/json escapes them too.
+			_, _ = w.Write(b[start:i])
+			_, _ = w.WriteString(`\u202`)
+			_ = w.WriteByte(hex[r&0xF])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	_, _ = w.Write(b[start:])
+}
+
+// encode returns b as a JSON string value: as is when it is UTF-8, else base64.
 func encode(b []byte) (string, string) {
 	if utf8.Valid(b) {
 		return string(b), "utf-8"
@@ -181,24 +339,42 @@ func completeUTF8(b []byte) int {
 
 // eventStream writes server-sent events, flushing each; sends may come from several goroutines.
 type eventStream struct {
-	mu   sync.Mutex
-	w    gin.ResponseWriter
-	err  error
-	done chan struct{}
-	wg   sync.WaitGroup
+	c       *gin.Context
+	mu      sync.Mutex
+	started bool
+	err     error
+	done    chan struct{}
+	wg      sync.WaitGroup
 }
 
-// startEventStream sends the headers at once (so clients know the stream started) and keeps the
-// stream alive with a comment line while it is idle.
+// newEventStream prepares a stream whose headers go out at start.
+func newEventStream(c *gin.Context) *eventStream {
+	return &eventStream{c: c, done: make(chan struct{})}
+}
+
+// startEventStream starts a stream at once.
 func startEventStream(c *gin.Context) *eventStream {
-	hdr := c.Writer.Header()
+	s := newEventStream(c)
+	s.start()
+	return s
+}
+
+// start sends the headers (so clients know the stream started) and keeps the stream alive with a
+// comment line while it is idle. Later calls do nothing.
+func (s *eventStream) start() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return
+	}
+	s.started = true
+	hdr := s.c.Writer.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("X-Accel-Buffering", "no") // nginx: don't buffer
-	c.Status(http.StatusOK)
-	c.Writer.WriteHeaderNow()
-	c.Writer.Flush()
-	s := &eventStream{w: c.Writer, done: make(chan struct{})}
+	s.c.Status(http.StatusOK)
+	s.c.Writer.WriteHeaderNow()
+	s.c.Writer.Flush()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -209,11 +385,16 @@ func startEventStream(c *gin.Context) *eventStream {
 			case <-s.done:
 				return
 			case <-t.C:
-				s.write([]byte(": keepalive\n\n"))
+				_ = s.write([]byte(": keepalive\n\n"))
 			}
 		}
 	}()
-	return s
+}
+
+func (s *eventStream) isStarted() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.started
 }
 
 func (s *eventStream) write(b []byte) error {
@@ -222,11 +403,11 @@ func (s *eventStream) write(b []byte) error {
 	if s.err != nil {
 		return s.err
 	}
-	if _, err := s.w.Write(b); err != nil {
+	if _, err := s.c.Writer.Write(b); err != nil {
 		s.err = err
 		return err
 	}
-	s.w.Flush()
+	s.c.Writer.Flush()
 	return nil
 }
 
@@ -356,12 +537,21 @@ func (h *SandboxOps) readFile(c *gin.Context) {
 		_ = c.Error(err)
 		return
 	}
-	defer r.Close()
+	defer r.Close() // the helper in the sandbox ends with it, however the transfer ended
 	hdr := c.Writer.Header()
 	hdr.Set("Content-Type", "application/octet-stream")
-	hdr.Set("Content-Length", strconv.FormatInt(info.Size, 10))
 	hdr.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": info.Name}))
 	hdr.Set("Last-Modified", info.ModifiedAt.UTC().Format(http.TimeFormat))
+	if info.Size < 0 {
+		// A kernel pseudo file (/proc, /sys): its length is known once read, up to
+		// runtimes.PseudoFileLimit; the body is streamed without a Content-Length.
+		c.Status(http.StatusOK)
+		if _, err := io.Copy(c.Writer, r); err != nil && ctx.Err() == nil {
+			_ = c.Error(fmt.Errorf("sending %s: %w", p, err))
+		}
+		return
+	}
+	hdr.Set("Content-Length", strconv.FormatInt(info.Size, 10))
 	c.Status(http.StatusOK)
 	if _, err := io.CopyN(c.Writer, r, info.Size); err != nil && ctx.Err() == nil {
 		// The headers are out: the short body (against Content-Length) tells the client; log why.

@@ -2,6 +2,7 @@ package sandboxops
 
 import (
 	"context"
+	"errors"
 	"io"
 	"path"
 
@@ -65,12 +66,17 @@ func (s *Service) validateExec(in ExecInput) (runtimes.ExecSpec, time.Duration, 
 	if in.Cmd[0] == "" {
 		return spec, 0, apierror.Invalid("cmd", "cmd[0], the program, must not be empty")
 	}
+	// The three share one budget, as they share the kernel's ARG_MAX: the one whose bytes take
+	// the total past it is the one named.
 	size := 0
 	for i, arg := range in.Cmd {
 		if strings.ContainsRune(arg, 0) {
 			return spec, 0, apierror.Invalid("cmd", "cmd[%d] contains a NUL byte", i)
 		}
 		size += len(arg) + 1
+	}
+	if size > maxArgvBytes {
+		return spec, 0, apierror.Invalid("cmd", "cmd is %d bytes; cmd, env and cwd together must be at most %d bytes", size, maxArgvBytes)
 	}
 	for name, value := range in.Env {
 		if !sandboxes.ValidEnvName(name) {
@@ -81,11 +87,14 @@ func (s *Service) validateExec(in ExecInput) (runtimes.ExecSpec, time.Duration, 
 		}
 		size += len(name) + len(value) + 2
 	}
+	if size > maxArgvBytes {
+		return spec, 0, apierror.Invalid("env", "env makes cmd and env %d bytes; cmd, env and cwd together must be at most %d bytes", size, maxArgvBytes)
+	}
 	if in.Cwd != "" && (!path.IsAbs(in.Cwd) || strings.ContainsRune(in.Cwd, 0)) {
 		return spec, 0, apierror.Invalid("cwd", "cwd must be an absolute path")
 	}
 	if size += len(in.Cwd); size > maxArgvBytes {
-		return spec, 0, apierror.Invalid("cmd", "cmd, env and cwd together must be at most %d bytes", maxArgvBytes)
+		return spec, 0, apierror.Invalid("cwd", "cwd makes cmd, env and cwd %d bytes; together they must be at most %d bytes", size, maxArgvBytes)
 	}
 	limit := s.cfg.ExecMaxTimeout
 	timeout := min(DefaultExecTimeout, limit)
@@ -108,17 +117,35 @@ func (s *Service) validateExec(in ExecInput) (runtimes.ExecSpec, time.Duration, 
 
 // Run runs the command, writing its output to the writers as it arrives (one goroutine at a time;
 // at most sandbox.exec_output_limit bytes in all), and registers it as a live connection meanwhile,
-// so a long command keeps its sandbox alive. When ctx ends (the client left) the command's
-// processes are killed and ctx's error is returned. A non-zero exit status is not an error.
-func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) (runtimes.ExecResult, error) {
+// so a long command keeps its sandbox alive. started (may be nil) is called once the command runs,
+// before any output: an error returned before it means nothing ran, and the caller may still
+// answer with an error status. When ctx ends (the client left) or a writer fails (its reader
+// stalled), the command's processes are killed and that error is returned. A non-zero exit status
+// is not an error.
+func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer, started func()) (runtimes.ExecResult, error) {
 	release, err := c.s.sandboxes.Connect(ctx, c.sb)
 	if err != nil {
 		return runtimes.ExecResult{}, err
 	}
 	defer release()
-	res, err := c.s.rt.Exec(ctx, container(c.sb), c.spec, stdout, stderr, c.timeout, c.s.cfg.ExecOutputLimit)
-	if err != nil && ctx.Err() != nil {
+	spec := c.spec
+	spec.Started = started
+	res, err := c.s.rt.Exec(ctx, container(c.sb), spec, stdout, stderr, c.timeout, c.s.cfg.ExecOutputLimit)
+	switch {
+	case err != nil && ctx.Err() != nil:
 		return res, ctx.Err()
+	case errors.Is(err, runtimes.ErrWorkDirNotFound):
+		e := apierror.BadRequest("cwd_not_found", "cwd %s does not exist in the sandbox, is not a directory, or the command's user may not enter it", spec.WorkDir).WithCause(err)
+		e.Field = "cwd"
+		return res, e
 	}
 	return res, runtimeErr(c.sb, err)
+}
+
+// Collect runs the command like Run and keeps its output in memory: at most
+// sandbox.exec_output_limit bytes in all, held in chunks that grow with it (see Output).
+func (c *Command) Collect(ctx context.Context) (stdout, stderr *Output, res runtimes.ExecResult, err error) {
+	stdout, stderr = &Output{}, &Output{}
+	res, err = c.Run(ctx, stdout, stderr, nil)
+	return stdout, stderr, res, err
 }

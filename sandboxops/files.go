@@ -66,7 +66,7 @@ func (s *Service) WriteFile(ctx context.Context, userID, id uuid.UUID, p string,
 		}()
 		content, size = spool, n
 	}
-	return size, fileErr(sb, p, s.rt.WriteFile(ctx, container(sb), p, mode, content, size))
+	return size, fileErr(sb, "write", p, s.rt.WriteFile(ctx, container(sb), p, mode, content, size))
 }
 
 // spool copies content of unknown length to a temporary file, so its size is known before the
@@ -102,7 +102,7 @@ func (s *Service) OpenFile(ctx context.Context, userID, id uuid.UUID, p string) 
 	}
 	r, info, err := s.rt.ReadFile(ctx, container(sb), p)
 	if err != nil {
-		return nil, runtimes.FileInfo{}, fileErr(sb, p, err)
+		return nil, runtimes.FileInfo{}, fileErr(sb, "read", p, err)
 	}
 	return r, info, nil
 }
@@ -119,7 +119,7 @@ func (s *Service) RemoveFile(ctx context.Context, userID, id uuid.UUID, p string
 	if err != nil {
 		return err
 	}
-	return fileErr(sb, p, s.rt.RemoveFile(ctx, container(sb), p, recursive))
+	return fileErr(sb, "remove", p, s.rt.RemoveFile(ctx, container(sb), p, recursive))
 }
 
 // ListDir describes a directory's entries (not recursively), sorted by name.
@@ -133,7 +133,7 @@ func (s *Service) ListDir(ctx context.Context, userID, id uuid.UUID, p string) (
 	}
 	entries, err := s.rt.ListDir(ctx, container(sb), p)
 	if err != nil {
-		return nil, fileErr(sb, p, err)
+		return nil, fileErr(sb, "list", p, err)
 	}
 	slices.SortFunc(entries, func(a, b runtimes.FileInfo) int { return strings.Compare(a.Name, b.Name) })
 	return entries, nil

@@ -19,7 +19,7 @@ func (r *Runtime) Stats(ctx context.Context, id string) (runtimes.Stats, error) 
 	}
 	if info.State != runtimes.StateRunning && info.State != runtimes.StatePaused {
 		// The engine answers with an all-zero sample for a stopped container.
-		return runtimes.Stats{}, fmt.Errorf("docker: stats %s: container is %s: %w", shortID(id), info.State, runtimes.ErrNotRunning)
+		return runtimes.Stats{}, fmt.Errorf("docker: stats %s: %w", shortID(id), r.whyNotRunning(ctx, id))
 	}
 	// Stream false without one-shot: the engine reads twice, a second apart, and fills precpu_stats
 	// from the first reading, which the CPU percentage needs.

@@ -1,11 +1,12 @@
 package docker
 
 import (
-	"bytes"
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
-	"strconv"
-	"sync"
+	"io"
+	"strings"
 
 	"github.com/moby/moby/client"
 	"go.uber.org/zap"
@@ -14,7 +15,7 @@ import (
 )
 
 // Terminal starts spec.Cmd on a pseudo-terminal; see runtimes.Interactive for the contract. The
-// command runs under the same pid wrapper as Exec so that Close can kill what it started.
+// command is a process like any other, so Close kills what it started.
 func (r *Runtime) Terminal(ctx context.Context, id string, spec runtimes.ExecSpec, rows, cols uint) (runtimes.Terminal, error) {
 	spec.TTY, spec.Stdin = true, nil
 	opts, err := execOptions(spec)
@@ -23,94 +24,91 @@ func (r *Runtime) Terminal(ctx context.Context, id string, spec runtimes.ExecSpe
 	}
 	opts.AttachStdin = true
 	opts.ConsoleSize = client.ConsoleSize{Height: rows, Width: cols} // honoured from API 1.42; Resize below covers older engines
-	s, err := r.startExec(ctx, "terminal", id, opts)
+	p, err := r.startProcess(ctx, "terminal", id, opts, spec.WorkDir, io.Discard, nil)
 	if err != nil {
 		return nil, err
 	}
-	t := &terminal{r: r, id: id, execID: s.execID, hj: s.hj}
+	t := &terminal{p: p, out: p.hj.Reader}
 
-	// The first line is the wrapper's pid ("123\r\n" on a terminal). Nothing else can come before
-	// it: no input has been sent yet.
-	stop := context.AfterFunc(ctx, func() { s.hj.Close() })
-	line, err := s.hj.Reader.ReadSlice('\n')
+	// The first line is the wrapper's ("123\r\n" on a terminal). Nothing else can come before it:
+	// no input has been sent yet.
+	stop := context.AfterFunc(ctx, func() { p.hj.Close() })
+	line, err := readLine(p.hj.Reader)
 	stopped := stop()
-	if err != nil || !stopped {
-		s.hj.Close()
-		if ctx.Err() != nil {
-			err = ctx.Err()
-		}
-		return nil, fmt.Errorf("docker: terminal in %s: reading the pid: %w", shortID(id), err)
+	if !stopped || ctx.Err() != nil {
+		p.release()
+		return nil, fmt.Errorf("docker: terminal in %s: reading the pid: %w", shortID(id), ctx.Err())
 	}
-	t.pid, err = strconv.Atoi(string(bytes.TrimSpace(line)))
-	if err != nil || t.pid <= 0 {
-		t.Close()
+	_, _ = p.head.Write([]byte(line))
+	p.head.finish()
+	switch {
+	case p.head.workDirFailed():
+		p.release()
+		return nil, fmt.Errorf("docker: terminal in %s: entering %q: %w", shortID(id), spec.WorkDir, runtimes.ErrWorkDirNotFound)
+	case err != nil && p.head.pid() == 0:
+		// The stream ended before the wrapper's line: the engine can lose the output of a TTY
+		// command that ends at once. The command ran and ended: a session with nothing to read.
+		if _, werr := p.wait(ctx, nil); werr != nil {
+			p.release()
+			return nil, werr
+		}
+		t.out = strings.NewReader("")
+		return t, nil
+	case p.head.pid() == 0:
+		p.release()
 		return nil, fmt.Errorf("docker: terminal in %s: unexpected first line %q", shortID(id), line)
 	}
 	if rows > 0 && cols > 0 {
-		if err := t.Resize(ctx, rows, cols); err != nil && t.running(ctx) {
-			t.Close()
-			return nil, err
+		// The size was given at creation; this covers engines older than API 1.42. A command that
+		// already ended (e.g. `false`) cannot be resized, and a failure to resize leaves a usable
+		// terminal: neither is a reason to refuse the session.
+		if err := t.Resize(ctx, rows, cols); err != nil {
+			r.log.Debug("terminal: initial resize", zap.String("container", shortID(id)), zap.Error(err))
 		}
-		// A command that already ended (e.g. `false`) cannot be resized; its output and exit
-		// code are still there to read.
 	}
 	return t, nil
 }
 
-// terminal is a TTY exec attached over a hijacked connection.
-type terminal struct {
-	r      *Runtime
-	id     string
-	execID string
-	hj     client.HijackedResponse
-	pid    int
+// readLine reads up to the first newline, at most maxPidLine bytes (more is not the wrapper's).
+func readLine(br *bufio.Reader) (string, error) {
+	var line []byte
+	for len(line) <= maxPidLine {
+		b, err := br.ReadByte()
+		if err != nil {
+			return string(line), err
+		}
+		line = append(line, b)
+		if b == '\n' {
+			return string(line), nil
+		}
+	}
+	return string(line), errors.New("no pid line")
+}
 
-	closeOnce sync.Once
+// terminal is a TTY process attached over a hijacked connection.
+type terminal struct {
+	p   *process
+	out io.Reader // the connection, or nothing for a command that ended before its first line
 }
 
 // Read returns terminal output; io.EOF once the command has ended.
-func (t *terminal) Read(p []byte) (int, error) { return t.hj.Reader.Read(p) }
+func (t *terminal) Read(b []byte) (int, error) { return t.out.Read(b) }
 
 // Write types into the terminal.
-func (t *terminal) Write(p []byte) (int, error) { return t.hj.Conn.Write(p) }
+func (t *terminal) Write(b []byte) (int, error) { return t.p.hj.Conn.Write(b) }
 
 // Resize sets the terminal's size in character cells.
 func (t *terminal) Resize(ctx context.Context, rows, cols uint) error {
-	_, err := t.r.cli.ExecResize(ctx, t.execID, client.ExecResizeOptions{Height: rows, Width: cols})
-	return mapErr("terminal: resize", t.id, err)
-}
-
-// running reports whether the command still runs (false when that cannot be told).
-func (t *terminal) running(ctx context.Context) bool {
-	res, err := t.r.cli.ExecInspect(ctx, t.execID, client.ExecInspectOptions{})
-	return err == nil && res.Running
+	_, err := t.p.r.cli.ExecResize(ctx, t.p.execID, client.ExecResizeOptions{Height: rows, Width: cols})
+	return mapErr("terminal: resize", t.p.id, err)
 }
 
 // Wait blocks until the command ends and returns its exit code.
-func (t *terminal) Wait(ctx context.Context) (int, error) {
-	code, err := t.r.waitExec(ctx, t.execID, nil, nil)
-	if err != nil {
-		return -1, mapErr("terminal: wait", t.id, err)
-	}
-	return code, nil
-}
+func (t *terminal) Wait(ctx context.Context) (int, error) { return t.p.wait(ctx, nil) }
 
 // Close kills the session's processes when the command still runs (a shell left without its
 // terminal would linger otherwise) and releases the connection. It is safe to call more than once.
 func (t *terminal) Close() error {
-	var err error
-	t.closeOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
-		defer cancel()
-		defer t.hj.Close()
-		res, ierr := t.r.cli.ExecInspect(ctx, t.execID, client.ExecInspectOptions{})
-		if ierr == nil && !res.Running {
-			return
-		}
-		if err = t.r.killTree(ctx, t.id, t.pid); err != nil {
-			t.r.log.Warn("terminal: could not kill the session's processes", zap.String("container", shortID(t.id)),
-				zap.Int("pid", t.pid), zap.Error(err))
-		}
-	})
-	return err
+	t.p.release()
+	return nil
 }
