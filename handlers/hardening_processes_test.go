@@ -513,9 +513,17 @@ func TestShutdownKillsWhatStreamsRun(t *testing.T) {
 	ctx := t.Context()
 	_, evs := u.stream(t, ctx, "POST", "/api/sandboxes/"+sb.ID+"/exec", `{"cmd":["sh","-c","echo go; sleep 322"],"timeout_seconds":600}`)
 	next(t, evs, 5*time.Second)
-	if ps := fmt.Sprint(enginePS(t, sb.ID)); !strings.Contains(ps, "sleep 322") {
-		t.Fatalf("the stream's command does not run: %s", ps)
+	term, _, err := u.terminal(t, ctx, sb.ID, "?cmd=sleep&cmd=323")
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer term.CloseNow()
+	testenv.Eventually(t, "both commands to run", 10*time.Second, func() bool {
+		ps := fmt.Sprint(enginePS(t, sb.ID))
+		return strings.Contains(ps, "sleep 322") && strings.Contains(ps, "sleep 323")
+	})
+	// Stop returns only once every stream's handler has returned, the terminal's included (it
+	// hijacked its connection, so http.Server.Shutdown does not wait for it).
 	id.Stop(t)
 	wantOnly(t, sb.ID, base, 0)
 }

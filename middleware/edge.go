@@ -137,29 +137,24 @@ func Timeout(d time.Duration) gin.HandlerFunc {
 // one (each write may block at most streamWriteIdle), and returns the request's context without
 // the timeout: cancelled when the client goes away or when shutdown ends the streams.
 func Untimed(c *gin.Context) context.Context {
+	var s *Streams
+	if tracker, ok := c.Get(streamsKey); ok {
+		s = tracker.(*Streams)
+	}
 	rc := http.NewResponseController(c.Writer)
 	_ = rc.SetReadDeadline(time.Time{})
-	_ = rc.SetWriteDeadline(time.Now().Add(streamWriteIdle))
+	_ = rc.SetWriteDeadline(time.Now().Add(s.writeIdle()))
 	if _, wrapped := c.Writer.(*deadlineWriter); !wrapped {
-		c.Writer = &deadlineWriter{ResponseWriter: c.Writer, rc: rc}
+		c.Writer = &deadlineWriter{ResponseWriter: c.Writer, rc: rc, streams: s}
 	}
 	ctx := c.Request.Context()
 	if untimed, ok := c.Get(untimedKey); ok {
 		ctx = untimed.(context.Context)
 	}
-	streams, ok := c.Get(streamsKey)
-	if !ok {
+	if s == nil {
 		return ctx
 	}
-	s := streams.(*Streams)
-	ctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(s.ctx, cancel)
-	s.active.Add(1)
-	context.AfterFunc(ctx, func() {
-		stop()
-		s.active.Done()
-	})
-	return ctx
+	return s.track(c, ctx, rc)
 }
 
 // SecurityHeaders sets the Helmet set suited to a JSON API. Written here rather than pulled from
