@@ -6,21 +6,21 @@ import (
 
 	"go.uber.org/fx"
 
-	"github.com/insien/orchestrator/apikeys"
-	"github.com/insien/orchestrator/auth"
-	"github.com/insien/orchestrator/clerkauth"
-	"github.com/insien/orchestrator/config"
-	"github.com/insien/orchestrator/connections"
 	"github.com/insien/orchestrator/handlers"
+	"github.com/insien/orchestrator/internal/identity/apikeys"
+	"github.com/insien/orchestrator/internal/identity/auth"
+	"github.com/insien/orchestrator/internal/identity/clerkauth"
+	"github.com/insien/orchestrator/internal/identity/users"
+	"github.com/insien/orchestrator/internal/identity/webhooks"
+	"github.com/insien/orchestrator/internal/platform/config"
+	"github.com/insien/orchestrator/internal/platform/ratelimit"
+	"github.com/insien/orchestrator/internal/sandbox/envcrypt"
+	"github.com/insien/orchestrator/internal/sandbox/interact"
+	"github.com/insien/orchestrator/internal/sandbox/lifecycle"
+	"github.com/insien/orchestrator/internal/sandbox/liveconns"
 	"github.com/insien/orchestrator/migrations"
 	"github.com/insien/orchestrator/providers"
-	"github.com/insien/orchestrator/ratelimit"
 	"github.com/insien/orchestrator/repositories"
-	"github.com/insien/orchestrator/sandboxes"
-	"github.com/insien/orchestrator/sandboxops"
-	"github.com/insien/orchestrator/secrets"
-	"github.com/insien/orchestrator/users"
-	"github.com/insien/orchestrator/webhooks"
 )
 
 // closeBudget bounds closing the clients after the HTTP server has stopped.
@@ -40,10 +40,10 @@ func Options(cfg *config.Config, extra ...fx.Option) fx.Option {
 		users.Module,
 		auth.Module,
 		webhooks.Module,
-		secrets.Module,
-		connections.Module,
-		sandboxes.Module,
-		sandboxops.Module,
+		envcrypt.Module,
+		liveconns.Module,
+		lifecycle.Module,
+		interact.Module,
 		handlers.Module,
 		fx.Provide(NewServer),
 		fx.Invoke(func(lc fx.Lifecycle, s *Server) { lc.Append(fx.StartStopHook(s.Start, s.Stop)) }),

@@ -16,9 +16,9 @@ import (
 	"go.uber.org/fx"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/insien/orchestrator/apierror"
-	"github.com/insien/orchestrator/config"
-	"github.com/insien/orchestrator/testenv"
+	"github.com/insien/orchestrator/internal/platform/apierror"
+	"github.com/insien/orchestrator/internal/platform/config"
+	"github.com/insien/orchestrator/internal/testenv"
 )
 
 // testRoutes adds routes that exist only in tests: a panicking one and a slow one.

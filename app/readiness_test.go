@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/insien/orchestrator/config"
-	"github.com/insien/orchestrator/testenv"
+	"github.com/insien/orchestrator/internal/platform/config"
+	"github.com/insien/orchestrator/internal/testenv"
 )
 
 // TestReadinessFollowsDependencies stops and restarts real Redis and Postgres servers: liveness

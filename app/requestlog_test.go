@@ -9,7 +9,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/insien/orchestrator/testenv"
+	"github.com/insien/orchestrator/internal/testenv"
 )
 
 // TestRequestLog: one line per request with its id, method, route, status and latency; probes at

@@ -11,8 +11,8 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/insien/orchestrator/config"
-	"github.com/insien/orchestrator/testenv"
+	"github.com/insien/orchestrator/internal/platform/config"
+	"github.com/insien/orchestrator/internal/testenv"
 )
 
 // TestNoSecretReachesTheLog: with every secret set (and its dependencies unreachable, so their

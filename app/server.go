@@ -10,9 +10,9 @@ import (
 	"github.com/gin-gonic/gin"
 	"go.uber.org/zap"
 
-	"github.com/insien/orchestrator/config"
-	"github.com/insien/orchestrator/health"
-	"github.com/insien/orchestrator/middleware"
+	"github.com/insien/orchestrator/internal/platform/config"
+	"github.com/insien/orchestrator/internal/platform/health"
+	"github.com/insien/orchestrator/internal/platform/middleware"
 )
 
 // Server owns the HTTP listener and the shutdown sequence: readiness off → drain delay →

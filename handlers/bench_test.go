@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/insien/orchestrator/config"
-	"github.com/insien/orchestrator/testenv"
-	"github.com/insien/orchestrator/testenv/clerkstub"
+	"github.com/insien/orchestrator/internal/platform/config"
+	"github.com/insien/orchestrator/internal/testenv"
+	"github.com/insien/orchestrator/internal/testenv/clerkstub"
 )
 
 // benchParallelism multiplies GOMAXPROCS into the number of concurrent clients, enough to keep

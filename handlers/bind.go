@@ -14,7 +14,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/insien/orchestrator/apierror"
+	"github.com/insien/orchestrator/internal/platform/apierror"
 )
 
 // bindOptionalJSON is bindJSON for bodies that may be left out entirely (all fields optional).

@@ -13,7 +13,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/insien/orchestrator/apierror"
+	"github.com/insien/orchestrator/internal/platform/apierror"
 )
 
 // setTimeoutRequest mirrors the anonymous body of POST /api/sandboxes/{id}/timeout.

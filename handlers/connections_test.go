@@ -8,8 +8,8 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/insien/orchestrator/config"
-	"github.com/insien/orchestrator/testenv/clerkstub"
+	"github.com/insien/orchestrator/internal/platform/config"
+	"github.com/insien/orchestrator/internal/testenv/clerkstub"
 )
 
 // TestConnectionLimit: a sandbox holds at most sandbox.max_connections live execs, terminals and

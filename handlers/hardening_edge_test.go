@@ -15,10 +15,10 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/insien/orchestrator/apierror"
-	"github.com/insien/orchestrator/config"
-	"github.com/insien/orchestrator/testenv"
-	"github.com/insien/orchestrator/testenv/clerkstub"
+	"github.com/insien/orchestrator/internal/platform/apierror"
+	"github.com/insien/orchestrator/internal/platform/config"
+	"github.com/insien/orchestrator/internal/testenv"
+	"github.com/insien/orchestrator/internal/testenv/clerkstub"
 )
 
 // rawDo sends a request whose headers may repeat, and reads the whole response.

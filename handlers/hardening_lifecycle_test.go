@@ -11,7 +11,7 @@ import (
 
 	"github.com/moby/moby/client"
 
-	"github.com/insien/orchestrator/testenv"
+	"github.com/insien/orchestrator/internal/testenv"
 )
 
 // engineWords are fragments of the engine's and runc's own error texts, which must never reach a

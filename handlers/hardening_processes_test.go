@@ -20,11 +20,11 @@ import (
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/client"
 
-	"github.com/insien/orchestrator/config"
-	"github.com/insien/orchestrator/runtimes"
-	"github.com/insien/orchestrator/sandboxes"
-	"github.com/insien/orchestrator/testenv"
-	"github.com/insien/orchestrator/testenv/clerkstub"
+	"github.com/insien/orchestrator/internal/platform/config"
+	"github.com/insien/orchestrator/internal/runtimes"
+	"github.com/insien/orchestrator/internal/sandbox/lifecycle"
+	"github.com/insien/orchestrator/internal/testenv"
+	"github.com/insien/orchestrator/internal/testenv/clerkstub"
 )
 
 // Issue 8: what the orchestrator starts inside a sandbox is bounded and killed on every way out;
@@ -38,7 +38,7 @@ func enginePS(t testing.TB, sbID string) map[string]string {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cli := testenv.Docker(t)
-	name := sandboxes.ContainerName(uuid.MustParse(sbID))
+	name := lifecycle.ContainerName(uuid.MustParse(sbID))
 	ex, err := cli.ExecCreate(ctx, name, client.ExecCreateOptions{Cmd: []string{"ps", "-o", "pid,args"}, AttachStdout: true, AttachStderr: true})
 	if err != nil {
 		t.Fatalf("ps in %s: %v", name, err)

@@ -8,7 +8,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"go.uber.org/zap"
 
-	"github.com/insien/orchestrator/health"
+	"github.com/insien/orchestrator/internal/platform/health"
 )
 
 // Health serves the liveness and readiness probes.

@@ -16,13 +16,13 @@ import (
 	"github.com/uptrace/bun"
 	"go.uber.org/fx"
 
-	"github.com/insien/orchestrator/apierror"
-	"github.com/insien/orchestrator/apikeys"
-	"github.com/insien/orchestrator/auth"
-	"github.com/insien/orchestrator/config"
-	"github.com/insien/orchestrator/sandboxes"
-	"github.com/insien/orchestrator/testenv"
-	"github.com/insien/orchestrator/testenv/clerkstub"
+	"github.com/insien/orchestrator/internal/identity/apikeys"
+	"github.com/insien/orchestrator/internal/identity/auth"
+	"github.com/insien/orchestrator/internal/platform/apierror"
+	"github.com/insien/orchestrator/internal/platform/config"
+	"github.com/insien/orchestrator/internal/sandbox/lifecycle"
+	"github.com/insien/orchestrator/internal/testenv"
+	"github.com/insien/orchestrator/internal/testenv/clerkstub"
 )
 
 // identity is a running service wired to a Clerk stand-in.
@@ -32,7 +32,7 @@ type identity struct {
 	clerk   *clerkstub.Server
 	secret  string // webhook signing secret
 	queries *atomic.Int64
-	service *sandboxes.Service
+	service *lifecycle.Service
 }
 
 // reaped is how many sandboxes this replica expired.
@@ -84,7 +84,7 @@ func startIdentity(t testing.TB, mutate func(*config.Config, *clerkstub.Server))
 func startIdentityWith(t testing.TB, cfg *config.Config, stub *clerkstub.Server, secret string) *identity {
 	t.Helper()
 	queries := new(atomic.Int64)
-	var service *sandboxes.Service
+	var service *lifecycle.Service
 	app := testenv.StartApp(t, cfg, probeRoutes(), fx.Populate(&service), fx.Invoke(func(db *bun.DB) {
 		db.AddQueryHook(countQueries{n: queries})
 	}))

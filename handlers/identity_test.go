@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/insien/orchestrator/apikeys"
-	"github.com/insien/orchestrator/config"
-	"github.com/insien/orchestrator/testenv"
-	"github.com/insien/orchestrator/testenv/clerkstub"
+	"github.com/insien/orchestrator/internal/identity/apikeys"
+	"github.com/insien/orchestrator/internal/platform/config"
+	"github.com/insien/orchestrator/internal/testenv"
+	"github.com/insien/orchestrator/internal/testenv/clerkstub"
 )
 
 // TestSessionTokensThatFail: every way a session token can be wrong gets a 401 that says which,

@@ -7,9 +7,9 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 
-	"github.com/insien/orchestrator/apierror"
-	"github.com/insien/orchestrator/apikeys"
-	"github.com/insien/orchestrator/auth"
+	"github.com/insien/orchestrator/internal/identity/apikeys"
+	"github.com/insien/orchestrator/internal/identity/auth"
+	"github.com/insien/orchestrator/internal/platform/apierror"
 	"github.com/insien/orchestrator/repositories"
 )
 

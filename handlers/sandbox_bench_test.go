@@ -12,10 +12,10 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/insien/orchestrator/config"
-	"github.com/insien/orchestrator/runtimes"
-	"github.com/insien/orchestrator/runtimes/docker"
-	"github.com/insien/orchestrator/testenv/clerkstub"
+	"github.com/insien/orchestrator/internal/platform/config"
+	"github.com/insien/orchestrator/internal/runtimes"
+	"github.com/insien/orchestrator/internal/runtimes/docker"
+	"github.com/insien/orchestrator/internal/testenv/clerkstub"
 )
 
 // percentile returns the p-th quantile (0..1) of sorted durations.

@@ -19,12 +19,12 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 
-	"github.com/insien/orchestrator/apierror"
-	"github.com/insien/orchestrator/auth"
-	"github.com/insien/orchestrator/config"
-	"github.com/insien/orchestrator/middleware"
-	"github.com/insien/orchestrator/runtimes"
-	"github.com/insien/orchestrator/sandboxops"
+	"github.com/insien/orchestrator/internal/identity/auth"
+	"github.com/insien/orchestrator/internal/platform/apierror"
+	"github.com/insien/orchestrator/internal/platform/config"
+	"github.com/insien/orchestrator/internal/platform/middleware"
+	"github.com/insien/orchestrator/internal/runtimes"
+	"github.com/insien/orchestrator/internal/sandbox/interact"
 )
 
 // transferTimeout bounds one file upload or download, which may outlast the request timeout.
@@ -42,12 +42,12 @@ func UploadBodyLimit(cfg config.Sandbox) middleware.RouteLimit {
 // SandboxOps serves working inside a sandbox: exec, files, logs, metrics and the terminal.
 type SandboxOps struct {
 	auth *auth.Authenticator
-	ops  *sandboxops.Service
+	ops  *interact.Service
 	ws   *websocket.AcceptOptions
 }
 
 // NewSandboxOps builds the endpoints; the terminal accepts the browser origins CORS allows.
-func NewSandboxOps(a *auth.Authenticator, ops *sandboxops.Service, cfg config.HTTP) *SandboxOps {
+func NewSandboxOps(a *auth.Authenticator, ops *interact.Service, cfg config.HTTP) *SandboxOps {
 	return &SandboxOps{auth: a, ops: ops, ws: websocketOptions(cfg.CORS)}
 }
 
@@ -119,15 +119,15 @@ func (h *SandboxOps) exec(c *gin.Context) {
 }
 
 // input is the request as the service takes it.
-func (r execRequest) input() sandboxops.ExecInput {
-	return sandboxops.ExecInput{Cmd: r.Cmd, Env: r.Env, Cwd: r.Cwd, TimeoutSeconds: r.TimeoutSeconds, Stdin: r.Stdin}
+func (r execRequest) input() interact.ExecInput {
+	return interact.ExecInput{Cmd: r.Cmd, Env: r.Env, Cwd: r.Cwd, TimeoutSeconds: r.TimeoutSeconds, Stdin: r.Stdin}
 }
 
 // writeExecJSON answers {"stdout":...,"stdout_encoding":...,"stderr":...,"stderr_encoding":...,
 // "exit_code":...,...}, encoding the output straight from its chunks to the connection: the
 // answer costs no memory beyond the output already held (a marshalled copy of 10 MiB of output
 // would be another 10 to 60 MiB: a string copy, then JSON escaping).
-func writeExecJSON(rw gin.ResponseWriter, stdout, stderr *sandboxops.Output, res runtimes.ExecResult) error {
+func writeExecJSON(rw gin.ResponseWriter, stdout, stderr *interact.Output, res runtimes.ExecResult) error {
 	end, err := json.Marshal(toExecEnd(res))
 	if err != nil {
 		return err
@@ -147,7 +147,7 @@ func writeExecJSON(rw gin.ResponseWriter, stdout, stderr *sandboxops.Output, res
 // execStream answers with server-sent events: stdout and stderr chunks as they come, then exit.
 // The stream starts once the command runs, so a command that cannot start (a missing cwd, a
 // sandbox that stopped) is answered with an error status like a JSON exec.
-func (h *SandboxOps) execStream(c *gin.Context, ctx context.Context, cmd *sandboxops.Command) {
+func (h *SandboxOps) execStream(c *gin.Context, ctx context.Context, cmd *interact.Command) {
 	stream := newEventStream(c)
 	defer stream.stop()
 	stdout, stderr := &chunkWriter{event: "stdout", stream: stream}, &chunkWriter{event: "stderr", stream: stream}
@@ -475,7 +475,7 @@ func (w *chunkWriter) flush() {
 // filePath reads and checks the path query parameter.
 func filePath(c *gin.Context) (string, bool) {
 	p := c.Query("path")
-	if err := sandboxops.CheckPath(p); err != nil {
+	if err := interact.CheckPath(p); err != nil {
 		_ = c.Error(err)
 		return "", false
 	}
@@ -504,7 +504,7 @@ func (h *SandboxOps) writeFile(c *gin.Context) {
 	if !ok {
 		return
 	}
-	mode, err := sandboxops.ParseMode(c.Query("mode"))
+	mode, err := interact.ParseMode(c.Query("mode"))
 	if err != nil {
 		_ = c.Error(err)
 		return
@@ -600,7 +600,7 @@ func (h *SandboxOps) listDir(c *gin.Context) {
 	entries := make([]fileEntry, 0, len(infos))
 	for _, fi := range infos {
 		entries = append(entries, fileEntry{Name: fi.Name, Path: fi.Path, Size: fi.Size, Mode: fmt.Sprintf("%04o", fi.Mode.Perm()),
-			Type: sandboxops.FileType(fi.Mode), IsDir: fi.IsDir, ModifiedAt: fi.ModifiedAt})
+			Type: interact.FileType(fi.Mode), IsDir: fi.IsDir, ModifiedAt: fi.ModifiedAt})
 	}
 	c.JSON(http.StatusOK, gin.H{"path": p, "entries": entries})
 }
@@ -625,7 +625,7 @@ type logLine struct {
 	At       *time.Time `json:"at"`
 }
 
-func toLogLine(l sandboxops.LogLine) logLine {
+func toLogLine(l interact.LogLine) logLine {
 	text, enc := encode(l.Text)
 	out := logLine{Stream: l.Stream, Text: text, Encoding: enc}
 	if !l.At.IsZero() {
@@ -640,7 +640,7 @@ func (h *SandboxOps) logs(c *gin.Context) {
 	if !ok {
 		return
 	}
-	in := sandboxops.LogsInput{Tail: -1}
+	in := interact.LogsInput{Tail: -1}
 	if raw := c.Query("tail"); raw != "" {
 		n, err := strconv.Atoi(raw)
 		if err != nil || n < 0 {
@@ -671,7 +671,7 @@ func (h *SandboxOps) logs(c *gin.Context) {
 	}
 	if !in.Follow {
 		lines := []logLine{}
-		err := logs.Run(ctx, func(l sandboxops.LogLine) error {
+		err := logs.Run(ctx, func(l interact.LogLine) error {
 			lines = append(lines, toLogLine(l))
 			return nil
 		})
@@ -684,7 +684,7 @@ func (h *SandboxOps) logs(c *gin.Context) {
 	}
 	stream := startEventStream(c)
 	defer stream.stop()
-	err = logs.Run(ctx, func(l sandboxops.LogLine) error { return stream.send(l.Stream, toLogLine(l)) })
+	err = logs.Run(ctx, func(l interact.LogLine) error { return stream.send(l.Stream, toLogLine(l)) })
 	if err != nil {
 		stream.fail(c, ctx, err)
 		return

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/insien/orchestrator/runtimes"
-	"github.com/insien/orchestrator/runtimes/docker"
+	"github.com/insien/orchestrator/internal/runtimes"
+	"github.com/insien/orchestrator/internal/runtimes/docker"
 )
 
 // BenchmarkExecRoundTrip compares POST /api/sandboxes/{id}/exec of `echo hi` (authentication,

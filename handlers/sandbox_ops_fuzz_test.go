@@ -15,9 +15,9 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/insien/orchestrator/apierror"
-	"github.com/insien/orchestrator/runtimes"
-	"github.com/insien/orchestrator/sandboxops"
+	"github.com/insien/orchestrator/internal/platform/apierror"
+	"github.com/insien/orchestrator/internal/runtimes"
+	"github.com/insien/orchestrator/internal/sandbox/interact"
 )
 
 // split cuts data into chunks at the offsets cuts suggests, as output arrives from a command.
@@ -66,7 +66,7 @@ func FuzzWriteOutput(f *testing.F) {
 	f.Add([]byte{'a', 0xe2, 0x82}, []byte{1, 1}, true)
 	f.Add([]byte{'a', 0xe2, 0x82}, []byte{1, 1}, false)
 	f.Fuzz(func(t *testing.T, data, cuts []byte, truncated bool) {
-		out := &sandboxops.Output{}
+		out := &interact.Output{}
 		for _, c := range split(data, cuts) {
 			_, _ = out.Write(c)
 		}
@@ -75,7 +75,7 @@ func FuzzWriteOutput(f *testing.F) {
 		}
 		rec := httptest.NewRecorder()
 		c, _ := gin.CreateTestContext(rec)
-		if err := writeExecJSON(c.Writer, out, &sandboxops.Output{}, runtimes.ExecResult{Truncated: truncated}); err != nil {
+		if err := writeExecJSON(c.Writer, out, &interact.Output{}, runtimes.ExecResult{Truncated: truncated}); err != nil {
 			t.Fatal(err)
 		}
 		var res struct {

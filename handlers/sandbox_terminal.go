@@ -12,11 +12,11 @@ import (
 	"github.com/coder/websocket"
 	"github.com/gin-gonic/gin"
 
-	"github.com/insien/orchestrator/apierror"
-	"github.com/insien/orchestrator/auth"
-	"github.com/insien/orchestrator/config"
-	"github.com/insien/orchestrator/middleware"
-	"github.com/insien/orchestrator/sandboxops"
+	"github.com/insien/orchestrator/internal/identity/auth"
+	"github.com/insien/orchestrator/internal/platform/apierror"
+	"github.com/insien/orchestrator/internal/platform/config"
+	"github.com/insien/orchestrator/internal/platform/middleware"
+	"github.com/insien/orchestrator/internal/sandbox/interact"
 )
 
 // Terminal WebSocket tuning.
@@ -55,15 +55,15 @@ func (h *SandboxOps) terminal(c *gin.Context) {
 	if !ok {
 		return
 	}
-	in := sandboxops.TerminalInput{Cmd: c.QueryArray("cmd")}
+	in := interact.TerminalInput{Cmd: c.QueryArray("cmd")}
 	for _, q := range []struct {
 		name string
 		dst  *uint
 	}{{"rows", &in.Rows}, {"cols", &in.Cols}} {
 		if raw := c.Query(q.name); raw != "" {
 			n, err := strconv.ParseUint(raw, 10, 32)
-			if err != nil || n < 1 || n > sandboxops.MaxTerminalSize {
-				_ = c.Error(apierror.Invalid(q.name, "%s must be between 1 and %d", q.name, sandboxops.MaxTerminalSize))
+			if err != nil || n < 1 || n > interact.MaxTerminalSize {
+				_ = c.Error(apierror.Invalid(q.name, "%s must be between 1 and %d", q.name, interact.MaxTerminalSize))
 				return
 			}
 			*q.dst = uint(n)
@@ -96,7 +96,7 @@ func (h *SandboxOps) terminal(c *gin.Context) {
 }
 
 // serveTerminal pumps the terminal both ways until the command exits or the client goes away.
-func serveTerminal(ctx context.Context, conn *websocket.Conn, sess *sandboxops.Session) {
+func serveTerminal(ctx context.Context, conn *websocket.Conn, sess *interact.Session) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -161,8 +161,8 @@ func serveTerminal(ctx context.Context, conn *websocket.Conn, sess *sandboxops.S
 			break
 		}
 		if msg.Type == "resize" {
-			if sandboxops.CheckTerminalSize(msg.Rows, msg.Cols) != nil {
-				_ = conn.Close(websocket.StatusPolicyViolation, fmt.Sprintf("rows and cols must be between 1 and %d", sandboxops.MaxTerminalSize))
+			if interact.CheckTerminalSize(msg.Rows, msg.Cols) != nil {
+				_ = conn.Close(websocket.StatusPolicyViolation, fmt.Sprintf("rows and cols must be between 1 and %d", interact.MaxTerminalSize))
 				break
 			}
 			if err := sess.Resize(ctx, msg.Rows, msg.Cols); err != nil {

@@ -9,21 +9,21 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 
-	"github.com/insien/orchestrator/apierror"
-	"github.com/insien/orchestrator/apikeys"
-	"github.com/insien/orchestrator/auth"
+	"github.com/insien/orchestrator/internal/identity/apikeys"
+	"github.com/insien/orchestrator/internal/identity/auth"
+	"github.com/insien/orchestrator/internal/platform/apierror"
+	"github.com/insien/orchestrator/internal/sandbox/lifecycle"
 	"github.com/insien/orchestrator/repositories"
-	"github.com/insien/orchestrator/sandboxes"
 )
 
 // Sandboxes serves the sandbox lifecycle to API keys and Clerk sessions.
 type Sandboxes struct {
 	auth      *auth.Authenticator
-	sandboxes *sandboxes.Service
+	sandboxes *lifecycle.Service
 }
 
 // NewSandboxes builds the sandbox endpoints.
-func NewSandboxes(a *auth.Authenticator, s *sandboxes.Service) *Sandboxes {
+func NewSandboxes(a *auth.Authenticator, s *lifecycle.Service) *Sandboxes {
 	return &Sandboxes{auth: a, sandboxes: s}
 }
 
@@ -90,9 +90,9 @@ func toSandboxResponse(s *repositories.Sandbox) sandboxResponse {
 		PausedAt: s.PausedAt, AutoExtend: s.AutoExtend}
 }
 
-func caller(c *gin.Context) sandboxes.Caller {
+func caller(c *gin.Context) lifecycle.Caller {
 	p := auth.From(c)
-	out := sandboxes.Caller{UserID: p.UserID}
+	out := lifecycle.Caller{UserID: p.UserID}
 	if p.Kind == auth.KindAPIKey {
 		out.APIKeyID = &p.KeyID
 	}
@@ -102,7 +102,7 @@ func caller(c *gin.Context) sandboxes.Caller {
 func (h *Sandboxes) create(c *gin.Context) {
 	// The container starts even if this takes longer than the server's write timeout (a slow
 	// engine, an image pull): keep the connection able to carry the 201.
-	_ = http.NewResponseController(c.Writer).SetWriteDeadline(time.Now().Add(sandboxes.RuntimeBudget + 30*time.Second))
+	_ = http.NewResponseController(c.Writer).SetWriteDeadline(time.Now().Add(lifecycle.RuntimeBudget + 30*time.Second))
 	in, err := createInput(c)
 	if err != nil {
 		_ = c.Error(err)
@@ -121,12 +121,12 @@ func (h *Sandboxes) create(c *gin.Context) {
 
 // createInput decodes a create request: the JSON body (which may be left out) and the
 // Idempotency-Key header.
-func createInput(c *gin.Context) (sandboxes.CreateInput, error) {
+func createInput(c *gin.Context) (lifecycle.CreateInput, error) {
 	var req createSandboxRequest
 	if err := bindOptionalJSON(c, &req); err != nil {
-		return sandboxes.CreateInput{}, err
+		return lifecycle.CreateInput{}, err
 	}
-	return sandboxes.CreateInput{
+	return lifecycle.CreateInput{
 		Image: req.Image, Command: req.Command, Env: req.Env, Metadata: req.Metadata,
 		TimeoutSeconds: req.TimeoutSeconds, CPU: req.CPU, MemoryMB: req.MemoryMB, AutoExtend: req.AutoExtend,
 		IdempotencyKey: c.GetHeader("Idempotency-Key"),
@@ -134,7 +134,7 @@ func createInput(c *gin.Context) (sandboxes.CreateInput, error) {
 }
 
 func (h *Sandboxes) list(c *gin.Context) {
-	limit := sandboxes.DefaultListLimit
+	limit := lifecycle.DefaultListLimit
 	if raw := c.Query("limit"); raw != "" {
 		n, err := strconv.Atoi(raw)
 		if err != nil {
@@ -143,7 +143,7 @@ func (h *Sandboxes) list(c *gin.Context) {
 		}
 		limit = n
 	}
-	rows, next, err := h.sandboxes.List(c.Request.Context(), auth.From(c).UserID, sandboxes.ListInput{
+	rows, next, err := h.sandboxes.List(c.Request.Context(), auth.From(c).UserID, lifecycle.ListInput{
 		Status: c.Query("status"), Metadata: c.QueryMap("metadata"), Limit: limit, Cursor: c.Query("cursor"),
 	})
 	if err != nil {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/insien/orchestrator/apierror"
+	"github.com/insien/orchestrator/internal/platform/apierror"
 )
 
 // FuzzCreateInput decodes create requests as POST /api/sandboxes does, without the stack: any

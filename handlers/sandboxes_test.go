@@ -17,9 +17,9 @@ import (
 
 	"github.com/moby/moby/client"
 
-	"github.com/insien/orchestrator/config"
-	"github.com/insien/orchestrator/testenv"
-	"github.com/insien/orchestrator/testenv/clerkstub"
+	"github.com/insien/orchestrator/internal/platform/config"
+	"github.com/insien/orchestrator/internal/testenv"
+	"github.com/insien/orchestrator/internal/testenv/clerkstub"
 )
 
 type sandbox struct {

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/insien/orchestrator/config"
-	"github.com/insien/orchestrator/testenv/clerkstub"
+	"github.com/insien/orchestrator/internal/platform/config"
+	"github.com/insien/orchestrator/internal/testenv/clerkstub"
 )
 
 // TestShutdownEndsStreams: open streams (a terminal, a followed log) do not hold shutdown hostage

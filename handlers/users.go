@@ -7,8 +7,8 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 
-	"github.com/insien/orchestrator/auth"
-	"github.com/insien/orchestrator/users"
+	"github.com/insien/orchestrator/internal/identity/auth"
+	"github.com/insien/orchestrator/internal/identity/users"
 )
 
 // Users serves the signed-in user's own account.

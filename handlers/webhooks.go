@@ -6,8 +6,8 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/insien/orchestrator/ratelimit"
-	"github.com/insien/orchestrator/webhooks"
+	"github.com/insien/orchestrator/internal/identity/webhooks"
+	"github.com/insien/orchestrator/internal/platform/ratelimit"
 )
 
 // Webhooks receives Clerk's webhook deliveries.

@@ -7,7 +7,7 @@ import (
 
 	"go.uber.org/fx"
 
-	"github.com/insien/orchestrator/health"
+	"github.com/insien/orchestrator/internal/platform/health"
 	"github.com/insien/orchestrator/providers"
 )
 

@@ -8,10 +8,10 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/insien/orchestrator/config"
+	"github.com/insien/orchestrator/internal/platform/config"
+	"github.com/insien/orchestrator/internal/testenv"
 	"github.com/insien/orchestrator/migrations"
 	"github.com/insien/orchestrator/providers"
-	"github.com/insien/orchestrator/testenv"
 )
 
 func newMigrator(t *testing.T, url string) *migrations.Migrator {

@@ -5,10 +5,10 @@ package providers
 import (
 	"go.uber.org/fx"
 
-	"github.com/insien/orchestrator/config"
-	"github.com/insien/orchestrator/health"
-	"github.com/insien/orchestrator/middleware"
-	"github.com/insien/orchestrator/runtimes"
+	"github.com/insien/orchestrator/internal/platform/config"
+	"github.com/insien/orchestrator/internal/platform/health"
+	"github.com/insien/orchestrator/internal/platform/middleware"
+	"github.com/insien/orchestrator/internal/runtimes"
 )
 
 // Module provides the shared clients and registers their readiness checks.

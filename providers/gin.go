@@ -5,8 +5,8 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 
-	"github.com/insien/orchestrator/config"
-	"github.com/insien/orchestrator/middleware"
+	"github.com/insien/orchestrator/internal/platform/config"
+	"github.com/insien/orchestrator/internal/platform/middleware"
 )
 
 // ProbePaths are the Kubernetes probe routes; their requests are logged at debug level.

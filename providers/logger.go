@@ -5,7 +5,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/insien/orchestrator/config"
+	"github.com/insien/orchestrator/internal/platform/config"
 )
 
 // NewLogger builds zap: JSON in production for log pipelines, console in development for people.

@@ -11,8 +11,8 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 
-	"github.com/insien/orchestrator/config"
-	"github.com/insien/orchestrator/health"
+	"github.com/insien/orchestrator/internal/platform/config"
+	"github.com/insien/orchestrator/internal/platform/health"
 )
 
 // NewDB opens a lazily connecting Bun client over pgx; nothing is dialled until first use, so the

@@ -10,8 +10,8 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 
-	"github.com/insien/orchestrator/config"
-	"github.com/insien/orchestrator/health"
+	"github.com/insien/orchestrator/internal/platform/config"
+	"github.com/insien/orchestrator/internal/platform/health"
 )
 
 // NewRedis builds a lazily connecting go-redis client.

@@ -4,10 +4,10 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 
-	"github.com/insien/orchestrator/config"
-	"github.com/insien/orchestrator/health"
-	"github.com/insien/orchestrator/runtimes"
-	"github.com/insien/orchestrator/runtimes/docker"
+	"github.com/insien/orchestrator/internal/platform/config"
+	"github.com/insien/orchestrator/internal/platform/health"
+	"github.com/insien/orchestrator/internal/runtimes"
+	"github.com/insien/orchestrator/internal/runtimes/docker"
 )
 
 // NewRuntime builds the configured sandbox runtime driver (Docker today) and closes it on stop.

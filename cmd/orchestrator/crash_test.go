@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/insien/orchestrator/testenv"
+	"github.com/insien/orchestrator/internal/testenv"
 )
 
 // TestKillDuringCreatesThenRestart: kill -9 while creates are in flight, restart, and the

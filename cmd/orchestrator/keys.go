@@ -13,11 +13,11 @@ import (
 	"github.com/google/uuid"
 	"go.uber.org/zap"
 
-	"github.com/insien/orchestrator/apierror"
-	"github.com/insien/orchestrator/apikeys"
+	"github.com/insien/orchestrator/internal/identity/apikeys"
+	"github.com/insien/orchestrator/internal/identity/users"
+	"github.com/insien/orchestrator/internal/platform/apierror"
 	"github.com/insien/orchestrator/providers"
 	"github.com/insien/orchestrator/repositories"
-	"github.com/insien/orchestrator/users"
 )
 
 // keysCommand manages API keys from the command line, for machines without Clerk.

@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/insien/orchestrator/apierror"
-	"github.com/insien/orchestrator/apikeys"
-	"github.com/insien/orchestrator/testenv"
+	"github.com/insien/orchestrator/internal/identity/apikeys"
+	"github.com/insien/orchestrator/internal/platform/apierror"
+	"github.com/insien/orchestrator/internal/testenv"
 )
 
 // operator runs the binary against one database and Redis index, as an operator on a machine

@@ -19,7 +19,7 @@ import (
 
 	"github.com/moby/moby/client"
 
-	"github.com/insien/orchestrator/testenv"
+	"github.com/insien/orchestrator/internal/testenv"
 )
 
 // TestAbuseLeavesNoResidue runs a battery of abusive requests against the real binary (built

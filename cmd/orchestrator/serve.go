@@ -13,7 +13,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/insien/orchestrator/app"
-	"github.com/insien/orchestrator/config"
+	"github.com/insien/orchestrator/internal/platform/config"
 	"github.com/insien/orchestrator/providers"
 )
 

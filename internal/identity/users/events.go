@@ -1,0 +1,69 @@
+package users
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"go.uber.org/zap"
+
+	"github.com/insien/orchestrator/internal/identity/clerkauth"
+	"github.com/insien/orchestrator/internal/platform/apierror"
+	"github.com/insien/orchestrator/repositories"
+)
+
+// Event is a Clerk webhook delivery, already verified.
+type Event struct {
+	Type string          `json:"type"`
+	Data json.RawMessage `json:"data"`
+}
+
+// Apply performs what a Clerk event means for our users. Unknown types are ignored.
+func (s *Service) Apply(ctx context.Context, ev Event) error {
+	switch ev.Type {
+	case "user.created", "user.updated":
+		p, err := clerkauth.ParseUserPayload(ev.Data)
+		if err != nil || p.ClerkUserID == "" {
+			return apierror.BadRequest("invalid_payload", "the event's data is not a Clerk user")
+		}
+		if _, err := s.users.UpsertClerk(ctx, p.ClerkUserID, &repositories.Profile{
+			Email: p.Email, FirstName: p.FirstName, LastName: p.LastName, Username: p.Username, ImageURL: p.ImageURL,
+		}); err != nil {
+			return err
+		}
+		return s.forget(ctx, p.ClerkUserID)
+	case "user.deleted":
+		var deleted struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal(ev.Data, &deleted); err != nil || deleted.ID == "" {
+			return apierror.BadRequest("invalid_payload", "the event's data has no user id")
+		}
+		return s.deleteUser(ctx, deleted.ID)
+	default:
+		s.log.Debug("ignoring Clerk event", zap.String("type", ev.Type))
+		return nil
+	}
+}
+
+// deleteUser soft-deletes the user, revokes every key and ends every sandbox. Each step is
+// idempotent, so a retried delivery finishes what a failed one started.
+func (s *Service) deleteUser(ctx context.Context, clerkUserID string) error {
+	u, err := s.users.SoftDelete(ctx, clerkUserID)
+	if errors.Is(err, repositories.ErrNotFound) {
+		return nil // never seen: nothing to delete
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.forget(ctx, clerkUserID); err != nil {
+		return err
+	}
+	if err := s.keys.RevokeAll(ctx, u.ID); err != nil {
+		return err
+	}
+	if s.sandboxes != nil {
+		return s.sandboxes.DestroyAllForUser(ctx, u.ID, "user_deleted")
+	}
+	return nil
+}

@@ -1,0 +1,150 @@
+package docker
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/moby/moby/api/types/events"
+	"github.com/moby/moby/client"
+	"go.uber.org/zap"
+
+	"github.com/insien/orchestrator/internal/runtimes"
+)
+
+const (
+	// streamSettle is how long a new event stream must stay open before it counts as connected:
+	// the client returns before a refused request has reported its error, so a stream that has
+	// neither failed nor delivered by then is live. EventResync is sent then (or on the first
+	// event, whichever comes first).
+	streamSettle = 200 * time.Millisecond
+	// Reconnection backoff: doubled after each failed attempt up to the maximum, reset by a
+	// stream that connected.
+	watchMinBackoff = 100 * time.Millisecond
+	watchMaxBackoff = 5 * time.Second
+	// sigkillExit is the status of a process killed by SIGKILL (128+9): what the OOM killer sends.
+	sigkillExit = 137
+)
+
+// Watch implements runtimes.Runtime with the engine's event stream: container die and oom events
+// of the orchestrator's containers that carry labels.
+func (r *Runtime) Watch(ctx context.Context, labels map[string]string) <-chan runtimes.Event {
+	out := make(chan runtimes.Event)
+	go r.watch(ctx, labels, out)
+	return out
+}
+
+func (r *Runtime) watch(ctx context.Context, labels map[string]string, out chan<- runtimes.Event) {
+	defer close(out)
+	f := client.Filters{}
+	f.Add("type", string(events.ContainerEventType))
+	f.Add("event", string(events.ActionDie), string(events.ActionOOM))
+	f.Add("label", runtimes.LabelManagedBy+"=true")
+	for k, v := range labels {
+		f.Add("label", k+"="+v)
+	}
+	// oomed holds the containers the OOM killer struck since their last die: the engine reports
+	// the kill before the exit, in order, for each container. It outlives reconnections, and
+	// an entry is dropped at the container's die event.
+	oomed := map[string]bool{}
+	backoff := watchMinBackoff
+	for {
+		connected, err := r.stream(ctx, f, oomed, out)
+		if ctx.Err() != nil {
+			return
+		}
+		if connected {
+			backoff = watchMinBackoff
+		}
+		r.log.Warn("engine event stream broke; reconnecting", zap.Error(err), zap.Duration("after", backoff))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, watchMaxBackoff)
+	}
+}
+
+// stream reads one event subscription until it breaks, and reports whether it had connected.
+func (r *Runtime) stream(ctx context.Context, f client.Filters, oomed map[string]bool, out chan<- runtimes.Event) (bool, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the client's reading goroutine whatever happened
+	sub := r.cli.Events(ctx, client.EventsListOptions{Filters: f})
+	settle := time.NewTimer(streamSettle)
+	defer settle.Stop()
+	connected := false
+	send := func(ev runtimes.Event) bool {
+		select {
+		case out <- ev:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	resync := func() bool {
+		if connected {
+			return true
+		}
+		connected = true
+		settle.Stop()
+		return send(runtimes.Event{Kind: runtimes.EventResync})
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return connected, ctx.Err()
+		case err := <-sub.Err:
+			return connected, err
+		case <-settle.C:
+			if !resync() {
+				return connected, ctx.Err()
+			}
+		case m := <-sub.Messages:
+			if !resync() {
+				return connected, ctx.Err()
+			}
+			ev, ok := exitEvent(m, oomed)
+			if ok && !send(ev) {
+				return connected, ctx.Err()
+			}
+		}
+	}
+}
+
+// exitEvent turns a die into an EventExited and remembers an oom for the die that follows it.
+func exitEvent(m events.Message, oomed map[string]bool) (runtimes.Event, bool) {
+	id := m.Actor.ID
+	switch m.Action {
+	case events.ActionOOM:
+		oomed[id] = true
+		return runtimes.Event{}, false
+	case events.ActionDie:
+	default:
+		return runtimes.Event{}, false
+	}
+	oom := oomed[id]
+	delete(oomed, id)
+	code, err := strconv.Atoi(m.Actor.Attributes["exitCode"])
+	if err != nil {
+		code = -1
+	}
+	labels := map[string]string{}
+	for k, v := range m.Actor.Attributes {
+		if strings.HasPrefix(k, runtimes.LabelManagedBy) {
+			labels[k] = v
+		}
+	}
+	return runtimes.Event{
+		Kind: runtimes.EventExited, ID: id, Name: m.Actor.Attributes["name"], Labels: labels,
+		ExitCode: code, OOMKilled: killedByOOM(oom, code),
+	}, true
+}
+
+// killedByOOM tells an OOM-killed main process from one that outlived an OOM kill of a child
+// (a shell whose child was killed goes on, or exits with a status of its own choosing): the
+// engine flags the container for any kill in it, but only the main process's SIGKILL ends it.
+func killedByOOM(oomInContainer bool, exitCode int) bool {
+	return oomInContainer && exitCode == sigkillExit
+}

@@ -1,0 +1,365 @@
+package docker
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"time"
+
+	"github.com/moby/moby/client"
+	"go.uber.org/zap"
+
+	"github.com/insien/orchestrator/internal/runtimes"
+)
+
+var _ runtimes.Interactive = (*Runtime)(nil)
+
+// errTimedOut is the cause of an exec's context when its timeout passes.
+var errTimedOut = errors.New("timed out")
+
+// Exec runs spec.Cmd inside the sandbox; see runtimes.Interactive for the contract.
+func (r *Runtime) Exec(ctx context.Context, id string, spec runtimes.ExecSpec, stdout, stderr io.Writer,
+	timeout time.Duration, maxOutput int64) (runtimes.ExecResult, error) {
+	res := runtimes.ExecResult{ExitCode: -1}
+	opts, err := execOptions(spec)
+	if err != nil {
+		return res, err
+	}
+	opts.AttachStdin = spec.Stdin != nil
+
+	// runCtx ends when the command must stop: the caller's ctx, the timeout, or a writer that
+	// failed (nobody reads the output any more). Its cause says which.
+	runCtx, stopRun := context.WithCancelCause(ctx)
+	defer stopRun(nil)
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		runCtx, cancel = context.WithTimeoutCause(runCtx, timeout, errTimedOut)
+		defer cancel()
+	}
+	out := newOutputBudget(maxOutput, stopRun)
+
+	start := time.Now()
+	p, err := r.startProcess(ctx, "exec", id, opts, spec.WorkDir, out.writer(stdout), spec.Started)
+	if err != nil {
+		return res, err
+	}
+	defer p.release()
+
+	pumpDone := make(chan struct{})
+	var pumpErr error
+	go func() {
+		defer close(pumpDone)
+		pumpErr = p.pump(spec.TTY, out.writer(stderr))
+	}()
+	if spec.Stdin != nil {
+		go feedStdin(p, spec, pumpDone)
+	}
+
+	select {
+	case <-pumpDone:
+	case <-runCtx.Done():
+		p.kill()
+		select {
+		case <-pumpDone:
+		case <-time.After(drainGrace):
+			p.hj.Close()
+			<-pumpDone
+		}
+	}
+	p.hj.Close()
+
+	// The output has ended, but the command may run on (it closed its output): runCtx still
+	// bounds it.
+	code, waitErr := p.wait(p.ctx, runCtx.Done())
+	res.Duration = time.Since(start)
+	res.Truncated = out.truncated
+	if waitErr == nil {
+		res.ExitCode = code
+	}
+	killed := p.killed.Load()
+	res.TimedOut = killed && errors.Is(context.Cause(runCtx), errTimedOut) && ctx.Err() == nil
+	switch {
+	case ctx.Err() != nil:
+		return res, fmt.Errorf("docker: exec in %s: %w", shortID(id), ctx.Err())
+	case out.writeErr != nil:
+		return res, fmt.Errorf("docker: exec in %s: writing output: %w", shortID(id), out.writeErr)
+	case waitErr != nil:
+		return res, waitErr
+	case p.head.workDirFailed():
+		return res, fmt.Errorf("docker: exec in %s: entering %q: %w", shortID(id), spec.WorkDir, runtimes.ErrWorkDirNotFound)
+	case pumpErr != nil && !killed:
+		return res, fmt.Errorf("docker: exec in %s: reading output: %w", shortID(id), pumpErr)
+	}
+	if code == 137 && !killed {
+		res.OOMKilled = r.oomSince(ctx, id, start)
+	}
+	return res, nil
+}
+
+// feedStdin copies spec.Stdin into the command once it runs. A Read of Stdin in progress when
+// Exec returns completes later and is discarded.
+func feedStdin(p *process, spec runtimes.ExecSpec, pumpDone <-chan struct{}) {
+	// Input waits for the pid line: under a TTY, the echo of early input would come before it.
+	select {
+	case <-p.head.known:
+	case <-pumpDone:
+		return
+	}
+	if _, err := io.Copy(p.hj.Conn, spec.Stdin); err != nil || spec.TTY {
+		// A terminal has no end of input (a ^D in Stdin is what a program sees as one), and the
+		// engine stops forwarding a TTY's output once its input is closed.
+		return
+	}
+	_ = p.hj.CloseWrite()
+}
+
+// execOptions turns a driver-neutral ExecSpec into the engine's options (startProcess adds the
+// wrapper and the work directory).
+func execOptions(spec runtimes.ExecSpec) (client.ExecCreateOptions, error) {
+	if len(spec.Cmd) == 0 || spec.Cmd[0] == "" {
+		return client.ExecCreateOptions{}, errors.New("docker: exec: empty command")
+	}
+	if spec.WorkDir != "" && !path.IsAbs(spec.WorkDir) {
+		return client.ExecCreateOptions{}, fmt.Errorf("docker: exec: work dir %q must be absolute", spec.WorkDir)
+	}
+	env, err := envList(spec.Env)
+	if err != nil {
+		return client.ExecCreateOptions{}, fmt.Errorf("docker: exec: %w", err)
+	}
+	return client.ExecCreateOptions{
+		User:         spec.User,
+		TTY:          spec.TTY,
+		AttachStdout: true,
+		AttachStderr: true,
+		Env:          env,
+		Cmd:          spec.Cmd,
+	}, nil
+}
+
+// oomGrace is how long after a command's end the engine may take to report an out-of-memory kill
+// that caused it: the event comes from the kernel's cgroup notification, apart from the exit.
+const oomGrace = 500 * time.Millisecond
+
+// oomSince asks the engine whether the kernel's OOM killer struck in the container since t (its
+// past events, up to oomGrace from now). A query that fails is logged and answers false.
+func (r *Runtime) oomSince(ctx context.Context, id string, t time.Time) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), inspectTimeout)
+	defer cancel()
+	f := client.Filters{}
+	f.Add("type", "container")
+	f.Add("container", id)
+	f.Add("event", "oom")
+	stamp := func(t time.Time) string { return fmt.Sprintf("%d.%09d", t.Unix(), t.Nanosecond()) }
+	ev := r.cli.Events(ctx, client.EventsListOptions{Since: stamp(t), Until: stamp(time.Now().Add(oomGrace)), Filters: f})
+	for {
+		select {
+		case <-ev.Messages:
+			return true
+		case err := <-ev.Err:
+			if err != nil && !errors.Is(err, io.EOF) {
+				r.log.Warn("exec: could not ask the engine about an OOM kill", zap.String("container", shortID(id)), zap.Error(err))
+			}
+			return false
+		}
+	}
+}
+
+// helperTimeout bounds a helper script that moves no content (remove, list, ...) whatever the
+// caller's context says, so that no helper runs for long.
+const helperTimeout = time.Minute
+
+// scriptResult is how an internal helper script ended.
+type scriptResult struct {
+	code   int
+	stdout []byte
+	stderr []byte // the first stderrKeep bytes
+}
+
+// runScript runs `/bin/sh -c script sh args...` as a process (killed with its tree on every way
+// out), feeding its stdin (when feed is not nil) from feed, and collects up to maxStdout bytes of
+// stdout (more is errOutputTooLarge; 0: stdout is discarded). It is for internal commands whose
+// output is small; a non-zero exit code is reported in the result, not as an error. Without feed
+// it lasts at most helperTimeout.
+func (r *Runtime) runScript(ctx context.Context, op, id, user, script string, args []string,
+	feed func(w io.Writer) error, maxStdout int64) (scriptResult, error) {
+	if feed == nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, helperTimeout)
+		defer cancel()
+	}
+	var stdout io.Writer = io.Discard
+	var kept *limitedBuffer
+	if maxStdout > 0 {
+		kept = &limitedBuffer{max: maxStdout}
+		stdout = kept
+	}
+	p, err := r.startProcess(ctx, op, id, client.ExecCreateOptions{
+		User:         user,
+		AttachStdin:  feed != nil,
+		AttachStdout: true,
+		AttachStderr: true,
+		Cmd:          append([]string{"/bin/sh", "-c", script, "sh"}, args...),
+	}, "", stdout, nil)
+	if err != nil {
+		return scriptResult{code: -1}, err
+	}
+	defer p.release()
+	// The hijacked connection does not follow ctx once established. Cutting it ends the script's
+	// input, so a write script sees its content end short and removes its temporary file before
+	// release kills whatever is left.
+	stopCut := context.AfterFunc(ctx, func() { p.hj.Close() })
+	defer stopCut()
+
+	// feedErr receives the feeder's error before the stream is cut, so whoever sees the cut also
+	// finds its cause.
+	feedErr := make(chan error, 1)
+	if feed != nil {
+		go func() {
+			err := feed(p.hj.Conn)
+			if err == nil {
+				err = p.hj.CloseWrite()
+			}
+			feedErr <- err
+			if err != nil {
+				// Cut the stream so the script sees its input end short.
+				p.hj.Close()
+			}
+		}()
+	}
+	fed := func() error {
+		select {
+		case err := <-feedErr:
+			feedErr <- err
+			return err
+		default:
+			return nil
+		}
+	}
+
+	stderr := &limitedBuffer{max: stderrKeep, truncate: true}
+	copyErr := p.pump(false, stderr)
+	fail := func(err error) (scriptResult, error) {
+		return scriptResult{code: -1}, fmt.Errorf("docker: %s in %s: %w", op, shortID(id), err)
+	}
+	switch {
+	case fed() != nil:
+		return fail(fed())
+	case ctx.Err() != nil:
+		return fail(ctx.Err())
+	case copyErr != nil:
+		// Too much output (errOutputTooLarge) or a broken stream: release kills the script.
+		return fail(fmt.Errorf("reading output: %w", copyErr))
+	}
+	// The script has closed its output (it has ended, normally). Its input is no longer needed: a
+	// feeder still blocked writing fails now instead of waiting for the script's exit to reach it.
+	p.hj.Close()
+	code, err := p.wait(p.ctx, ctx.Done())
+	if err != nil {
+		return scriptResult{code: -1}, err
+	}
+	if ctx.Err() != nil {
+		return fail(ctx.Err())
+	}
+	if feed != nil && code == 0 {
+		// A script that succeeded has read all its input, so the feeder is done or about to be.
+		select {
+		case err := <-feedErr:
+			if err != nil {
+				return fail(err)
+			}
+		case <-ctx.Done():
+			return fail(ctx.Err())
+		}
+	}
+	res := scriptResult{code: code, stderr: stderr.Bytes()}
+	if kept != nil {
+		res.stdout = kept.Bytes()
+	}
+	return res, nil
+}
+
+// limitedBuffer keeps at most max bytes. Past that it either drops the rest (truncate) or fails
+// the write, which stops the copy.
+type limitedBuffer struct {
+	bytes.Buffer
+	max      int64
+	truncate bool
+}
+
+var errOutputTooLarge = errors.New("output too large")
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	room := b.max - int64(b.Len())
+	if int64(len(p)) <= room {
+		return b.Buffer.Write(p)
+	}
+	if !b.truncate {
+		return 0, errOutputTooLarge
+	}
+	if room > 0 {
+		b.Buffer.Write(p[:room])
+	}
+	return len(p), nil
+}
+
+// outputBudget shares a byte budget between the stdout and stderr of one command. Writes come
+// from a single goroutine (the demultiplexer), so it needs no lock.
+type outputBudget struct {
+	left      int64
+	unlimited bool
+	truncated bool
+	writeErr  error             // the first error of a caller's writer; output is discarded from then on
+	failed    func(cause error) // told of that error, once
+}
+
+func newOutputBudget(limit int64, failed func(error)) *outputBudget {
+	return &outputBudget{left: limit, unlimited: limit <= 0, failed: failed}
+}
+
+func (b *outputBudget) writer(w io.Writer) io.Writer {
+	if w == nil {
+		w = io.Discard
+	}
+	return &budgetWriter{b: b, w: w}
+}
+
+type budgetWriter struct {
+	b *outputBudget
+	w io.Writer
+}
+
+// Write passes on what the budget allows and swallows the rest, never failing, so the stream
+// keeps being drained and the command is never blocked on a full pipe. A caller's writer that
+// fails (its reader left or stalled past its deadline) is reported once, so the command is killed.
+func (bw *budgetWriter) Write(p []byte) (int, error) {
+	b := bw.b
+	keep := p
+	if !b.unlimited {
+		if int64(len(keep)) > b.left {
+			keep = keep[:b.left]
+			b.truncated = true
+		}
+		b.left -= int64(len(keep))
+	}
+	if len(keep) > 0 && b.writeErr == nil {
+		if _, err := bw.w.Write(keep); err != nil {
+			b.writeErr = err
+			if b.failed != nil {
+				b.failed(err)
+			}
+		}
+	}
+	return len(p), nil
+}
+
+// randSuffix makes temporary names unique.
+func randSuffix() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,164 @@
+package interact
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/insien/orchestrator/internal/platform/apierror"
+	"github.com/insien/orchestrator/internal/runtimes"
+	"github.com/insien/orchestrator/repositories"
+)
+
+// maxLogLine bounds one line: longer output without a newline is cut into lines of this size.
+const maxLogLine = 64 << 10
+
+// LogsInput selects part of a sandbox's main output.
+type LogsInput struct {
+	Tail   int       // last lines only; < 0: all
+	Since  time.Time // zero: from the start
+	Follow bool      // keep streaming until the sandbox stops or ctx ends
+}
+
+// LogLine is one line of output, without its newline.
+type LogLine struct {
+	Stream string // stdout or stderr
+	Text   []byte
+	At     time.Time // when the engine received it; zero if unknown
+}
+
+// Logs reads a sandbox's main output.
+type Logs struct {
+	s  *Service
+	sb *repositories.Sandbox
+	in LogsInput
+}
+
+// PrepareLogs checks that the caller's sandbox still has its container (logs live as long as it
+// does, whatever the sandbox's state), so a refusal is known before any output is written.
+func (s *Service) PrepareLogs(ctx context.Context, userID, id uuid.UUID, in LogsInput) (*Logs, error) {
+	sb, err := s.sandboxes.Get(ctx, userID, id)
+	if err != nil {
+		return nil, err
+	}
+	l := &Logs{s: s, sb: sb, in: in}
+	if err := s.rt.Logs(ctx, container(sb), runtimes.LogOptions{Tail: 0}, nil, nil); err != nil {
+		return nil, l.err(err)
+	}
+	return l, nil
+}
+
+func (l *Logs) err(err error) error {
+	if errors.Is(err, runtimes.ErrNotFound) {
+		return apierror.Conflict("logs_unavailable",
+			"sandbox is %s and its container was removed; logs last as long as the container", l.sb.Status).WithCause(err)
+	}
+	return runtimeErr(l.sb, err)
+}
+
+// Run calls emit for each line, in order, from one goroutine. A followed stream on a live sandbox
+// counts as a live connection; it ends with a nil error when the sandbox stops, or with ctx's
+// error when ctx ends. An error from emit stops the stream and is returned.
+func (l *Logs) Run(ctx context.Context, emit func(LogLine) error) error {
+	if l.in.Follow && (l.sb.Status == repositories.StatusRunning || l.sb.Status == repositories.StatusPaused) {
+		release, err := l.s.sandboxes.Connect(ctx, l.sb)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
+	stdout := &lineWriter{stream: "stdout", emit: emit}
+	stderr := &lineWriter{stream: "stderr", emit: emit}
+	err := l.s.rt.Logs(ctx, container(l.sb), runtimes.LogOptions{
+		Tail: l.in.Tail, Since: l.in.Since, Follow: l.in.Follow, Timestamps: true,
+	}, stdout, stderr)
+	for _, w := range []*lineWriter{stdout, stderr} {
+		if w.err != nil {
+			return w.err
+		}
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return l.err(err)
+	}
+	if err := stdout.flush(); err != nil {
+		return err
+	}
+	return stderr.flush()
+}
+
+// lineWriter cuts one stream into lines and takes the engine's timestamp off each.
+type lineWriter struct {
+	stream string
+	emit   func(LogLine) error
+	buf    []byte
+	err    error
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		end := i
+		if i < 0 {
+			end = len(p)
+		}
+		if room := maxLogLine - len(w.buf); end > room {
+			// Too long a line: emit what fits and go on with the rest as a new line.
+			w.buf = append(w.buf, p[:room]...)
+			p = p[room:]
+		} else {
+			w.buf = append(w.buf, p[:end]...)
+			if i < 0 {
+				break
+			}
+			p = p[i+1:]
+		}
+		if w.err = w.emitLine(); w.err != nil {
+			return 0, w.err
+		}
+	}
+	return n, nil
+}
+
+// flush emits what is buffered as a last line, if anything is.
+func (w *lineWriter) flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	return w.emitLine()
+}
+
+// emitLine emits what is buffered as one line (empty lines included).
+func (w *lineWriter) emitLine() error {
+	line := LogLine{Stream: w.stream, Text: w.buf}
+	if ts, rest, ok := bytes.Cut(w.buf, []byte{' '}); ok {
+		if at, err := time.Parse(time.RFC3339Nano, string(ts)); err == nil {
+			line.At, line.Text = at.UTC(), rest
+		}
+	}
+	line.Text = bytes.Clone(line.Text)
+	w.buf = w.buf[:0]
+	return w.emit(line)
+}
+
+// Metrics samples a running or paused sandbox's resource use (it takes about a second).
+func (s *Service) Metrics(ctx context.Context, userID, id uuid.UUID) (runtimes.Stats, error) {
+	sb, err := s.sandboxes.Get(ctx, userID, id)
+	if err != nil {
+		return runtimes.Stats{}, err
+	}
+	if sb.Status != repositories.StatusRunning && sb.Status != repositories.StatusPaused {
+		return runtimes.Stats{}, apierror.Conflict("sandbox_not_running", "sandbox is %s; it must be running or paused", sb.Status)
+	}
+	st, err := s.rt.Stats(ctx, container(sb))
+	return st, runtimeErr(sb, err)
+}

@@ -1,0 +1,238 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+
+	"github.com/insien/orchestrator/internal/platform/cache"
+	"github.com/insien/orchestrator/internal/runtimes"
+	"github.com/insien/orchestrator/repositories"
+)
+
+const (
+	// stuckAfter is how long a row may sit in pending or stopping before the reconciler assumes
+	// the process handling it died and finishes the job: longer than any live create may take.
+	stuckAfter = RuntimeBudget + time.Minute
+	claimBatch = 20
+)
+
+// Why a sandbox ended (end_reason), as clients read it. Some are also written by SQL
+// (repositories: expired, create_interrupted) and by the users service (user_deleted).
+const (
+	EndDeleted            = "deleted"             // DELETE by its owner
+	EndExpired            = "expired"             // its timeout or max lifetime passed
+	EndProcessExited      = "process_exited"      // its main process exited; exit_code says how
+	EndOOMKilled          = "oom_killed"          // the out-of-memory killer ended its main process
+	EndRuntimeLost        = "runtime_lost"        // its container disappeared from the runtime
+	EndStartFailed        = "start_failed"        // the runtime refused to create or start it
+	EndImageUnavailable   = "image_unavailable"   // its image is not on the server
+	EndRuntimeUnavailable = "runtime_unavailable" // the runtime did not answer while creating it
+	EndLimitsRefused      = "limits_refused"      // the runtime cannot apply its cpu or memory
+)
+
+// finalStatus is where a stopping sandbox ends, given why it stopped: a main process that exited
+// with 0 finished its work (stopped); any other end that its owner did not ask for is failed.
+func finalStatus(endReason *string, exitCode *int) string {
+	if endReason == nil {
+		return repositories.StatusStopped
+	}
+	switch *endReason {
+	case EndExpired:
+		return repositories.StatusExpired
+	case EndDeleted, "user_deleted":
+		return repositories.StatusStopped
+	case EndProcessExited:
+		if exitCode != nil && *exitCode == 0 {
+			return repositories.StatusStopped
+		}
+	}
+	return repositories.StatusFailed
+}
+
+// destroy stops and removes the container of a row this caller moved to stopping, then records
+// the final state. If the runtime fails the row stays stopping and the reconciler retries.
+func (s *Service) destroy(ctx context.Context, sb *repositories.Sandbox) error {
+	name := ContainerName(sb.ID)
+	if err := s.rt.Stop(ctx, name, s.rtcfg.StopGrace); err != nil && !errors.Is(err, runtimes.ErrNotFound) {
+		s.log.Warn("stopping sandbox", zap.Stringer("sandbox", sb.ID), zap.Error(err))
+	}
+	if err := s.rt.Remove(ctx, name); err != nil {
+		return err
+	}
+	ended, err := s.rows.Transition(ctx, sb.ID, []string{repositories.StatusStopping}, finalStatus(sb.EndReason, sb.ExitCode),
+		map[string]any{"ended_at": time.Now()})
+	if err != nil && !errors.Is(err, repositories.ErrNotFound) {
+		return err
+	}
+	if ended != nil {
+		s.changed(ctx, ended)
+	}
+	return nil
+}
+
+// Start runs the reaper and the reconciler. The first reconciliation happens before Start
+// returns when Postgres and the runtime answer, so a restarted replica cleans up after its
+// previous life before it serves.
+func (s *Service) Start(ctx context.Context) error {
+	if err := s.Reconcile(ctx); err != nil {
+		s.log.Warn("initial reconciliation failed; retrying in the background", zap.Error(err))
+	}
+	loopCtx, cancel := context.WithCancel(context.Background())
+	s.stopLoops = cancel
+	s.loops.Add(3)
+	go s.every(loopCtx, s.cfg.ReapInterval, "reap", s.Reap)
+	go s.every(loopCtx, s.cfg.ReconcileInterval, "reconcile", s.Reconcile)
+	go s.watch(loopCtx)
+	return nil
+}
+
+// Stop ends the background loops and waits for them.
+func (s *Service) Stop(context.Context) error {
+	if s.stopLoops != nil {
+		s.stopLoops()
+		s.loops.Wait()
+	}
+	return nil
+}
+
+func (s *Service) every(ctx context.Context, interval time.Duration, name string, work func(context.Context) error) {
+	defer s.loops.Done()
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		if err := work(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn(name+" failed", zap.Error(err))
+		}
+	}
+}
+
+// Reap expires every live sandbox past its expires_at. Claims are atomic, so with several
+// replicas each sandbox is reaped by exactly one.
+func (s *Service) Reap(ctx context.Context) error {
+	for {
+		claimed, err := s.rows.ClaimExpired(ctx, claimBatch, s.cfg.PausedExpiry == "keep", s.cfg.MaxLifetime)
+		if err != nil || len(claimed) == 0 {
+			return err
+		}
+		s.destroyAll(ctx, claimed, &s.reaped)
+		if len(claimed) < claimBatch {
+			return nil
+		}
+	}
+}
+
+func (s *Service) destroyAll(ctx context.Context, rows []repositories.Sandbox, counter interface{ Add(int64) int64 }) {
+	var wg sync.WaitGroup
+	for i := range rows {
+		wg.Add(1)
+		go func(sb *repositories.Sandbox) {
+			defer wg.Done()
+			s.changed(ctx, sb)
+			ctx, cancel := context.WithTimeout(ctx, RuntimeBudget) // one hung engine call must not stall the loop
+			defer cancel()
+			if err := s.destroy(ctx, sb); err != nil {
+				s.log.Warn("destroying sandbox", zap.Stringer("sandbox", sb.ID), zap.Error(err))
+				return
+			}
+			if counter != nil {
+				counter.Add(1)
+			}
+		}(&rows[i])
+	}
+	wg.Wait()
+}
+
+// Reconcile makes the runtime and the database agree: rows stuck mid-transition by a dead
+// process are finished, containers without a live row are removed, and live rows whose container
+// is gone (or whose main process exited) end failed.
+func (s *Service) Reconcile(ctx context.Context) error {
+	stuck, err := s.rows.ClaimStuck(ctx, s.instance, s.started, time.Now().Add(-stuckAfter), claimBatch)
+	if err != nil {
+		return err
+	}
+	s.destroyAll(ctx, stuck, nil)
+
+	listedAt := time.Now()
+	containers, err := s.rt.List(ctx, map[string]string{runtimes.LabelCluster: s.rtcfg.Cluster})
+	if err != nil {
+		return err
+	}
+	live, err := s.rows.Live(ctx)
+	if err != nil {
+		return err
+	}
+	seen := map[uuid.UUID]runtimes.Info{}
+	for _, c := range containers {
+		id, err := uuid.Parse(c.Labels[runtimes.LabelSandboxID])
+		if err != nil {
+			continue
+		}
+		seen[id] = c
+		if _, ok := live[id]; ok {
+			continue
+		}
+		// A container is created only after its row is inserted, so one without a live row is
+		// an orphan (its row ended, or a process died between the two steps).
+		if err := s.rt.Remove(ctx, c.Name); err != nil {
+			s.log.Warn("removing orphaned container", zap.String("container", c.Name), zap.Error(err))
+		} else {
+			s.log.Info("removed orphaned container", zap.String("container", c.Name))
+		}
+	}
+	for id, sb := range live {
+		if sb.Status != repositories.StatusRunning && sb.Status != repositories.StatusPaused {
+			continue
+		}
+		if sb.StartedAt == nil || !sb.StartedAt.Before(listedAt) {
+			continue // started after the listing: its container may simply not be in it
+		}
+		c, ok := seen[id]
+		if ok && c.State != runtimes.StateExited {
+			continue
+		}
+		var end ending
+		if !ok {
+			end = ending{reason: EndRuntimeLost}
+		} else if end, ok = s.inspectEnd(ctx, c.Name); !ok {
+			continue // running again, or the runtime did not answer: the next pass decides
+		}
+		if s.recordEnd(ctx, id, end) {
+			s.removeEnded(ctx, id)
+		}
+	}
+	return nil
+}
+
+func cacheKey(id uuid.UUID) string { return "sandbox:" + id.String() }
+
+// cached returns the Redis copy of a sandbox (env excluded) when present.
+func (s *Service) cached(ctx context.Context, id uuid.UUID) (*repositories.Sandbox, bool) {
+	sb, ok := cache.Get[repositories.Sandbox](ctx, s.rdb, cacheKey(id))
+	return &sb, ok
+}
+
+func (s *Service) cache(ctx context.Context, sb *repositories.Sandbox) {
+	copied := *sb
+	copied.EnvEncrypted = nil // secrets stay in Postgres only
+	if err := cache.Set(ctx, s.rdb, cacheKey(sb.ID), copied, s.cfg.CacheTTL); err != nil {
+		s.log.Debug("caching sandbox", zap.Error(err))
+	}
+}
+
+// changed invalidates the Redis copy after every write, on every replica. If Redis is down the
+// copy (if any) is gone with it, or expires within cache_ttl; the failure is only logged.
+func (s *Service) changed(ctx context.Context, sb *repositories.Sandbox) {
+	if err := cache.Invalidate(ctx, s.rdb, cacheKey(sb.ID), cache.InvalidationWindow); err != nil {
+		s.log.Debug("invalidating sandbox cache", zap.Error(err))
+	}
+}

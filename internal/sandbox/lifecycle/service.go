@@ -1,0 +1,460 @@
+// Package lifecycle is the orchestration core: it validates requests, enforces quotas, drives the
+// sandbox state machine (pending → running ⇄ paused → stopping → stopped | failed | expired; a
+// sandbox whose main process ends goes straight to stopped | failed) atomically in Postgres, and
+// makes the runtime match it: creating, following the runtime's events, reaping expired and
+// reconciling containers.
+package lifecycle
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+	"github.com/uptrace/bun"
+	"go.uber.org/fx"
+	"go.uber.org/zap"
+
+	"github.com/insien/orchestrator/internal/platform/apierror"
+	"github.com/insien/orchestrator/internal/platform/config"
+	"github.com/insien/orchestrator/internal/runtimes"
+	"github.com/insien/orchestrator/internal/sandbox/envcrypt"
+	"github.com/insien/orchestrator/internal/sandbox/liveconns"
+	"github.com/insien/orchestrator/repositories"
+)
+
+// quotaLockKey serializes quota checks across replicas (pg_advisory_xact_lock), so concurrent
+// creates can never exceed a quota between counting and inserting.
+const quotaLockKey int64 = 0x73616e64626f78 // "sandbox"
+
+// RuntimeBudget bounds the runtime work of one create or destroy, independent of the client: a
+// client that disconnects must not leave a half-created sandbox behind.
+const RuntimeBudget = 2 * time.Minute
+
+// Caller is who asks: the user, and the API key when one was used.
+type Caller struct {
+	UserID   uuid.UUID
+	APIKeyID *uuid.UUID
+}
+
+// Service manages sandboxes.
+type Service struct {
+	db       *bun.DB
+	rows     *repositories.Sandboxes
+	rt       runtimes.Runtime
+	sealer   *envcrypt.Sealer
+	rdb      *redis.Client
+	conns    *liveconns.Registry
+	cfg      config.Sandbox
+	rtcfg    config.Runtime
+	instance string
+	started  time.Time
+	log      *zap.Logger
+
+	reaped    atomic.Int64
+	stopLoops context.CancelFunc
+	loops     sync.WaitGroup
+}
+
+// Params are the service's Fx dependencies.
+type Params struct {
+	fx.In
+	DB      *bun.DB
+	Rows    *repositories.Sandboxes
+	Runtime runtimes.Runtime
+	Sealer  *envcrypt.Sealer
+	Redis   *redis.Client
+	Conns   *liveconns.Registry
+	Sandbox config.Sandbox
+	RtCfg   config.Runtime
+	App     config.App
+	Log     *zap.Logger
+}
+
+// NewService builds the service from its Fx parameters.
+func NewService(p Params) *Service {
+	return New(p.DB, p.Rows, p.Runtime, p.Sealer, p.Redis, p.Conns, p.Sandbox, p.RtCfg, p.App.InstanceName(), p.Log)
+}
+
+// New builds the service.
+func New(db *bun.DB, rows *repositories.Sandboxes, rt runtimes.Runtime, sealer *envcrypt.Sealer, rdb *redis.Client,
+	conns *liveconns.Registry, cfg config.Sandbox, rtcfg config.Runtime, instance string, log *zap.Logger) *Service {
+	return &Service{db: db, rows: rows, rt: rt, sealer: sealer, rdb: rdb, conns: conns, cfg: cfg, rtcfg: rtcfg,
+		instance: instance, started: time.Now(), log: log.Named("sandboxes")}
+}
+
+// Reaped counts the sandboxes this replica has expired (for tests and metrics).
+func (s *Service) Reaped() int64 { return s.reaped.Load() }
+
+// Create validates the request, reserves quota, starts the container and returns the sandbox
+// once it runs. A retried request with the same Idempotency-Key returns the first sandbox
+// (replayed=true) and never creates a second one; the same key with a different request is
+// refused (422 idempotency_key_reused).
+func (s *Service) Create(ctx context.Context, caller Caller, in CreateInput) (sb *repositories.Sandbox, replayed bool, err error) {
+	sp, err := validate(in, s.cfg)
+	if err != nil {
+		return nil, false, err
+	}
+	if in.IdempotencyKey != "" {
+		if existing, err := s.rows.ByIdempotencyKey(ctx, caller.UserID, in.IdempotencyKey); err == nil {
+			return s.replay(existing, in)
+		} else if !errors.Is(err, repositories.ErrNotFound) {
+			return nil, false, err
+		}
+	}
+	row, err := s.newRow(caller, in, sp)
+	if err != nil {
+		return nil, false, err
+	}
+	err = s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(?)", quotaLockKey); err != nil {
+			return err
+		}
+		// A user deleted while this request was on its way gets no new sandbox; the share lock
+		// orders this create against the soft delete that would miss it.
+		var alive uuid.UUID
+		err := tx.NewRaw("SELECT id FROM users WHERE id = ? AND deleted_at IS NULL FOR SHARE", caller.UserID).Scan(ctx, &alive)
+		if errors.Is(err, sql.ErrNoRows) {
+			return apierror.Unauthorized("account_deleted", "this account has been deleted")
+		}
+		if err != nil {
+			return err
+		}
+		rows := s.rows.With(tx)
+		mine, err := rows.CountLive(ctx, caller.UserID)
+		if err != nil {
+			return err
+		}
+		if mine >= s.cfg.MaxPerUser {
+			return quotaExceeded("you already have %d live sandboxes, the maximum", mine)
+		}
+		all, err := rows.CountLive(ctx, uuid.Nil)
+		if err != nil {
+			return err
+		}
+		if all >= s.cfg.MaxPerInstance {
+			return quotaExceeded("this server runs %d sandboxes, its maximum; retry later", all)
+		}
+		return rows.Insert(ctx, row)
+	})
+	if errors.Is(err, repositories.ErrConflict) && in.IdempotencyKey != "" {
+		// A concurrent request with the same key inserted first.
+		existing, err := s.rows.ByIdempotencyKey(ctx, caller.UserID, in.IdempotencyKey)
+		if err != nil {
+			return nil, false, err
+		}
+		return s.replay(existing, in)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	runCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RuntimeBudget)
+	defer cancel()
+	started, err := s.start(runCtx, row, sp)
+	return started, false, err
+}
+
+func quotaExceeded(format string, args ...any) error {
+	return apierror.New(http.StatusTooManyRequests, "quota_exceeded", format, args...)
+}
+
+func (s *Service) newRow(caller Caller, in CreateInput, sp spec) (*repositories.Sandbox, error) {
+	id := uuid.New()
+	row := &repositories.Sandbox{
+		ID: id, UserID: caller.UserID, APIKeyID: caller.APIKeyID, Image: sp.image, Command: sp.command,
+		Status: repositories.StatusPending, Instance: s.instance, CPU: sp.cpu, MemoryMB: sp.memoryMB,
+		Metadata: sp.metadata, EnvNames: []string{}, TimeoutSeconds: int(sp.timeout / time.Second), AutoExtend: sp.autoExtend,
+		ExpiresAt: time.Now().Add(sp.timeout),
+	}
+	if row.Command == nil {
+		row.Command = []string{}
+	}
+	if row.Metadata == nil {
+		row.Metadata = map[string]string{}
+	}
+	if in.IdempotencyKey != "" {
+		row.IdempotencyKey = &in.IdempotencyKey
+		row.IdempotencyFingerprint = in.fingerprint()
+	}
+	if len(sp.env) > 0 {
+		plain, _ := json.Marshal(sp.env)
+		sealed, err := s.sealer.Seal(plain, id[:])
+		if err != nil {
+			return nil, err
+		}
+		row.EnvEncrypted = sealed
+		for name := range sp.env {
+			row.EnvNames = append(row.EnvNames, name)
+		}
+		slices.Sort(row.EnvNames)
+	}
+	return row, nil
+}
+
+// ContainerName is the runtime name of a sandbox: deterministic, so every step can find it.
+func ContainerName(id uuid.UUID) string { return "sbx-" + id.String() }
+
+// start creates and starts the container of a pending row. On failure the row ends failed with
+// a reason a client may read (the runtime's own words are only logged) and no container is left.
+func (s *Service) start(ctx context.Context, row *repositories.Sandbox, sp spec) (*repositories.Sandbox, error) {
+	name := ContainerName(row.ID)
+	runtimeID, err := s.rt.Create(ctx, runtimes.Spec{
+		Name: name, Image: row.Image, Command: row.Command, Env: sp.env, CPU: row.CPU, MemoryMB: row.MemoryMB,
+		PidsLimit: s.cfg.PidsLimit,
+		Labels: map[string]string{
+			runtimes.LabelManagedBy: "true", runtimes.LabelCluster: s.rtcfg.Cluster,
+			runtimes.LabelInstance: s.instance, runtimes.LabelSandboxID: row.ID.String(),
+			runtimes.LabelUserID: row.UserID.String(),
+		},
+	})
+	if err == nil {
+		err = s.rt.Start(ctx, runtimeID)
+	}
+	if err != nil {
+		return nil, s.failStart(ctx, row, err)
+	}
+	now := time.Now()
+	running, err := s.rows.Transition(ctx, row.ID, []string{repositories.StatusPending}, repositories.StatusRunning, map[string]any{
+		"runtime_id": runtimeID, "started_at": now, "expires_at": now.Add(time.Duration(row.TimeoutSeconds) * time.Second),
+	})
+	if errors.Is(err, repositories.ErrNotFound) {
+		// Deleted while starting: whoever deleted it finalised the row; the container is ours to remove.
+		_ = s.rt.Remove(ctx, name)
+		return nil, apierror.Conflict("sandbox_deleted", "the sandbox was deleted while it was starting")
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.changed(ctx, running)
+	// A main process that died at once (a command that does not exist: the init starts, then
+	// fails to exec it) is caught here. The check comes after the row is running so that no exit
+	// falls between two chairs: an earlier one shows here, a later one reaches the event watcher
+	// as the death of a running sandbox.
+	if end, over := s.settle(ctx, running.ID); over {
+		code := "unknown"
+		if end.exitCode != nil {
+			code = strconv.Itoa(*end.exitCode)
+		}
+		return nil, apierror.New(http.StatusUnprocessableEntity, "sandbox_exited",
+			"sandbox %s stopped at once: its command exited with code %s (%s); a sandbox's command must keep running", row.ID, code, end.reason)
+	}
+	return running, nil
+}
+
+// failStart ends a pending row whose container could not be created or started.
+func (s *Service) failStart(ctx context.Context, row *repositories.Sandbox, cause error) error {
+	if err := s.rt.Remove(ctx, ContainerName(row.ID)); err != nil {
+		s.log.Warn("removing a container that failed to start", zap.Stringer("sandbox", row.ID), zap.Error(err))
+	}
+	reason, apiErr := startFailure(row, cause)
+	s.log.Warn("sandbox failed to start", zap.Stringer("sandbox", row.ID), zap.String("end_reason", reason), zap.Error(cause))
+	if _, err := s.rows.Transition(ctx, row.ID, []string{repositories.StatusPending}, repositories.StatusFailed,
+		map[string]any{"end_reason": reason, "ended_at": time.Now()}); err != nil && !errors.Is(err, repositories.ErrNotFound) {
+		s.log.Error("recording a failed start", zap.Stringer("sandbox", row.ID), zap.Error(err))
+	}
+	s.changed(ctx, row)
+	return apiErr
+}
+
+// startFailure is the end_reason and client error of a failed start. Neither carries the
+// engine's text (it names host paths and cgroups); the cause goes to the log only.
+func startFailure(row *repositories.Sandbox, cause error) (string, error) {
+	switch {
+	case errors.Is(cause, runtimes.ErrImageNotFound):
+		return EndImageUnavailable, apierror.New(http.StatusUnprocessableEntity, "image_unavailable",
+			"image %q is not available on this server", row.Image).WithCause(cause)
+	case errors.Is(cause, runtimes.ErrUnavailable):
+		return EndRuntimeUnavailable, apierror.Unavailable("runtime_unavailable",
+			"the sandbox runtime is unavailable; sandbox %s failed, retry later", row.ID).WithCause(cause)
+	case errors.Is(cause, runtimes.ErrSpecRefused):
+		return EndLimitsRefused, apierror.New(http.StatusUnprocessableEntity, "limits_unavailable",
+			"this server cannot run a sandbox with cpu %g and memory_mb %d (it may have fewer CPUs or less memory); ask for less",
+			row.CPU, row.MemoryMB).WithCause(cause)
+	}
+	return EndStartFailed, apierror.New(http.StatusBadGateway, "sandbox_start_failed",
+		"sandbox %s failed to start (the runtime's reason is in the server log)", row.ID).WithCause(cause)
+}
+
+// Get returns a user's sandbox, from the Redis copy when fresh.
+func (s *Service) Get(ctx context.Context, userID, id uuid.UUID) (*repositories.Sandbox, error) {
+	if sb, ok := s.cached(ctx, id); ok && sb.UserID == userID {
+		return sb, nil
+	}
+	sb, err := s.rows.Get(ctx, userID, id)
+	if errors.Is(err, repositories.ErrNotFound) {
+		return nil, apierror.NotFound("sandbox")
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.cache(ctx, sb)
+	return sb, nil
+}
+
+// ListInput filters and pages a listing.
+type ListInput struct {
+	Status   string
+	Metadata map[string]string
+	Limit    int // 1 to 100
+	Cursor   string
+}
+
+// DefaultListLimit is the page size when a caller names none.
+const DefaultListLimit = 20
+
+// List returns a page of the user's sandboxes, newest first, and the cursor of the next page.
+func (s *Service) List(ctx context.Context, userID uuid.UUID, in ListInput) ([]repositories.Sandbox, string, error) {
+	f := repositories.ListFilter{UserID: userID, Status: in.Status, Metadata: in.Metadata, Limit: in.Limit}
+	if f.Limit < 1 || f.Limit > 100 {
+		return nil, "", apierror.Invalid("limit", "limit must be between 1 and 100")
+	}
+	if f.Status != "" && !validStatus(f.Status) {
+		return nil, "", apierror.Invalid("status", "unknown status %q", f.Status)
+	}
+	if in.Cursor != "" {
+		at, id, err := decodeCursor(in.Cursor)
+		if err != nil {
+			return nil, "", apierror.Invalid("cursor", "cursor is not one this API returned")
+		}
+		f.AfterCreated, f.AfterID = &at, id
+	}
+	f.Limit++ // one more tells whether a next page exists
+	rows, err := s.rows.List(ctx, f)
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(rows) == f.Limit {
+		rows = rows[:len(rows)-1]
+		last := rows[len(rows)-1]
+		next = encodeCursor(last.CreatedAt, last.ID)
+	}
+	return rows, next, nil
+}
+
+func validStatus(status string) bool {
+	switch status {
+	case repositories.StatusPending, repositories.StatusRunning, repositories.StatusPaused, repositories.StatusStopping,
+		repositories.StatusStopped, repositories.StatusFailed, repositories.StatusExpired:
+		return true
+	}
+	return false
+}
+
+// Delete stops and removes a user's sandbox. Deleting an ended (or ending) sandbox succeeds;
+// of two concurrent deletes exactly one removes the container.
+func (s *Service) Delete(ctx context.Context, userID, id uuid.UUID) error {
+	if _, err := s.rows.Get(ctx, userID, id); errors.Is(err, repositories.ErrNotFound) {
+		return apierror.NotFound("sandbox")
+	} else if err != nil {
+		return err
+	}
+	claimed, err := s.rows.Transition(ctx, id, []string{repositories.StatusPending, repositories.StatusRunning, repositories.StatusPaused},
+		repositories.StatusStopping, map[string]any{"end_reason": EndDeleted})
+	if errors.Is(err, repositories.ErrNotFound) {
+		return nil // already ending or ended
+	}
+	if err != nil {
+		return err
+	}
+	s.changed(ctx, claimed)
+	runCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RuntimeBudget)
+	defer cancel()
+	if err := s.destroy(runCtx, claimed); err != nil {
+		return runtimeFailed("deleted", id, err, "it is stopping, and the server keeps trying to remove it")
+	}
+	return nil
+}
+
+// DestroyAllForUser ends every live sandbox of a user (the account was deleted). The sandboxes
+// are claimed at once and their containers removed in parallel; one that fails to go stays
+// stopping, and the reconciler finishes it.
+func (s *Service) DestroyAllForUser(ctx context.Context, userID uuid.UUID, reason string) error {
+	live, err := s.rows.LiveForUser(ctx, userID)
+	if err != nil {
+		return err
+	}
+	var claimed []repositories.Sandbox
+	for _, sb := range live {
+		c, err := s.rows.Transition(ctx, sb.ID, []string{repositories.StatusPending, repositories.StatusRunning, repositories.StatusPaused},
+			repositories.StatusStopping, map[string]any{"end_reason": reason})
+		if errors.Is(err, repositories.ErrNotFound) {
+			continue // already ending
+		}
+		if err != nil {
+			return err
+		}
+		claimed = append(claimed, *c)
+	}
+	runCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RuntimeBudget)
+	defer cancel()
+	s.destroyAll(runCtx, claimed, nil)
+	return nil
+}
+
+// SetTimeout sets expires_at to now + seconds, bounded by max lifetime from creation.
+func (s *Service) SetTimeout(ctx context.Context, userID, id uuid.UUID, seconds int) (*repositories.Sandbox, error) {
+	d, err := validTimeout(seconds, s.cfg)
+	if err != nil {
+		return nil, err
+	}
+	return s.extend(ctx, userID, id, func(*repositories.Sandbox) time.Duration { return d })
+}
+
+// KeepAlive pushes expires_at to now + the sandbox's own timeout, bounded by max lifetime.
+func (s *Service) KeepAlive(ctx context.Context, userID, id uuid.UUID) (*repositories.Sandbox, error) {
+	return s.extend(ctx, userID, id, func(sb *repositories.Sandbox) time.Duration {
+		return time.Duration(sb.TimeoutSeconds) * time.Second
+	})
+}
+
+func (s *Service) extend(ctx context.Context, userID, id uuid.UUID, by func(*repositories.Sandbox) time.Duration) (*repositories.Sandbox, error) {
+	sb, err := s.rows.Get(ctx, userID, id)
+	if errors.Is(err, repositories.ErrNotFound) {
+		return nil, apierror.NotFound("sandbox")
+	}
+	if err != nil {
+		return nil, err
+	}
+	updated, err := s.rows.SetExpiry(ctx, userID, id, s.withinLifetime(sb, time.Now().Add(by(sb))))
+	if errors.Is(err, repositories.ErrNotFound) {
+		return nil, apierror.Conflict("sandbox_not_running", "sandbox is %s; only running or paused sandboxes can be extended", sb.Status)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.changed(ctx, updated)
+	return updated, nil
+}
+
+// withinLifetime bounds an expiry by sandbox.max_lifetime from creation: no extension, timeout or
+// resume may push a sandbox past it.
+func (s *Service) withinLifetime(sb *repositories.Sandbox, expires time.Time) time.Time {
+	if limit := sb.CreatedAt.Add(s.cfg.MaxLifetime); expires.After(limit) {
+		return limit
+	}
+	return expires
+}
+
+func encodeCursor(at time.Time, id uuid.UUID) string {
+	return fmt.Sprintf("%d_%s", at.UnixMicro(), id)
+}
+
+func decodeCursor(c string) (time.Time, uuid.UUID, error) {
+	var micros int64
+	var raw string
+	if _, err := fmt.Sscanf(c, "%d_%s", &micros, &raw); err != nil {
+		return time.Time{}, uuid.Nil, err
+	}
+	id, err := uuid.Parse(raw)
+	return time.UnixMicro(micros), id, err
+}

@@ -1,0 +1,142 @@
+// Package liveconns registers live connections to sandboxes (terminals, streaming execs,
+// followed logs) in Redis with the instance that holds them and a heartbeat, so any replica can
+// count them and a crashed replica's entries expire by themselves.
+package liveconns
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/fx"
+	"go.uber.org/zap"
+
+	"github.com/insien/orchestrator/internal/platform/config"
+)
+
+// Module provides the registry.
+var Module = fx.Module("liveconns", fx.Provide(NewRegistryFromConfig))
+
+// Registry tracks live connections per sandbox: a sorted set per sandbox whose members are
+// "<instance>/<connection id>" scored by the time their heartbeat lapses.
+type Registry struct {
+	rdb      *redis.Client
+	instance string
+	ttl      time.Duration
+	log      *zap.Logger
+}
+
+// NewRegistryFromConfig is NewRegistry for the Fx graph.
+func NewRegistryFromConfig(rdb *redis.Client, app config.App, cfg config.Sandbox, log *zap.Logger) *Registry {
+	return NewRegistry(rdb, app.InstanceName(), cfg.ConnectionTTL, log)
+}
+
+// NewRegistry builds a registry; entries lapse ttl after their last heartbeat.
+func NewRegistry(rdb *redis.Client, instance string, ttl time.Duration, log *zap.Logger) *Registry {
+	return &Registry{rdb: rdb, instance: instance, ttl: ttl, log: log.Named("connections")}
+}
+
+func key(sandboxID uuid.UUID) string { return "conns:" + sandboxID.String() }
+
+// FullError is Acquire's refusal: the sandbox already holds its maximum of live connections.
+type FullError struct{ Held int }
+
+func (e *FullError) Error() string { return fmt.Sprintf("%d live connections, the maximum", e.Held) }
+
+// admitScript drops lapsed entries, counts the live ones and registers the new one only when
+// there are fewer than the limit, in one step: a count followed by a separate registration let
+// concurrent requests on several replicas all see room and overshoot the limit.
+var admitScript = redis.NewScript(`
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
+local held = redis.call('ZCARD', KEYS[1])
+if held >= tonumber(ARGV[4]) then return {0, held} end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return {1, held + 1}`)
+
+// Acquire registers a connection to a sandbox unless it already holds limit live ones (then a
+// *FullError), and keeps it alive with a heartbeat every third of the TTL, calling onBeat (if
+// any) at once and at each beat, until the returned release function is called. When Redis
+// cannot be reached the connection is admitted unregistered, the heartbeat registering it once
+// Redis answers again: the limit protects the service's resources and is not worth refusing
+// every stream over.
+func (r *Registry) Acquire(ctx context.Context, sandboxID uuid.UUID, limit int, onBeat func(context.Context)) (release func(), err error) {
+	k := key(sandboxID)
+	member := r.instance + "/" + uuid.NewString()
+	now := time.Now()
+	res, err := admitScript.Run(ctx, r.rdb, []string{k},
+		now.UnixMilli(), member, now.Add(r.ttl).UnixMilli(), limit, (2 * r.ttl).Milliseconds()).Int64Slice()
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return nil, fmt.Errorf("admitting a connection: %w", ctx.Err())
+	case err != nil:
+		r.log.Debug("cannot count a sandbox's connections; admitting this one", zap.Stringer("sandbox", sandboxID), zap.Error(err))
+	case len(res) != 2:
+		return nil, fmt.Errorf("admitting a connection: unexpected reply %v", res)
+	case res[0] == 0:
+		return nil, &FullError{Held: int(res[1])}
+	}
+	return r.keepAlive(k, member, onBeat), nil
+}
+
+// keepAlive pushes the entry's expiry forward every third of the TTL until released, then
+// removes it.
+func (r *Registry) keepAlive(k, member string, onBeat func(context.Context)) func() {
+	beat := func(ctx context.Context) {
+		pipe := r.rdb.Pipeline()
+		pipe.ZAdd(ctx, k, redis.Z{Score: float64(time.Now().Add(r.ttl).UnixMilli()), Member: member})
+		pipe.PExpire(ctx, k, 2*r.ttl)
+		if _, err := pipe.Exec(ctx); err != nil {
+			r.log.Debug("connection heartbeat failed", zap.Error(err))
+		}
+		if onBeat != nil {
+			onBeat(ctx)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if onBeat != nil {
+		onBeat(ctx)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		ticker := time.NewTicker(r.ttl / 3)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ticker.C:
+				beat(ctx)
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			wg.Wait()
+			rmCtx, done := context.WithTimeout(context.Background(), 2*time.Second)
+			defer done()
+			_ = r.rdb.ZRem(rmCtx, k, member).Err()
+		})
+	}
+}
+
+// Count returns the live connections of a sandbox across every replica, dropping lapsed ones.
+func (r *Registry) Count(ctx context.Context, sandboxID uuid.UUID) (int, error) {
+	k := key(sandboxID)
+	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
+	pipe := r.rdb.Pipeline()
+	pipe.ZRemRangeByScore(ctx, k, "-inf", "("+now)
+	card := pipe.ZCard(ctx, k)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, err
+	}
+	return int(card.Val()), nil
+}
