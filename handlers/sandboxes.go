@@ -13,7 +13,7 @@ import (
 	"github.com/insien/orchestrator/internal/identity/auth"
 	"github.com/insien/orchestrator/internal/platform/apierror"
 	"github.com/insien/orchestrator/internal/sandbox/lifecycle"
-	"github.com/insien/orchestrator/repositories"
+	"github.com/insien/orchestrator/internal/sandbox/model"
 )
 
 // Sandboxes serves the sandbox lifecycle to API keys and Clerk sessions.
@@ -83,8 +83,8 @@ type sandboxResponse struct {
 	ActiveConnections *int `json:"active_connections,omitempty"`
 }
 
-func toSandboxResponse(s *repositories.Sandbox) sandboxResponse {
-	return sandboxResponse{ID: s.ID, Status: s.Status, EndReason: s.EndReason, ExitCode: s.ExitCode, Image: s.Image, Command: s.Command,
+func toSandboxResponse(s *model.Sandbox) sandboxResponse {
+	return sandboxResponse{ID: s.ID, Status: string(s.Status), EndReason: s.EndReason, ExitCode: s.ExitCode, Image: s.Image, Command: s.Command,
 		Metadata: s.Metadata, EnvNames: s.EnvNames, CPU: s.CPU, MemoryMB: s.MemoryMB, TimeoutSeconds: s.TimeoutSeconds,
 		CreatedAt: s.CreatedAt, StartedAt: s.StartedAt, ExpiresAt: s.ExpiresAt, EndedAt: s.EndedAt,
 		PausedAt: s.PausedAt, AutoExtend: s.AutoExtend}
@@ -228,7 +228,7 @@ func (h *Sandboxes) pause(c *gin.Context)     { h.change(c, h.sandboxes.Pause) }
 func (h *Sandboxes) resume(c *gin.Context)    { h.change(c, h.sandboxes.Resume) }
 
 // change runs a body-less state change on the path's sandbox and answers with the sandbox.
-func (h *Sandboxes) change(c *gin.Context, apply func(context.Context, uuid.UUID, uuid.UUID) (*repositories.Sandbox, error)) {
+func (h *Sandboxes) change(c *gin.Context, apply func(context.Context, uuid.UUID, uuid.UUID) (*model.Sandbox, error)) {
 	id, ok := sandboxID(c)
 	if !ok {
 		return

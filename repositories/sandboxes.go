@@ -3,28 +3,34 @@ package repositories
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/uptrace/bun"
+
+	"github.com/insien/orchestrator/internal/sandbox/model"
 )
 
-// Sandbox is a row of sandboxes.
-type Sandbox struct {
+// sandboxRow is a row of sandboxes.
+type sandboxRow struct {
 	bun.BaseModel `bun:"table:sandboxes"`
+	sandboxColumns
+}
 
-	ID             uuid.UUID  `bun:"id,pk,type:uuid"`
-	UserID         uuid.UUID  `bun:"user_id,type:uuid"`
-	APIKeyID       *uuid.UUID `bun:"api_key_id,type:uuid"`
-	IdempotencyKey *string    `bun:"idempotency_key"`
-	// IdempotencyFingerprint is a SHA-256 of the create request the key came with (nil before
-	// fingerprints were recorded).
+// sandboxColumns are model.Sandbox's fields, in its order, with their columns: the two convert
+// into each other (Go ignores tags in a conversion), and the compiler keeps them in step.
+type sandboxColumns struct {
+	ID                     uuid.UUID         `bun:"id,pk,type:uuid"`
+	UserID                 uuid.UUID         `bun:"user_id,type:uuid"`
+	APIKeyID               *uuid.UUID        `bun:"api_key_id,type:uuid"`
+	IdempotencyKey         *string           `bun:"idempotency_key"`
 	IdempotencyFingerprint []byte            `bun:"idempotency_fingerprint"`
 	Image                  string            `bun:"image"`
 	Command                []string          `bun:"command,array"`
-	Status                 string            `bun:"status"`
+	Status                 model.Status      `bun:"status"`
 	EndReason              *string           `bun:"end_reason"`
-	ExitCode               *int              `bun:"exit_code"` // the main process's status, when it ended by itself
+	ExitCode               *int              `bun:"exit_code"`
 	RuntimeID              *string           `bun:"runtime_id"`
 	Instance               string            `bun:"instance"`
 	CPU                    float64           `bun:"cpu"`
@@ -42,19 +48,18 @@ type Sandbox struct {
 	AutoExtend             bool              `bun:"auto_extend"`
 }
 
-// Sandbox states. Live states hold runtime resources.
-const (
-	StatusPending  = "pending"
-	StatusRunning  = "running"
-	StatusPaused   = "paused"
-	StatusStopping = "stopping"
-	StatusStopped  = "stopped"
-	StatusFailed   = "failed"
-	StatusExpired  = "expired"
-)
+func (r *sandboxRow) sandbox() *model.Sandbox {
+	s := model.Sandbox(r.sandboxColumns)
+	return &s
+}
 
-// LiveStatuses are the sandbox states that hold runtime resources and count against quotas.
-var LiveStatuses = []string{StatusPending, StatusRunning, StatusPaused, StatusStopping}
+func sandboxes(rows []sandboxRow) []model.Sandbox {
+	out := make([]model.Sandbox, len(rows))
+	for i := range rows {
+		out[i] = model.Sandbox(rows[i].sandboxColumns)
+	}
+	return out
+}
 
 // Sandboxes reads and writes sandboxes. State changes are single conditional UPDATEs, so two
 // replicas (or two requests) can never both perform the same transition.
@@ -66,40 +71,70 @@ func NewSandboxes(db *bun.DB) *Sandboxes { return &Sandboxes{db: db} }
 // With returns the repository bound to a transaction.
 func (r *Sandboxes) With(db bun.IDB) *Sandboxes { return &Sandboxes{db: db} }
 
-// Insert stores a new sandbox.
-func (r *Sandboxes) Insert(ctx context.Context, s *Sandbox) error {
-	_, err := r.db.NewInsert().Model(s).Returning("*").Exec(ctx)
-	return translate(err)
+// InTx runs fn with the repository bound to a transaction, committed when fn returns nil and
+// rolled back otherwise. fn's error is returned as it is.
+func (r *Sandboxes) InTx(ctx context.Context, fn func(ctx context.Context, tx *Sandboxes) error) error {
+	var fnErr error
+	err := r.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		fnErr = fn(ctx, r.With(tx))
+		return fnErr
+	})
+	if err != nil && fnErr == nil {
+		return fmt.Errorf("sandbox transaction: %w", translate(err))
+	}
+	return err
+}
+
+// Insert stores a new sandbox and sets the columns the database fills in (created_at, updated_at).
+func (r *Sandboxes) Insert(ctx context.Context, s *model.Sandbox) error {
+	row := &sandboxRow{sandboxColumns: sandboxColumns(*s)}
+	if _, err := r.db.NewInsert().Model(row).Returning("*").Exec(ctx); err != nil {
+		return fmt.Errorf("insert sandbox: %w", translate(err))
+	}
+	*s = *row.sandbox()
+	return nil
+}
+
+// one runs a query that returns one sandbox.
+func one(ctx context.Context, step string, query func(row *sandboxRow) error) (*model.Sandbox, error) {
+	row := new(sandboxRow)
+	if err := query(row); err != nil {
+		return nil, fmt.Errorf("%s: %w", step, translate(err))
+	}
+	return row.sandbox(), nil
 }
 
 // Get returns a user's sandbox.
-func (r *Sandboxes) Get(ctx context.Context, userID, id uuid.UUID) (*Sandbox, error) {
-	s := new(Sandbox)
-	err := r.db.NewSelect().Model(s).Where("id = ?", id).Where("user_id = ?", userID).Scan(ctx)
-	return s, translate(err)
+func (r *Sandboxes) Get(ctx context.Context, userID, id uuid.UUID) (*model.Sandbox, error) {
+	return one(ctx, "get sandbox", func(row *sandboxRow) error {
+		return r.db.NewSelect().Model(row).Where("id = ?", id).Where("user_id = ?", userID).Scan(ctx)
+	})
 }
 
 // ByIdempotencyKey finds the sandbox a user created with this Idempotency-Key.
-func (r *Sandboxes) ByIdempotencyKey(ctx context.Context, userID uuid.UUID, key string) (*Sandbox, error) {
-	s := new(Sandbox)
-	err := r.db.NewSelect().Model(s).Where("user_id = ?", userID).Where("idempotency_key = ?", key).Scan(ctx)
-	return s, translate(err)
+func (r *Sandboxes) ByIdempotencyKey(ctx context.Context, userID uuid.UUID, key string) (*model.Sandbox, error) {
+	return one(ctx, "find sandbox by idempotency key", func(row *sandboxRow) error {
+		return r.db.NewSelect().Model(row).Where("user_id = ?", userID).Where("idempotency_key = ?", key).Scan(ctx)
+	})
 }
 
 // CountLive counts live sandboxes, for one user or (uuid.Nil) for everyone.
 func (r *Sandboxes) CountLive(ctx context.Context, userID uuid.UUID) (int, error) {
-	q := r.db.NewSelect().Model((*Sandbox)(nil)).Where("status IN (?)", bun.In(LiveStatuses))
+	q := r.db.NewSelect().Model((*sandboxRow)(nil)).Where("status IN (?)", bun.In(model.Live))
 	if userID != uuid.Nil {
 		q = q.Where("user_id = ?", userID)
 	}
 	n, err := q.Count(ctx)
-	return int(n), translate(err)
+	if err != nil {
+		return 0, fmt.Errorf("count live sandboxes: %w", translate(err))
+	}
+	return int(n), nil
 }
 
 // ListFilter selects and pages a user's sandboxes.
 type ListFilter struct {
 	UserID   uuid.UUID
-	Status   string
+	Status   model.Status
 	Metadata map[string]string
 	Limit    int
 	// After is the (created_at, id) of the last row of the previous page.
@@ -108,9 +143,9 @@ type ListFilter struct {
 }
 
 // List returns a page of sandboxes, newest first.
-func (r *Sandboxes) List(ctx context.Context, f ListFilter) ([]Sandbox, error) {
-	var out []Sandbox
-	q := r.db.NewSelect().Model(&out).Where("user_id = ?", f.UserID)
+func (r *Sandboxes) List(ctx context.Context, f ListFilter) ([]model.Sandbox, error) {
+	var rows []sandboxRow
+	q := r.db.NewSelect().Model(&rows).Where("user_id = ?", f.UserID)
 	if f.Status != "" {
 		q = q.Where("status = ?", f.Status)
 	}
@@ -121,96 +156,112 @@ func (r *Sandboxes) List(ctx context.Context, f ListFilter) ([]Sandbox, error) {
 	if f.AfterCreated != nil {
 		q = q.Where("(created_at, id) < (?, ?)", *f.AfterCreated, f.AfterID)
 	}
-	err := q.OrderExpr("created_at DESC, id DESC").Limit(int64(f.Limit)).Scan(ctx)
-	return out, translate(err)
+	if err := q.OrderExpr("created_at DESC, id DESC").Limit(int64(f.Limit)).Scan(ctx); err != nil {
+		return nil, fmt.Errorf("list sandboxes: %w", translate(err))
+	}
+	return sandboxes(rows), nil
 }
 
 // Transition moves a sandbox from one of the states in from to the state to, setting extra
 // columns, and returns the updated row; ErrNotFound when the sandbox is not in any of from.
-func (r *Sandboxes) Transition(ctx context.Context, id uuid.UUID, from []string, to string, set map[string]any) (*Sandbox, error) {
-	s := new(Sandbox)
-	q := r.db.NewUpdate().Model(s).
-		Set("status = ?", to).Set("updated_at = now()").
-		Where("id = ?", id).Where("status IN (?)", bun.In(from))
-	for column, value := range set {
-		q = q.Set("? = ?", bun.Ident(column), value)
-	}
-	err := q.Returning("*").Scan(ctx)
-	return s, translate(err)
+func (r *Sandboxes) Transition(ctx context.Context, id uuid.UUID, from []model.Status, to model.Status, set map[string]any) (*model.Sandbox, error) {
+	return one(ctx, "move sandbox to "+string(to), func(row *sandboxRow) error {
+		q := r.db.NewUpdate().Model(row).
+			Set("status = ?", to).Set("updated_at = now()").
+			Where("id = ?", id).Where("status IN (?)", bun.In(from))
+		for column, value := range set {
+			q = q.Set("? = ?", bun.Ident(column), value)
+		}
+		return q.Returning("*").Scan(ctx)
+	})
 }
 
 // SetExpiry changes expires_at of a running or paused sandbox of the user.
-func (r *Sandboxes) SetExpiry(ctx context.Context, userID, id uuid.UUID, expiresAt time.Time) (*Sandbox, error) {
-	s := new(Sandbox)
-	err := r.db.NewUpdate().Model(s).
-		Set("expires_at = ?", expiresAt).Set("updated_at = now()").
-		Where("id = ?", id).Where("user_id = ?", userID).
-		Where("status IN (?)", bun.In([]string{StatusRunning, StatusPaused})).
-		Returning("*").Scan(ctx)
-	return s, translate(err)
+func (r *Sandboxes) SetExpiry(ctx context.Context, userID, id uuid.UUID, expiresAt time.Time) (*model.Sandbox, error) {
+	return one(ctx, "set sandbox expiry", func(row *sandboxRow) error {
+		return r.db.NewUpdate().Model(row).
+			Set("expires_at = ?", expiresAt).Set("updated_at = now()").
+			Where("id = ?", id).Where("user_id = ?", userID).
+			Where("status IN (?)", bun.In(model.Up)).
+			Returning("*").Scan(ctx)
+	})
 }
 
 // ClaimExpired atomically moves up to limit expired live sandboxes to stopping and returns them.
 // SKIP LOCKED lets several replicas claim disjoint sets: each sandbox is reaped exactly once.
 // When pausedKeepsExpiry is false a paused sandbox's clock is frozen: only max lifetime ends it.
-func (r *Sandboxes) ClaimExpired(ctx context.Context, limit int, pausedKeepsExpiry bool, maxLifetime time.Duration) ([]Sandbox, error) {
-	var out []Sandbox
+func (r *Sandboxes) ClaimExpired(ctx context.Context, limit int, pausedKeepsExpiry bool, maxLifetime time.Duration) ([]model.Sandbox, error) {
+	var rows []sandboxRow
 	err := r.db.NewRaw(`
-		UPDATE sandboxes SET status = 'stopping', end_reason = 'expired', updated_at = now()
+		UPDATE sandboxes SET status = ?, end_reason = ?, updated_at = now()
 		WHERE id IN (
 			SELECT id FROM sandboxes
-			WHERE (status = 'running' AND expires_at <= now())
-			   OR (status = 'paused' AND ((? AND expires_at <= now()) OR created_at + ? * interval '1 second' <= now()))
+			WHERE (status = ? AND expires_at <= now())
+			   OR (status = ? AND ((? AND expires_at <= now()) OR created_at + ? * interval '1 second' <= now()))
 			ORDER BY expires_at
 			LIMIT ?
 			FOR UPDATE SKIP LOCKED)
-		RETURNING *`, pausedKeepsExpiry, maxLifetime.Seconds(), limit).Scan(ctx, &out)
-	return out, translate(err)
+		RETURNING *`, model.StatusStopping, model.EndExpired, model.StatusRunning, model.StatusPaused,
+		pausedKeepsExpiry, maxLifetime.Seconds(), limit).Scan(ctx, &rows)
+	if err != nil {
+		return nil, fmt.Errorf("claim expired sandboxes: %w", translate(err))
+	}
+	return sandboxes(rows), nil
 }
 
 // Touch pushes expires_at forward to at (never backward) for a running sandbox.
-func (r *Sandboxes) Touch(ctx context.Context, id uuid.UUID, at time.Time) (*Sandbox, error) {
-	s := new(Sandbox)
-	err := r.db.NewUpdate().Model(s).
-		Set("expires_at = ?", at).Set("updated_at = now()").
-		Where("id = ?", id).Where("status = ?", StatusRunning).Where("expires_at < ?", at).
-		Returning("*").Scan(ctx)
-	return s, translate(err)
+func (r *Sandboxes) Touch(ctx context.Context, id uuid.UUID, at time.Time) (*model.Sandbox, error) {
+	return one(ctx, "extend sandbox on activity", func(row *sandboxRow) error {
+		return r.db.NewUpdate().Model(row).
+			Set("expires_at = ?", at).Set("updated_at = now()").
+			Where("id = ?", id).Where("status = ?", model.StatusRunning).Where("expires_at < ?", at).
+			Returning("*").Scan(ctx)
+	})
 }
 
 // ClaimStuck moves sandboxes left mid-transition by a dead process to stopping and returns them,
 // for the reconciler to finish: rows pending or stopping for longer than stuckBefore allows, and
 // pending rows this instance created before processStart (its previous life crashed mid-create).
-func (r *Sandboxes) ClaimStuck(ctx context.Context, instance string, processStart, stuckBefore time.Time, limit int) ([]Sandbox, error) {
-	var out []Sandbox
+func (r *Sandboxes) ClaimStuck(ctx context.Context, instance string, processStart, stuckBefore time.Time, limit int) ([]model.Sandbox, error) {
+	var rows []sandboxRow
 	err := r.db.NewRaw(`
-		UPDATE sandboxes SET status = 'stopping',
-			end_reason = CASE WHEN status = 'pending' THEN 'create_interrupted' ELSE end_reason END,
+		UPDATE sandboxes SET status = ?,
+			end_reason = CASE WHEN status = ? THEN ? ELSE end_reason END,
 			updated_at = now()
 		WHERE id IN (
 			SELECT id FROM sandboxes
-			WHERE (status IN ('pending', 'stopping') AND updated_at < ?)
-			   OR (status = 'pending' AND instance = ? AND updated_at < ?)
+			WHERE (status IN (?, ?) AND updated_at < ?)
+			   OR (status = ? AND instance = ? AND updated_at < ?)
 			LIMIT ?
 			FOR UPDATE SKIP LOCKED)
-		RETURNING *`, stuckBefore, instance, processStart, limit).Scan(ctx, &out)
-	return out, translate(err)
+		RETURNING *`, model.StatusStopping, model.StatusPending, model.EndCreateInterrupted,
+		model.StatusPending, model.StatusStopping, stuckBefore,
+		model.StatusPending, instance, processStart, limit).Scan(ctx, &rows)
+	if err != nil {
+		return nil, fmt.Errorf("claim stuck sandboxes: %w", translate(err))
+	}
+	return sandboxes(rows), nil
 }
 
 // Live returns every live sandbox by id.
-func (r *Sandboxes) Live(ctx context.Context) (map[uuid.UUID]Sandbox, error) {
-	var rows []Sandbox
-	err := r.db.NewSelect().Model(&rows).Where("status IN (?)", bun.In(LiveStatuses)).Scan(ctx)
-	out := make(map[uuid.UUID]Sandbox, len(rows))
-	for _, s := range rows {
-		out[s.ID] = s
+func (r *Sandboxes) Live(ctx context.Context) (map[uuid.UUID]model.Sandbox, error) {
+	var rows []sandboxRow
+	if err := r.db.NewSelect().Model(&rows).Where("status IN (?)", bun.In(model.Live)).Scan(ctx); err != nil {
+		return nil, fmt.Errorf("list live sandboxes: %w", translate(err))
 	}
-	return out, translate(err)
+	out := make(map[uuid.UUID]model.Sandbox, len(rows))
+	for _, row := range rows {
+		out[row.ID] = model.Sandbox(row.sandboxColumns)
+	}
+	return out, nil
 }
 
 // LiveForUser returns every live sandbox of a user.
-func (r *Sandboxes) LiveForUser(ctx context.Context, userID uuid.UUID) ([]Sandbox, error) {
-	var out []Sandbox
-	err := r.db.NewSelect().Model(&out).Where("user_id = ?", userID).Where("status IN (?)", bun.In(LiveStatuses)).Scan(ctx)
-	return out, translate(err)
+func (r *Sandboxes) LiveForUser(ctx context.Context, userID uuid.UUID) ([]model.Sandbox, error) {
+	var rows []sandboxRow
+	err := r.db.NewSelect().Model(&rows).Where("user_id = ?", userID).Where("status IN (?)", bun.In(model.Live)).Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list a user's live sandboxes: %w", translate(err))
+	}
+	return sandboxes(rows), nil
 }

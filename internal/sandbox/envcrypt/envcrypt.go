@@ -8,7 +8,9 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 
+	"go.uber.org/fx"
 	"go.uber.org/zap"
 	"golang.org/x/crypto/chacha20poly1305"
 
@@ -24,32 +26,37 @@ type Sealer struct{ aead cipher.AEAD }
 // developmentRoot lets `go tool task dev` run without any secret configured. Never in production.
 const developmentRoot = "insecure-development-only-key"
 
-// NewFromConfig is New for the Fx graph: in development mode a missing key falls back to a fixed,
-// publicly known one, with a warning.
-func NewFromConfig(s config.Secrets, a config.Auth, app config.App, log *zap.Logger) (*Sealer, error) {
-	if app.Development() && s.Key == "" && a.JWTSecret == "" {
-		log.Warn("no ORCH_SECRETS_KEY or JWT_SECRET: encrypting sandbox env with a development key anyone knows")
-		s.Key = developmentRoot
-	}
-	return New(s, a)
+// Params are the sealer's dependencies.
+type Params struct {
+	fx.In
+	Secrets config.Secrets
+	Auth    config.Auth
+	App     config.App
+	Log     *zap.Logger // warns when development mode falls back to the known key
 }
 
-// New derives the key with HKDF-SHA256 from ORCH_SECRETS_KEY, or from JWT_SECRET when that is unset.
-func New(s config.Secrets, a config.Auth) (*Sealer, error) {
-	root := s.Key.Reveal()
+// New derives the key with HKDF-SHA256 from ORCH_SECRETS_KEY, or from JWT_SECRET when that is
+// unset. In development mode a missing key falls back to a fixed, publicly known one, with a
+// warning.
+func New(p Params) (*Sealer, error) {
+	root := p.Secrets.Key.Reveal()
 	if root == "" {
-		root = a.JWTSecret.Reveal()
+		root = p.Auth.JWTSecret.Reveal()
+	}
+	if root == "" && p.App.Development() {
+		p.Log.Warn("no ORCH_SECRETS_KEY or JWT_SECRET: encrypting sandbox env with a development key anyone knows")
+		root = developmentRoot
 	}
 	if root == "" {
 		return nil, ErrNoKey
 	}
 	key, err := hkdf.Key(sha256.New, []byte(root), []byte("insien-orchestrator"), "sandbox-env/v1", chacha20poly1305.KeySize)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("deriving the env key: %w", err)
 	}
 	aead, err := chacha20poly1305.NewX(key)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("building the env cipher: %w", err)
 	}
 	return &Sealer{aead: aead}, nil
 }
@@ -59,7 +66,7 @@ func New(s config.Secrets, a config.Auth) (*Sealer, error) {
 func (s *Sealer) Seal(plaintext, context []byte) ([]byte, error) {
 	nonce := make([]byte, s.aead.NonceSize(), s.aead.NonceSize()+len(plaintext)+s.aead.Overhead())
 	if _, err := rand.Read(nonce); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("making a nonce: %w", err)
 	}
 	return s.aead.Seal(nonce, nonce, plaintext, context), nil
 }
@@ -70,5 +77,9 @@ func (s *Sealer) Open(sealed, context []byte) ([]byte, error) {
 		return nil, errors.New("secrets: ciphertext too short")
 	}
 	nonce, ciphertext := sealed[:s.aead.NonceSize()], sealed[s.aead.NonceSize():]
-	return s.aead.Open(nil, nonce, ciphertext, context)
+	plain, err := s.aead.Open(nil, nonce, ciphertext, context)
+	if err != nil {
+		return nil, fmt.Errorf("opening a sealed value: %w", err)
+	}
+	return plain, nil
 }

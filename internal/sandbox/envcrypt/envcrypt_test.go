@@ -10,7 +10,7 @@ import (
 )
 
 func TestSealOpen(t *testing.T) {
-	s, err := envcrypt.New(config.Secrets{}, config.Auth{JWTSecret: "jwt-secret"})
+	s, err := envcrypt.New(envcrypt.Params{Auth: config.Auth{JWTSecret: "jwt-secret"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func TestSealOpen(t *testing.T) {
 		{"same key and context", func() *envcrypt.Sealer { return s }, "row-1", false},
 		{"another row's context", func() *envcrypt.Sealer { return s }, "row-2", true},
 		{"a dedicated key differs from the JWT-derived one", func() *envcrypt.Sealer {
-			other, _ := envcrypt.New(config.Secrets{Key: "dedicated"}, config.Auth{JWTSecret: "jwt-secret"})
+			other, _ := envcrypt.New(envcrypt.Params{Secrets: config.Secrets{Key: "dedicated"}, Auth: config.Auth{JWTSecret: "jwt-secret"}})
 			return other
 		}, "row-1", true},
 	}
@@ -53,7 +53,7 @@ func TestSealOpen(t *testing.T) {
 }
 
 func TestNoKeyIsAConfigError(t *testing.T) {
-	if _, err := envcrypt.New(config.Secrets{}, config.Auth{}); !errors.Is(err, envcrypt.ErrNoKey) {
+	if _, err := envcrypt.New(envcrypt.Params{}); !errors.Is(err, envcrypt.ErrNoKey) {
 		t.Fatalf("New without keys = %v", err)
 	}
 }

@@ -3,9 +3,9 @@ package interact
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"path"
-
 	"strings"
 	"time"
 
@@ -14,7 +14,7 @@ import (
 	"github.com/insien/orchestrator/internal/platform/apierror"
 	"github.com/insien/orchestrator/internal/runtimes"
 	"github.com/insien/orchestrator/internal/sandbox/lifecycle"
-	"github.com/insien/orchestrator/repositories"
+	"github.com/insien/orchestrator/internal/sandbox/model"
 )
 
 // DefaultExecTimeout applies when an exec names no timeout_seconds (capped by
@@ -26,6 +26,12 @@ const MaxStdinBytes = 1 << 20
 
 // maxArgvBytes bounds argv, env and cwd together, as a kernel's ARG_MAX would.
 const maxArgvBytes = 128 << 10
+
+// cmdArgv and execEnv are how exec and the terminal take their cmd, and exec its env.
+var (
+	cmdArgv = lifecycle.ArgvRules{Field: "cmd", EmptyProgram: "cmd[0], the program, must not be empty"}
+	execEnv = lifecycle.EnvRules{BadValue: "env %s contains a NUL byte"}
+)
 
 // ExecInput is a command as a client asks for it.
 type ExecInput struct {
@@ -39,7 +45,7 @@ type ExecInput struct {
 // Command is a validated command bound to a running sandbox, ready to run.
 type Command struct {
 	s       *Service
-	sb      *repositories.Sandbox
+	sb      *model.Sandbox
 	spec    runtimes.ExecSpec
 	timeout time.Duration
 }
@@ -63,31 +69,20 @@ func (s *Service) validateExec(in ExecInput) (runtimes.ExecSpec, time.Duration, 
 	if len(in.Cmd) == 0 {
 		return spec, 0, apierror.Invalid("cmd", "cmd is required: an argv list such as [\"ls\",\"-l\"]")
 	}
-	if in.Cmd[0] == "" {
-		return spec, 0, apierror.Invalid("cmd", "cmd[0], the program, must not be empty")
-	}
 	// The three share one budget, as they share the kernel's ARG_MAX: the one whose bytes take
 	// the total past it is the one named.
-	size := 0
-	for i, arg := range in.Cmd {
-		if strings.ContainsRune(arg, 0) {
-			return spec, 0, apierror.Invalid("cmd", "cmd[%d] contains a NUL byte", i)
-		}
-		size += len(arg) + 1
+	size, err := lifecycle.CheckArgv(in.Cmd, cmdArgv)
+	if err != nil {
+		return spec, 0, err
 	}
-	if size > maxArgvBytes {
+	if size += len(in.Cmd); size > maxArgvBytes { // each argument ends in a NUL
 		return spec, 0, apierror.Invalid("cmd", "cmd is %d bytes; cmd, env and cwd together must be at most %d bytes", size, maxArgvBytes)
 	}
-	for name, value := range in.Env {
-		if !lifecycle.ValidEnvName(name) {
-			return spec, 0, apierror.Invalid("env", "env name %q is not a POSIX name ([A-Za-z_][A-Za-z0-9_]*)", name)
-		}
-		if strings.ContainsRune(value, 0) {
-			return spec, 0, apierror.Invalid("env", "env %s contains a NUL byte", name)
-		}
-		size += len(name) + len(value) + 2
+	envSize, err := lifecycle.CheckEnv(in.Env, execEnv)
+	if err != nil {
+		return spec, 0, err
 	}
-	if size > maxArgvBytes {
+	if size += envSize; size > maxArgvBytes {
 		return spec, 0, apierror.Invalid("env", "env makes cmd and env %d bytes; cmd, env and cwd together must be at most %d bytes", size, maxArgvBytes)
 	}
 	if in.Cwd != "" && (!path.IsAbs(in.Cwd) || strings.ContainsRune(in.Cwd, 0)) {
@@ -125,7 +120,7 @@ func (s *Service) validateExec(in ExecInput) (runtimes.ExecSpec, time.Duration, 
 func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer, started func()) (runtimes.ExecResult, error) {
 	release, err := c.s.sandboxes.Connect(ctx, c.sb)
 	if err != nil {
-		return runtimes.ExecResult{}, err
+		return runtimes.ExecResult{}, fmt.Errorf("exec: %w", err)
 	}
 	defer release()
 	spec := c.spec
@@ -139,7 +134,7 @@ func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer, started fun
 		e.Field = "cwd"
 		return res, e
 	}
-	return res, runtimeErr(c.sb, err)
+	return res, runtimeErr(c.sb, "exec", err)
 }
 
 // Collect runs the command like Run and keeps its output in memory: at most

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/http"
 	"os"
 	"path"
 	"slices"
@@ -35,7 +34,7 @@ func CheckPath(p string) error {
 
 // tooLarge is the 413 of an upload over sandbox.max_upload_bytes.
 func tooLarge(limit int64) *apierror.Error {
-	return apierror.New(http.StatusRequestEntityTooLarge, "payload_too_large", "the file exceeds %d bytes (sandbox.max_upload_bytes)", limit)
+	return apierror.TooLarge("payload_too_large", "the file exceeds %d bytes (sandbox.max_upload_bytes)", limit)
 }
 
 // WriteFile stores size bytes of content at p (parent directories created, mode 0 meaning 0644),
@@ -74,14 +73,15 @@ func (s *Service) WriteFile(ctx context.Context, userID, id uuid.UUID, p string,
 func (s *Service) spool(content io.Reader) (*os.File, int64, error) {
 	f, err := os.CreateTemp("", "sandbox-upload-*")
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, fmt.Errorf("spooling an upload: %w", err)
 	}
 	n, err := io.Copy(f, io.LimitReader(content, s.cfg.MaxUploadBytes+1))
-	if err == nil && n > s.cfg.MaxUploadBytes {
+	if err != nil {
+		err = fmt.Errorf("spooling an upload: receiving it: %w", err)
+	} else if n > s.cfg.MaxUploadBytes {
 		err = tooLarge(s.cfg.MaxUploadBytes)
-	}
-	if err == nil {
-		_, err = f.Seek(0, io.SeekStart)
+	} else if _, err = f.Seek(0, io.SeekStart); err != nil {
+		err = fmt.Errorf("spooling an upload: rewinding it: %w", err)
 	}
 	if err != nil {
 		f.Close()

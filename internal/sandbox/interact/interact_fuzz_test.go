@@ -72,7 +72,7 @@ func FuzzParseMode(f *testing.F) {
 // FuzzValidateExec: every refusal is a 400 naming the field at fault — for the shared size budget,
 // the one whose bytes take the total past it — and what passes is runnable.
 func FuzzValidateExec(f *testing.F) {
-	s := New(nil, nil, config.Sandbox{ExecMaxTimeout: 10 * time.Minute}, zap.NewNop())
+	s := NewService(Params{Sandbox: config.Sandbox{ExecMaxTimeout: 10 * time.Minute}, Log: zap.NewNop()})
 	big := strings.Repeat("x", maxArgvBytes)
 	f.Add("sh", "-c", "X", "1", "/tmp", 60, "")
 	f.Add("", "", "", "", "", 0, "")

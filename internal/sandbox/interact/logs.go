@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/insien/orchestrator/internal/platform/apierror"
 	"github.com/insien/orchestrator/internal/runtimes"
-	"github.com/insien/orchestrator/repositories"
+	"github.com/insien/orchestrator/internal/sandbox/model"
 )
 
 // maxLogLine bounds one line: longer output without a newline is cut into lines of this size.
@@ -33,7 +34,7 @@ type LogLine struct {
 // Logs reads a sandbox's main output.
 type Logs struct {
 	s  *Service
-	sb *repositories.Sandbox
+	sb *model.Sandbox
 	in LogsInput
 }
 
@@ -42,7 +43,7 @@ type Logs struct {
 func (s *Service) PrepareLogs(ctx context.Context, userID, id uuid.UUID, in LogsInput) (*Logs, error) {
 	sb, err := s.sandboxes.Get(ctx, userID, id)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("finding sandbox %s for its logs: %w", id, err)
 	}
 	l := &Logs{s: s, sb: sb, in: in}
 	if err := s.rt.Logs(ctx, container(sb), runtimes.LogOptions{Tail: 0}, nil, nil); err != nil {
@@ -56,17 +57,17 @@ func (l *Logs) err(err error) error {
 		return apierror.Conflict("logs_unavailable",
 			"sandbox is %s and its container was removed; logs last as long as the container", l.sb.Status).WithCause(err)
 	}
-	return runtimeErr(l.sb, err)
+	return runtimeErr(l.sb, "reading logs", err)
 }
 
 // Run calls emit for each line, in order, from one goroutine. A followed stream on a live sandbox
 // counts as a live connection; it ends with a nil error when the sandbox stops, or with ctx's
-// error when ctx ends. An error from emit stops the stream and is returned.
+// error when ctx ends. An error from emit stops the stream and is returned, wrapped.
 func (l *Logs) Run(ctx context.Context, emit func(LogLine) error) error {
-	if l.in.Follow && (l.sb.Status == repositories.StatusRunning || l.sb.Status == repositories.StatusPaused) {
+	if l.in.Follow && l.sb.Status.In(model.Up) {
 		release, err := l.s.sandboxes.Connect(ctx, l.sb)
 		if err != nil {
-			return err
+			return fmt.Errorf("following logs: %w", err)
 		}
 		defer release()
 	}
@@ -77,19 +78,21 @@ func (l *Logs) Run(ctx context.Context, emit func(LogLine) error) error {
 	}, stdout, stderr)
 	for _, w := range []*lineWriter{stdout, stderr} {
 		if w.err != nil {
-			return w.err
+			return fmt.Errorf("sending a log line: %w", w.err)
 		}
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return fmt.Errorf("reading logs: %w", ctx.Err())
 		}
 		return l.err(err)
 	}
-	if err := stdout.flush(); err != nil {
-		return err
+	for _, w := range []*lineWriter{stdout, stderr} {
+		if err := w.flush(); err != nil {
+			return fmt.Errorf("sending the last log line: %w", err)
+		}
 	}
-	return stderr.flush()
+	return nil
 }
 
 // lineWriter cuts one stream into lines and takes the engine's timestamp off each.
@@ -154,11 +157,11 @@ func (w *lineWriter) emitLine() error {
 func (s *Service) Metrics(ctx context.Context, userID, id uuid.UUID) (runtimes.Stats, error) {
 	sb, err := s.sandboxes.Get(ctx, userID, id)
 	if err != nil {
-		return runtimes.Stats{}, err
+		return runtimes.Stats{}, fmt.Errorf("finding sandbox %s for its metrics: %w", id, err)
 	}
-	if sb.Status != repositories.StatusRunning && sb.Status != repositories.StatusPaused {
+	if !sb.Status.In(model.Up) {
 		return runtimes.Stats{}, apierror.Conflict("sandbox_not_running", "sandbox is %s; it must be running or paused", sb.Status)
 	}
 	st, err := s.rt.Stats(ctx, container(sb))
-	return st, runtimeErr(sb, err)
+	return st, runtimeErr(sb, "sampling metrics", err)
 }

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 
 	"github.com/google/uuid"
 	"go.uber.org/fx"
@@ -18,24 +17,21 @@ import (
 	"github.com/insien/orchestrator/internal/platform/config"
 	"github.com/insien/orchestrator/internal/runtimes"
 	"github.com/insien/orchestrator/internal/sandbox/lifecycle"
-	"github.com/insien/orchestrator/repositories"
+	"github.com/insien/orchestrator/internal/sandbox/model"
 )
-
-// Module provides the service.
-var Module = fx.Module("interact", fx.Provide(NewService))
 
 // Sandboxes is what the service needs from the sandbox service: tenancy, state, activity and
 // live connections.
 type Sandboxes interface {
 	// Get returns a user's sandbox in any state (404 when it is not theirs).
-	Get(ctx context.Context, userID, id uuid.UUID) (*repositories.Sandbox, error)
+	Get(ctx context.Context, userID, id uuid.UUID) (*model.Sandbox, error)
 	// Running returns a user's sandbox if it runs (409 naming its state otherwise).
-	Running(ctx context.Context, userID, id uuid.UUID) (*repositories.Sandbox, error)
+	Running(ctx context.Context, userID, id uuid.UUID) (*model.Sandbox, error)
 	// Touch records activity (auto-extend).
-	Touch(ctx context.Context, sb *repositories.Sandbox)
+	Touch(ctx context.Context, sb *model.Sandbox)
 	// Connect registers a live connection until release is called (429 when the sandbox has
 	// too many).
-	Connect(ctx context.Context, sb *repositories.Sandbox) (release func(), err error)
+	Connect(ctx context.Context, sb *model.Sandbox) (release func(), err error)
 }
 
 var _ Sandboxes = (*lifecycle.Service)(nil)
@@ -48,7 +44,7 @@ type Service struct {
 	log       *zap.Logger
 }
 
-// Params are the service's Fx dependencies.
+// Params are the service's dependencies.
 type Params struct {
 	fx.In
 	Sandboxes *lifecycle.Service
@@ -57,29 +53,27 @@ type Params struct {
 	Log       *zap.Logger
 }
 
-// NewService builds the service from its Fx parameters.
-func NewService(p Params) *Service { return New(p.Sandboxes, p.Runtime, p.Sandbox, p.Log) }
-
-// New builds the service.
-func New(sb Sandboxes, rt runtimes.Interactive, cfg config.Sandbox, log *zap.Logger) *Service {
-	return &Service{sandboxes: sb, rt: rt, cfg: cfg, log: log.Named("sandboxops")}
+// NewService builds the service.
+func NewService(p Params) *Service {
+	return &Service{sandboxes: p.Sandboxes, rt: p.Runtime, cfg: p.Sandbox, log: p.Log.Named("sandboxops")}
 }
 
 // running returns the caller's running sandbox and records the activity.
-func (s *Service) running(ctx context.Context, userID, id uuid.UUID) (*repositories.Sandbox, error) {
+func (s *Service) running(ctx context.Context, userID, id uuid.UUID) (*model.Sandbox, error) {
 	sb, err := s.sandboxes.Running(ctx, userID, id)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("finding running sandbox %s: %w", id, err)
 	}
 	s.sandboxes.Touch(ctx, sb)
 	return sb, nil
 }
 
 // container is the runtime name of a sandbox.
-func container(sb *repositories.Sandbox) string { return lifecycle.ContainerName(sb.ID) }
+func container(sb *model.Sandbox) string { return lifecycle.ContainerName(sb.ID) }
 
-// runtimeErr maps the runtime's sentinels to API errors; anything else stays internal.
-func runtimeErr(sb *repositories.Sandbox, err error) error {
+// runtimeErr maps the runtime's sentinels to API errors; anything else stays internal, and says
+// what failed (op) on which sandbox.
+func runtimeErr(sb *model.Sandbox, op string, err error) error {
 	var down *runtimes.NotRunningError
 	switch {
 	case err == nil:
@@ -93,11 +87,11 @@ func runtimeErr(sb *repositories.Sandbox, err error) error {
 	case errors.Is(err, runtimes.ErrUnavailable):
 		return apierror.Unavailable("runtime_unavailable", "the sandbox runtime is unavailable; retry").WithCause(err)
 	}
-	return err
+	return fmt.Errorf("%s in sandbox %s: %w", op, sb.ID, err)
 }
 
 // notRunningMessage says what the runtime found instead of a running sandbox.
-func notRunningMessage(sb *repositories.Sandbox, down *runtimes.NotRunningError) string {
+func notRunningMessage(sb *model.Sandbox, down *runtimes.NotRunningError) string {
 	switch down.State {
 	case runtimes.StatePaused:
 		return "sandbox is paused; resume it to work inside it"
@@ -114,10 +108,10 @@ func notRunningMessage(sb *repositories.Sandbox, down *runtimes.NotRunningError)
 
 // fileErr maps file outcomes (missing, wrong type, refused by the sandbox's filesystem) to API
 // errors, then the runtime's others. op is what was asked: "read", "write", "remove" or "list".
-func fileErr(sb *repositories.Sandbox, op, p string, err error) error {
+func fileErr(sb *model.Sandbox, op, p string, err error) error {
 	switch {
 	case errors.Is(err, runtimes.ErrFileNotFound):
-		return withField(apierror.New(http.StatusNotFound, "file_not_found", "%s: no such file or directory", p), "path", err)
+		return withField(apierror.Missing("file_not_found", "%s: no such file or directory", p), "path", err)
 	case errors.Is(err, runtimes.ErrIsDirectory):
 		return withField(apierror.Conflict("path_is_directory", "%s is a directory", p), "path", err)
 	case errors.Is(err, runtimes.ErrNotDirectory) && op == "write":
@@ -139,10 +133,10 @@ func fileErr(sb *repositories.Sandbox, op, p string, err error) error {
 		return withField(apierror.Forbidden("permission_denied",
 			"the sandbox's filesystem refused to %s %s (permission denied, or a kernel filesystem such as /proc or /sys)", op, p), "path", err)
 	case errors.Is(err, runtimes.ErrTooManyEntries):
-		return withField(apierror.New(http.StatusUnprocessableEntity, "too_many_entries",
+		return withField(apierror.Unprocessable("too_many_entries",
 			"%s has more than %d entries; list a subdirectory, or use exec (e.g. ls -f | head)", p, runtimes.MaxListEntries), "path", err)
 	}
-	return runtimeErr(sb, err)
+	return runtimeErr(sb, op+" "+p, err)
 }
 
 // pastTense of a file operation, for messages.

@@ -2,14 +2,15 @@ package interact
 
 import (
 	"context"
-	"strings"
+	"fmt"
 	"sync"
 
 	"github.com/google/uuid"
 
 	"github.com/insien/orchestrator/internal/platform/apierror"
 	"github.com/insien/orchestrator/internal/runtimes"
-	"github.com/insien/orchestrator/repositories"
+	"github.com/insien/orchestrator/internal/sandbox/lifecycle"
+	"github.com/insien/orchestrator/internal/sandbox/model"
 )
 
 // Terminal sizes: the default, and the bounds a client may ask for.
@@ -35,7 +36,9 @@ type Session struct {
 func (s *Session) Close() error {
 	var err error
 	s.once.Do(func() {
-		err = s.Terminal.Close()
+		if cerr := s.Terminal.Close(); cerr != nil {
+			err = fmt.Errorf("closing a terminal: %w", cerr)
+		}
 		s.release()
 	})
 	return err
@@ -52,7 +55,7 @@ func CheckTerminalSize(rows, cols uint) error {
 // TerminalRequest is a validated terminal for a running sandbox, ready to open.
 type TerminalRequest struct {
 	s  *Service
-	sb *repositories.Sandbox
+	sb *model.Sandbox
 	in TerminalInput
 }
 
@@ -62,13 +65,8 @@ func (s *Service) PrepareTerminal(ctx context.Context, userID, id uuid.UUID, in 
 	if len(in.Cmd) == 0 {
 		in.Cmd = []string{"sh"}
 	}
-	if in.Cmd[0] == "" {
-		return nil, apierror.Invalid("cmd", "cmd[0], the program, must not be empty")
-	}
-	for i, arg := range in.Cmd {
-		if strings.ContainsRune(arg, 0) {
-			return nil, apierror.Invalid("cmd", "cmd[%d] contains a NUL byte", i)
-		}
+	if _, err := lifecycle.CheckArgv(in.Cmd, cmdArgv); err != nil {
+		return nil, err
 	}
 	if in.Rows == 0 {
 		in.Rows = DefaultRows
@@ -90,13 +88,13 @@ func (s *Service) PrepareTerminal(ctx context.Context, userID, id uuid.UUID, in 
 func (r *TerminalRequest) Open(ctx context.Context) (*Session, error) {
 	release, err := r.s.sandboxes.Connect(ctx, r.sb)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("opening a terminal: %w", err)
 	}
 	spec := runtimes.ExecSpec{Cmd: r.in.Cmd, Env: map[string]string{"TERM": "xterm-256color"}}
 	term, err := r.s.rt.Terminal(ctx, container(r.sb), spec, r.in.Rows, r.in.Cols)
 	if err != nil {
 		release()
-		return nil, runtimeErr(r.sb, err)
+		return nil, runtimeErr(r.sb, "opening a terminal", err)
 	}
 	return &Session{Terminal: term, release: release}, nil
 }

@@ -6,10 +6,12 @@ import (
 	"github.com/insien/orchestrator/internal/identity/users"
 )
 
-// Module provides the sandbox service, runs its loops with the app, and lets the user service
-// end a deleted user's sandboxes.
+// Module provides the sandbox service, also as what the user service needs to end a deleted
+// user's sandboxes, and runs its loops with the app.
 var Module = fx.Module("lifecycle",
-	fx.Provide(NewService),
-	fx.Provide(func(s *Service) users.SandboxDestroyer { return s }),
-	fx.Invoke(func(lc fx.Lifecycle, s *Service) { lc.Append(fx.StartStopHook(s.Start, s.Stop)) }),
+	fx.Provide(fx.Annotate(NewService, fx.As(fx.Self()), fx.As(new(users.SandboxDestroyer)))),
+	fx.Invoke(runLoops),
 )
+
+// runLoops runs the reaper, the reconciler and the event watcher from start to stop.
+func runLoops(lc fx.Lifecycle, s *Service) { lc.Append(fx.StartStopHook(s.Start, s.Stop)) }

@@ -6,12 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"net/http"
 	"slices"
 	"strconv"
 
 	"github.com/insien/orchestrator/internal/platform/apierror"
-	"github.com/insien/orchestrator/repositories"
+	"github.com/insien/orchestrator/internal/sandbox/model"
 )
 
 // fingerprint is a SHA-256 of the request as the caller sent it (before defaults), in a canonical
@@ -62,14 +61,14 @@ func (in CreateInput) fingerprint() []byte {
 
 // errKeyReused is Stripe's answer to an Idempotency-Key sent again with another request.
 func errKeyReused() error {
-	return apierror.New(http.StatusUnprocessableEntity, "idempotency_key_reused",
+	return apierror.Unprocessable("idempotency_key_reused",
 		"this Idempotency-Key was already used with a different request; send the same request to get its sandbox, or use a new key")
 }
 
 // replay answers a create whose Idempotency-Key is already taken: the first sandbox when the
 // request is the same, 422 idempotency_key_reused when it differs. A sandbox created before
 // fingerprints were recorded has none and is replayed as before.
-func (s *Service) replay(first *repositories.Sandbox, in CreateInput) (*repositories.Sandbox, bool, error) {
+func (s *Service) replay(first *model.Sandbox, in CreateInput) (*model.Sandbox, bool, error) {
 	if first.IdempotencyFingerprint == nil {
 		return first, true, nil
 	}
@@ -87,7 +86,7 @@ func (s *Service) replay(first *repositories.Sandbox, in CreateInput) (*reposito
 }
 
 // sameEnv compares env values with the first sandbox's sealed ones (the names already matched).
-func (s *Service) sameEnv(first *repositories.Sandbox, env map[string]string) (bool, error) {
+func (s *Service) sameEnv(first *model.Sandbox, env map[string]string) (bool, error) {
 	if len(first.EnvEncrypted) == 0 {
 		return len(env) == 0, nil
 	}

@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -10,7 +11,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/insien/orchestrator/internal/platform/cache"
+	"github.com/insien/orchestrator/internal/platform/loop"
 	"github.com/insien/orchestrator/internal/runtimes"
+	"github.com/insien/orchestrator/internal/sandbox/model"
 	"github.com/insien/orchestrator/repositories"
 )
 
@@ -21,57 +24,25 @@ const (
 	claimBatch = 20
 )
 
-// Why a sandbox ended (end_reason), as clients read it. Some are also written by SQL
-// (repositories: expired, create_interrupted) and by the users service (user_deleted).
-const (
-	EndDeleted            = "deleted"             // DELETE by its owner
-	EndExpired            = "expired"             // its timeout or max lifetime passed
-	EndProcessExited      = "process_exited"      // its main process exited; exit_code says how
-	EndOOMKilled          = "oom_killed"          // the out-of-memory killer ended its main process
-	EndRuntimeLost        = "runtime_lost"        // its container disappeared from the runtime
-	EndStartFailed        = "start_failed"        // the runtime refused to create or start it
-	EndImageUnavailable   = "image_unavailable"   // its image is not on the server
-	EndRuntimeUnavailable = "runtime_unavailable" // the runtime did not answer while creating it
-	EndLimitsRefused      = "limits_refused"      // the runtime cannot apply its cpu or memory
-)
-
-// finalStatus is where a stopping sandbox ends, given why it stopped: a main process that exited
-// with 0 finished its work (stopped); any other end that its owner did not ask for is failed.
-func finalStatus(endReason *string, exitCode *int) string {
-	if endReason == nil {
-		return repositories.StatusStopped
-	}
-	switch *endReason {
-	case EndExpired:
-		return repositories.StatusExpired
-	case EndDeleted, "user_deleted":
-		return repositories.StatusStopped
-	case EndProcessExited:
-		if exitCode != nil && *exitCode == 0 {
-			return repositories.StatusStopped
-		}
-	}
-	return repositories.StatusFailed
-}
-
 // destroy stops and removes the container of a row this caller moved to stopping, then records
 // the final state. If the runtime fails the row stays stopping and the reconciler retries.
-func (s *Service) destroy(ctx context.Context, sb *repositories.Sandbox) error {
+func (s *Service) destroy(ctx context.Context, sb *model.Sandbox) error {
 	name := ContainerName(sb.ID)
-	if err := s.rt.Stop(ctx, name, s.rtcfg.StopGrace); err != nil && !errors.Is(err, runtimes.ErrNotFound) {
+	if err := s.rt.Stop(ctx, name, s.runtimeCfg.StopGrace); err != nil && !errors.Is(err, runtimes.ErrNotFound) {
 		s.log.Warn("stopping sandbox", zap.Stringer("sandbox", sb.ID), zap.Error(err))
 	}
 	if err := s.rt.Remove(ctx, name); err != nil {
-		return err
+		return fmt.Errorf("removing the container of sandbox %s: %w", sb.ID, err)
 	}
-	ended, err := s.rows.Transition(ctx, sb.ID, []string{repositories.StatusStopping}, finalStatus(sb.EndReason, sb.ExitCode),
+	ended, err := s.rows.Transition(ctx, sb.ID, []model.Status{model.StatusStopping}, model.Final(sb.EndReason, sb.ExitCode),
 		map[string]any{"ended_at": time.Now()})
-	if err != nil && !errors.Is(err, repositories.ErrNotFound) {
-		return err
+	if errors.Is(err, repositories.ErrNotFound) {
+		return nil // another replica finished it
 	}
-	if ended != nil {
-		s.changed(ctx, ended)
+	if err != nil {
+		return fmt.Errorf("recording the end of sandbox %s: %w", sb.ID, err)
 	}
+	s.changed(ctx, ended)
 	return nil
 }
 
@@ -100,20 +71,15 @@ func (s *Service) Stop(context.Context) error {
 	return nil
 }
 
+// every runs work once per interval until ctx ends; a failure is logged and the next run retries.
 func (s *Service) every(ctx context.Context, interval time.Duration, name string, work func(context.Context) error) {
 	defer s.loops.Done()
-	ticker := time.NewTicker(interval)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-		}
+	loop.Every(ctx, interval, func(ctx context.Context) bool {
 		if err := work(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn(name+" failed", zap.Error(err))
 		}
-	}
+		return false
+	})
 }
 
 // Reap expires every live sandbox past its expires_at. Claims are atomic, so with several
@@ -121,8 +87,11 @@ func (s *Service) every(ctx context.Context, interval time.Duration, name string
 func (s *Service) Reap(ctx context.Context) error {
 	for {
 		claimed, err := s.rows.ClaimExpired(ctx, claimBatch, s.cfg.PausedExpiry == "keep", s.cfg.MaxLifetime)
-		if err != nil || len(claimed) == 0 {
-			return err
+		if err != nil {
+			return fmt.Errorf("reaping: %w", err)
+		}
+		if len(claimed) == 0 {
+			return nil
 		}
 		s.destroyAll(ctx, claimed, &s.reaped)
 		if len(claimed) < claimBatch {
@@ -131,11 +100,11 @@ func (s *Service) Reap(ctx context.Context) error {
 	}
 }
 
-func (s *Service) destroyAll(ctx context.Context, rows []repositories.Sandbox, counter interface{ Add(int64) int64 }) {
+func (s *Service) destroyAll(ctx context.Context, rows []model.Sandbox, counter interface{ Add(int64) int64 }) {
 	var wg sync.WaitGroup
 	for i := range rows {
 		wg.Add(1)
-		go func(sb *repositories.Sandbox) {
+		go func(sb *model.Sandbox) {
 			defer wg.Done()
 			s.changed(ctx, sb)
 			ctx, cancel := context.WithTimeout(ctx, RuntimeBudget) // one hung engine call must not stall the loop
@@ -158,18 +127,18 @@ func (s *Service) destroyAll(ctx context.Context, rows []repositories.Sandbox, c
 func (s *Service) Reconcile(ctx context.Context) error {
 	stuck, err := s.rows.ClaimStuck(ctx, s.instance, s.started, time.Now().Add(-stuckAfter), claimBatch)
 	if err != nil {
-		return err
+		return fmt.Errorf("reconciling: %w", err)
 	}
 	s.destroyAll(ctx, stuck, nil)
 
 	listedAt := time.Now()
-	containers, err := s.rt.List(ctx, map[string]string{runtimes.LabelCluster: s.rtcfg.Cluster})
+	containers, err := s.rt.List(ctx, map[string]string{runtimes.LabelCluster: s.runtimeCfg.Cluster})
 	if err != nil {
-		return err
+		return fmt.Errorf("reconciling: listing the runtime's containers: %w", err)
 	}
 	live, err := s.rows.Live(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("reconciling: %w", err)
 	}
 	seen := map[uuid.UUID]runtimes.Info{}
 	for _, c := range containers {
@@ -190,7 +159,7 @@ func (s *Service) Reconcile(ctx context.Context) error {
 		}
 	}
 	for id, sb := range live {
-		if sb.Status != repositories.StatusRunning && sb.Status != repositories.StatusPaused {
+		if !sb.Status.In(model.Up) {
 			continue
 		}
 		if sb.StartedAt == nil || !sb.StartedAt.Before(listedAt) {
@@ -202,7 +171,7 @@ func (s *Service) Reconcile(ctx context.Context) error {
 		}
 		var end ending
 		if !ok {
-			end = ending{reason: EndRuntimeLost}
+			end = ending{reason: model.EndRuntimeLost}
 		} else if end, ok = s.inspectEnd(ctx, c.Name); !ok {
 			continue // running again, or the runtime did not answer: the next pass decides
 		}
@@ -216,12 +185,12 @@ func (s *Service) Reconcile(ctx context.Context) error {
 func cacheKey(id uuid.UUID) string { return "sandbox:" + id.String() }
 
 // cached returns the Redis copy of a sandbox (env excluded) when present.
-func (s *Service) cached(ctx context.Context, id uuid.UUID) (*repositories.Sandbox, bool) {
-	sb, ok := cache.Get[repositories.Sandbox](ctx, s.rdb, cacheKey(id))
+func (s *Service) cached(ctx context.Context, id uuid.UUID) (*model.Sandbox, bool) {
+	sb, ok := cache.Get[model.Sandbox](ctx, s.rdb, cacheKey(id))
 	return &sb, ok
 }
 
-func (s *Service) cache(ctx context.Context, sb *repositories.Sandbox) {
+func (s *Service) cache(ctx context.Context, sb *model.Sandbox) {
 	copied := *sb
 	copied.EnvEncrypted = nil // secrets stay in Postgres only
 	if err := cache.Set(ctx, s.rdb, cacheKey(sb.ID), copied, s.cfg.CacheTTL); err != nil {
@@ -231,7 +200,7 @@ func (s *Service) cache(ctx context.Context, sb *repositories.Sandbox) {
 
 // changed invalidates the Redis copy after every write, on every replica. If Redis is down the
 // copy (if any) is gone with it, or expires within cache_ttl; the failure is only logged.
-func (s *Service) changed(ctx context.Context, sb *repositories.Sandbox) {
+func (s *Service) changed(ctx context.Context, sb *model.Sandbox) {
 	if err := cache.Invalidate(ctx, s.rdb, cacheKey(sb.ID), cache.InvalidationWindow); err != nil {
 		s.log.Debug("invalidating sandbox cache", zap.Error(err))
 	}

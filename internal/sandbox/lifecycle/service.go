@@ -7,11 +7,9 @@ package lifecycle
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"strconv"
 	"sync"
@@ -20,7 +18,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
-	"github.com/uptrace/bun"
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 
@@ -29,12 +26,9 @@ import (
 	"github.com/insien/orchestrator/internal/runtimes"
 	"github.com/insien/orchestrator/internal/sandbox/envcrypt"
 	"github.com/insien/orchestrator/internal/sandbox/liveconns"
+	"github.com/insien/orchestrator/internal/sandbox/model"
 	"github.com/insien/orchestrator/repositories"
 )
-
-// quotaLockKey serializes quota checks across replicas (pg_advisory_xact_lock), so concurrent
-// creates can never exceed a quota between counting and inserting.
-const quotaLockKey int64 = 0x73616e64626f78 // "sandbox"
 
 // RuntimeBudget bounds the runtime work of one create or destroy, independent of the client: a
 // client that disconnects must not leave a half-created sandbox behind.
@@ -48,48 +42,40 @@ type Caller struct {
 
 // Service manages sandboxes.
 type Service struct {
-	db       *bun.DB
-	rows     *repositories.Sandboxes
-	rt       runtimes.Runtime
-	sealer   *envcrypt.Sealer
-	rdb      *redis.Client
-	conns    *liveconns.Registry
-	cfg      config.Sandbox
-	rtcfg    config.Runtime
-	instance string
-	started  time.Time
-	log      *zap.Logger
+	rows       *repositories.Sandboxes
+	rt         runtimes.Runtime
+	runtimeCfg config.Runtime
+	sealer     *envcrypt.Sealer
+	rdb        *redis.Client
+	conns      *liveconns.Registry
+	cfg        config.Sandbox
+	instance   string
+	started    time.Time
+	log        *zap.Logger
 
 	reaped    atomic.Int64
 	stopLoops context.CancelFunc
 	loops     sync.WaitGroup
 }
 
-// Params are the service's Fx dependencies.
+// Params are the service's dependencies.
 type Params struct {
 	fx.In
-	DB      *bun.DB
-	Rows    *repositories.Sandboxes
-	Runtime runtimes.Runtime
-	Sealer  *envcrypt.Sealer
-	Redis   *redis.Client
-	Conns   *liveconns.Registry
-	Sandbox config.Sandbox
-	RtCfg   config.Runtime
-	App     config.App
-	Log     *zap.Logger
+	Sandboxes     *repositories.Sandboxes
+	Runtime       runtimes.Runtime
+	RuntimeConfig config.Runtime
+	Sealer        *envcrypt.Sealer
+	Redis         *redis.Client
+	Conns         *liveconns.Registry
+	Sandbox       config.Sandbox
+	App           config.App
+	Log           *zap.Logger
 }
 
-// NewService builds the service from its Fx parameters.
+// NewService builds the service; its loops run from Start to Stop.
 func NewService(p Params) *Service {
-	return New(p.DB, p.Rows, p.Runtime, p.Sealer, p.Redis, p.Conns, p.Sandbox, p.RtCfg, p.App.InstanceName(), p.Log)
-}
-
-// New builds the service.
-func New(db *bun.DB, rows *repositories.Sandboxes, rt runtimes.Runtime, sealer *envcrypt.Sealer, rdb *redis.Client,
-	conns *liveconns.Registry, cfg config.Sandbox, rtcfg config.Runtime, instance string, log *zap.Logger) *Service {
-	return &Service{db: db, rows: rows, rt: rt, sealer: sealer, rdb: rdb, conns: conns, cfg: cfg, rtcfg: rtcfg,
-		instance: instance, started: time.Now(), log: log.Named("sandboxes")}
+	return &Service{rows: p.Sandboxes, rt: p.Runtime, runtimeCfg: p.RuntimeConfig, sealer: p.Sealer, rdb: p.Redis,
+		conns: p.Conns, cfg: p.Sandbox, instance: p.App.InstanceName(), started: time.Now(), log: p.Log.Named("sandboxes")}
 }
 
 // Reaped counts the sandboxes this replica has expired (for tests and metrics).
@@ -99,7 +85,7 @@ func (s *Service) Reaped() int64 { return s.reaped.Load() }
 // once it runs. A retried request with the same Idempotency-Key returns the first sandbox
 // (replayed=true) and never creates a second one; the same key with a different request is
 // refused (422 idempotency_key_reused).
-func (s *Service) Create(ctx context.Context, caller Caller, in CreateInput) (sb *repositories.Sandbox, replayed bool, err error) {
+func (s *Service) Create(ctx context.Context, caller Caller, in CreateInput) (sb *model.Sandbox, replayed bool, err error) {
 	sp, err := validate(in, s.cfg)
 	if err != nil {
 		return nil, false, err
@@ -108,28 +94,24 @@ func (s *Service) Create(ctx context.Context, caller Caller, in CreateInput) (sb
 		if existing, err := s.rows.ByIdempotencyKey(ctx, caller.UserID, in.IdempotencyKey); err == nil {
 			return s.replay(existing, in)
 		} else if !errors.Is(err, repositories.ErrNotFound) {
-			return nil, false, err
+			return nil, false, fmt.Errorf("looking up the Idempotency-Key: %w", err)
 		}
 	}
-	row, err := s.newRow(caller, in, sp)
+	sb, err = s.newSandbox(caller, in, sp)
 	if err != nil {
 		return nil, false, err
 	}
-	err = s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(?)", quotaLockKey); err != nil {
+	err = s.rows.InTx(ctx, func(ctx context.Context, rows *repositories.Sandboxes) error {
+		if err := rows.LockQuota(ctx); err != nil {
 			return err
 		}
 		// A user deleted while this request was on its way gets no new sandbox; the share lock
 		// orders this create against the soft delete that would miss it.
-		var alive uuid.UUID
-		err := tx.NewRaw("SELECT id FROM users WHERE id = ? AND deleted_at IS NULL FOR SHARE", caller.UserID).Scan(ctx, &alive)
-		if errors.Is(err, sql.ErrNoRows) {
+		if err := rows.LockOwner(ctx, caller.UserID); errors.Is(err, repositories.ErrNotFound) {
 			return apierror.Unauthorized("account_deleted", "this account has been deleted")
-		}
-		if err != nil {
+		} else if err != nil {
 			return err
 		}
-		rows := s.rows.With(tx)
 		mine, err := rows.CountLive(ctx, caller.UserID)
 		if err != nil {
 			return err
@@ -144,34 +126,35 @@ func (s *Service) Create(ctx context.Context, caller Caller, in CreateInput) (sb
 		if all >= s.cfg.MaxPerInstance {
 			return quotaExceeded("this server runs %d sandboxes, its maximum; retry later", all)
 		}
-		return rows.Insert(ctx, row)
+		return rows.Insert(ctx, sb)
 	})
 	if errors.Is(err, repositories.ErrConflict) && in.IdempotencyKey != "" {
 		// A concurrent request with the same key inserted first.
 		existing, err := s.rows.ByIdempotencyKey(ctx, caller.UserID, in.IdempotencyKey)
 		if err != nil {
-			return nil, false, err
+			return nil, false, fmt.Errorf("replaying a concurrent create with the same Idempotency-Key: %w", err)
 		}
 		return s.replay(existing, in)
 	}
 	if err != nil {
-		return nil, false, err
+		return nil, false, fmt.Errorf("reserving quota for a sandbox: %w", err)
 	}
 	runCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RuntimeBudget)
 	defer cancel()
-	started, err := s.start(runCtx, row, sp)
+	started, err := s.start(runCtx, sb, sp)
 	return started, false, err
 }
 
 func quotaExceeded(format string, args ...any) error {
-	return apierror.New(http.StatusTooManyRequests, "quota_exceeded", format, args...)
+	return apierror.TooManyRequests("quota_exceeded", format, args...)
 }
 
-func (s *Service) newRow(caller Caller, in CreateInput, sp spec) (*repositories.Sandbox, error) {
+// newSandbox is the pending sandbox a create inserts, its env sealed.
+func (s *Service) newSandbox(caller Caller, in CreateInput, sp spec) (*model.Sandbox, error) {
 	id := uuid.New()
-	row := &repositories.Sandbox{
+	row := &model.Sandbox{
 		ID: id, UserID: caller.UserID, APIKeyID: caller.APIKeyID, Image: sp.image, Command: sp.command,
-		Status: repositories.StatusPending, Instance: s.instance, CPU: sp.cpu, MemoryMB: sp.memoryMB,
+		Status: model.StatusPending, Instance: s.instance, CPU: sp.cpu, MemoryMB: sp.memoryMB,
 		Metadata: sp.metadata, EnvNames: []string{}, TimeoutSeconds: int(sp.timeout / time.Second), AutoExtend: sp.autoExtend,
 		ExpiresAt: time.Now().Add(sp.timeout),
 	}
@@ -189,7 +172,7 @@ func (s *Service) newRow(caller Caller, in CreateInput, sp spec) (*repositories.
 		plain, _ := json.Marshal(sp.env)
 		sealed, err := s.sealer.Seal(plain, id[:])
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("sealing the env of sandbox %s: %w", id, err)
 		}
 		row.EnvEncrypted = sealed
 		for name := range sp.env {
@@ -205,13 +188,13 @@ func ContainerName(id uuid.UUID) string { return "sbx-" + id.String() }
 
 // start creates and starts the container of a pending row. On failure the row ends failed with
 // a reason a client may read (the runtime's own words are only logged) and no container is left.
-func (s *Service) start(ctx context.Context, row *repositories.Sandbox, sp spec) (*repositories.Sandbox, error) {
+func (s *Service) start(ctx context.Context, row *model.Sandbox, sp spec) (*model.Sandbox, error) {
 	name := ContainerName(row.ID)
 	runtimeID, err := s.rt.Create(ctx, runtimes.Spec{
 		Name: name, Image: row.Image, Command: row.Command, Env: sp.env, CPU: row.CPU, MemoryMB: row.MemoryMB,
 		PidsLimit: s.cfg.PidsLimit,
 		Labels: map[string]string{
-			runtimes.LabelManagedBy: "true", runtimes.LabelCluster: s.rtcfg.Cluster,
+			runtimes.LabelManagedBy: "true", runtimes.LabelCluster: s.runtimeCfg.Cluster,
 			runtimes.LabelInstance: s.instance, runtimes.LabelSandboxID: row.ID.String(),
 			runtimes.LabelUserID: row.UserID.String(),
 		},
@@ -223,7 +206,7 @@ func (s *Service) start(ctx context.Context, row *repositories.Sandbox, sp spec)
 		return nil, s.failStart(ctx, row, err)
 	}
 	now := time.Now()
-	running, err := s.rows.Transition(ctx, row.ID, []string{repositories.StatusPending}, repositories.StatusRunning, map[string]any{
+	running, err := s.rows.Transition(ctx, row.ID, []model.Status{model.StatusPending}, model.StatusRunning, map[string]any{
 		"runtime_id": runtimeID, "started_at": now, "expires_at": now.Add(time.Duration(row.TimeoutSeconds) * time.Second),
 	})
 	if errors.Is(err, repositories.ErrNotFound) {
@@ -232,7 +215,7 @@ func (s *Service) start(ctx context.Context, row *repositories.Sandbox, sp spec)
 		return nil, apierror.Conflict("sandbox_deleted", "the sandbox was deleted while it was starting")
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("recording that sandbox %s runs: %w", row.ID, err)
 	}
 	s.changed(ctx, running)
 	// A main process that died at once (a command that does not exist: the init starts, then
@@ -244,20 +227,20 @@ func (s *Service) start(ctx context.Context, row *repositories.Sandbox, sp spec)
 		if end.exitCode != nil {
 			code = strconv.Itoa(*end.exitCode)
 		}
-		return nil, apierror.New(http.StatusUnprocessableEntity, "sandbox_exited",
+		return nil, apierror.Unprocessable("sandbox_exited",
 			"sandbox %s stopped at once: its command exited with code %s (%s); a sandbox's command must keep running", row.ID, code, end.reason)
 	}
 	return running, nil
 }
 
 // failStart ends a pending row whose container could not be created or started.
-func (s *Service) failStart(ctx context.Context, row *repositories.Sandbox, cause error) error {
+func (s *Service) failStart(ctx context.Context, row *model.Sandbox, cause error) error {
 	if err := s.rt.Remove(ctx, ContainerName(row.ID)); err != nil {
 		s.log.Warn("removing a container that failed to start", zap.Stringer("sandbox", row.ID), zap.Error(err))
 	}
 	reason, apiErr := startFailure(row, cause)
 	s.log.Warn("sandbox failed to start", zap.Stringer("sandbox", row.ID), zap.String("end_reason", reason), zap.Error(cause))
-	if _, err := s.rows.Transition(ctx, row.ID, []string{repositories.StatusPending}, repositories.StatusFailed,
+	if _, err := s.rows.Transition(ctx, row.ID, []model.Status{model.StatusPending}, model.StatusFailed,
 		map[string]any{"end_reason": reason, "ended_at": time.Now()}); err != nil && !errors.Is(err, repositories.ErrNotFound) {
 		s.log.Error("recording a failed start", zap.Stringer("sandbox", row.ID), zap.Error(err))
 	}
@@ -267,36 +250,45 @@ func (s *Service) failStart(ctx context.Context, row *repositories.Sandbox, caus
 
 // startFailure is the end_reason and client error of a failed start. Neither carries the
 // engine's text (it names host paths and cgroups); the cause goes to the log only.
-func startFailure(row *repositories.Sandbox, cause error) (string, error) {
+func startFailure(row *model.Sandbox, cause error) (string, error) {
 	switch {
 	case errors.Is(cause, runtimes.ErrImageNotFound):
-		return EndImageUnavailable, apierror.New(http.StatusUnprocessableEntity, "image_unavailable",
+		return model.EndImageUnavailable, apierror.Unprocessable("image_unavailable",
 			"image %q is not available on this server", row.Image).WithCause(cause)
 	case errors.Is(cause, runtimes.ErrUnavailable):
-		return EndRuntimeUnavailable, apierror.Unavailable("runtime_unavailable",
+		return model.EndRuntimeUnavailable, apierror.Unavailable("runtime_unavailable",
 			"the sandbox runtime is unavailable; sandbox %s failed, retry later", row.ID).WithCause(cause)
 	case errors.Is(cause, runtimes.ErrSpecRefused):
-		return EndLimitsRefused, apierror.New(http.StatusUnprocessableEntity, "limits_unavailable",
+		return model.EndLimitsRefused, apierror.Unprocessable("limits_unavailable",
 			"this server cannot run a sandbox with cpu %g and memory_mb %d (it may have fewer CPUs or less memory); ask for less",
 			row.CPU, row.MemoryMB).WithCause(cause)
 	}
-	return EndStartFailed, apierror.New(http.StatusBadGateway, "sandbox_start_failed",
+	return model.EndStartFailed, apierror.BadGateway("sandbox_start_failed",
 		"sandbox %s failed to start (the runtime's reason is in the server log)", row.ID).WithCause(cause)
 }
 
 // Get returns a user's sandbox, from the Redis copy when fresh.
-func (s *Service) Get(ctx context.Context, userID, id uuid.UUID) (*repositories.Sandbox, error) {
+func (s *Service) Get(ctx context.Context, userID, id uuid.UUID) (*model.Sandbox, error) {
 	if sb, ok := s.cached(ctx, id); ok && sb.UserID == userID {
 		return sb, nil
 	}
+	sb, err := s.owned(ctx, userID, id)
+	if err != nil {
+		return nil, err
+	}
+	s.cache(ctx, sb)
+	return sb, nil
+}
+
+// owned reads a user's sandbox from Postgres: 404 when it is not theirs or does not exist.
+func (s *Service) owned(ctx context.Context, userID, id uuid.UUID) (*model.Sandbox, error) {
 	sb, err := s.rows.Get(ctx, userID, id)
 	if errors.Is(err, repositories.ErrNotFound) {
 		return nil, apierror.NotFound("sandbox")
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reading sandbox %s: %w", id, err)
 	}
-	s.cache(ctx, sb)
 	return sb, nil
 }
 
@@ -312,12 +304,12 @@ type ListInput struct {
 const DefaultListLimit = 20
 
 // List returns a page of the user's sandboxes, newest first, and the cursor of the next page.
-func (s *Service) List(ctx context.Context, userID uuid.UUID, in ListInput) ([]repositories.Sandbox, string, error) {
-	f := repositories.ListFilter{UserID: userID, Status: in.Status, Metadata: in.Metadata, Limit: in.Limit}
+func (s *Service) List(ctx context.Context, userID uuid.UUID, in ListInput) ([]model.Sandbox, string, error) {
+	f := repositories.ListFilter{UserID: userID, Status: model.Status(in.Status), Metadata: in.Metadata, Limit: in.Limit}
 	if f.Limit < 1 || f.Limit > 100 {
 		return nil, "", apierror.Invalid("limit", "limit must be between 1 and 100")
 	}
-	if f.Status != "" && !validStatus(f.Status) {
+	if f.Status != "" && !f.Status.In(model.Statuses) {
 		return nil, "", apierror.Invalid("status", "unknown status %q", f.Status)
 	}
 	if in.Cursor != "" {
@@ -330,7 +322,7 @@ func (s *Service) List(ctx context.Context, userID uuid.UUID, in ListInput) ([]r
 	f.Limit++ // one more tells whether a next page exists
 	rows, err := s.rows.List(ctx, f)
 	if err != nil {
-		return nil, "", err
+		return nil, "", fmt.Errorf("listing sandboxes: %w", err)
 	}
 	next := ""
 	if len(rows) == f.Limit {
@@ -341,30 +333,18 @@ func (s *Service) List(ctx context.Context, userID uuid.UUID, in ListInput) ([]r
 	return rows, next, nil
 }
 
-func validStatus(status string) bool {
-	switch status {
-	case repositories.StatusPending, repositories.StatusRunning, repositories.StatusPaused, repositories.StatusStopping,
-		repositories.StatusStopped, repositories.StatusFailed, repositories.StatusExpired:
-		return true
-	}
-	return false
-}
-
 // Delete stops and removes a user's sandbox. Deleting an ended (or ending) sandbox succeeds;
 // of two concurrent deletes exactly one removes the container.
 func (s *Service) Delete(ctx context.Context, userID, id uuid.UUID) error {
-	if _, err := s.rows.Get(ctx, userID, id); errors.Is(err, repositories.ErrNotFound) {
-		return apierror.NotFound("sandbox")
-	} else if err != nil {
+	if _, err := s.owned(ctx, userID, id); err != nil {
 		return err
 	}
-	claimed, err := s.rows.Transition(ctx, id, []string{repositories.StatusPending, repositories.StatusRunning, repositories.StatusPaused},
-		repositories.StatusStopping, map[string]any{"end_reason": EndDeleted})
+	claimed, err := s.rows.Transition(ctx, id, model.Stoppable, model.StatusStopping, map[string]any{"end_reason": model.EndDeleted})
 	if errors.Is(err, repositories.ErrNotFound) {
 		return nil // already ending or ended
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("claiming sandbox %s to delete it: %w", id, err)
 	}
 	s.changed(ctx, claimed)
 	runCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RuntimeBudget)
@@ -381,17 +361,16 @@ func (s *Service) Delete(ctx context.Context, userID, id uuid.UUID) error {
 func (s *Service) DestroyAllForUser(ctx context.Context, userID uuid.UUID, reason string) error {
 	live, err := s.rows.LiveForUser(ctx, userID)
 	if err != nil {
-		return err
+		return fmt.Errorf("finding the sandboxes of user %s: %w", userID, err)
 	}
-	var claimed []repositories.Sandbox
+	var claimed []model.Sandbox
 	for _, sb := range live {
-		c, err := s.rows.Transition(ctx, sb.ID, []string{repositories.StatusPending, repositories.StatusRunning, repositories.StatusPaused},
-			repositories.StatusStopping, map[string]any{"end_reason": reason})
+		c, err := s.rows.Transition(ctx, sb.ID, model.Stoppable, model.StatusStopping, map[string]any{"end_reason": reason})
 		if errors.Is(err, repositories.ErrNotFound) {
 			continue // already ending
 		}
 		if err != nil {
-			return err
+			return fmt.Errorf("claiming sandbox %s of user %s: %w", sb.ID, userID, err)
 		}
 		claimed = append(claimed, *c)
 	}
@@ -402,26 +381,23 @@ func (s *Service) DestroyAllForUser(ctx context.Context, userID uuid.UUID, reaso
 }
 
 // SetTimeout sets expires_at to now + seconds, bounded by max lifetime from creation.
-func (s *Service) SetTimeout(ctx context.Context, userID, id uuid.UUID, seconds int) (*repositories.Sandbox, error) {
+func (s *Service) SetTimeout(ctx context.Context, userID, id uuid.UUID, seconds int) (*model.Sandbox, error) {
 	d, err := validTimeout(seconds, s.cfg)
 	if err != nil {
 		return nil, err
 	}
-	return s.extend(ctx, userID, id, func(*repositories.Sandbox) time.Duration { return d })
+	return s.extend(ctx, userID, id, func(*model.Sandbox) time.Duration { return d })
 }
 
 // KeepAlive pushes expires_at to now + the sandbox's own timeout, bounded by max lifetime.
-func (s *Service) KeepAlive(ctx context.Context, userID, id uuid.UUID) (*repositories.Sandbox, error) {
-	return s.extend(ctx, userID, id, func(sb *repositories.Sandbox) time.Duration {
+func (s *Service) KeepAlive(ctx context.Context, userID, id uuid.UUID) (*model.Sandbox, error) {
+	return s.extend(ctx, userID, id, func(sb *model.Sandbox) time.Duration {
 		return time.Duration(sb.TimeoutSeconds) * time.Second
 	})
 }
 
-func (s *Service) extend(ctx context.Context, userID, id uuid.UUID, by func(*repositories.Sandbox) time.Duration) (*repositories.Sandbox, error) {
-	sb, err := s.rows.Get(ctx, userID, id)
-	if errors.Is(err, repositories.ErrNotFound) {
-		return nil, apierror.NotFound("sandbox")
-	}
+func (s *Service) extend(ctx context.Context, userID, id uuid.UUID, by func(*model.Sandbox) time.Duration) (*model.Sandbox, error) {
+	sb, err := s.owned(ctx, userID, id)
 	if err != nil {
 		return nil, err
 	}
@@ -430,7 +406,7 @@ func (s *Service) extend(ctx context.Context, userID, id uuid.UUID, by func(*rep
 		return nil, apierror.Conflict("sandbox_not_running", "sandbox is %s; only running or paused sandboxes can be extended", sb.Status)
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("extending sandbox %s: %w", id, err)
 	}
 	s.changed(ctx, updated)
 	return updated, nil
@@ -438,7 +414,7 @@ func (s *Service) extend(ctx context.Context, userID, id uuid.UUID, by func(*rep
 
 // withinLifetime bounds an expiry by sandbox.max_lifetime from creation: no extension, timeout or
 // resume may push a sandbox past it.
-func (s *Service) withinLifetime(sb *repositories.Sandbox, expires time.Time) time.Time {
+func (s *Service) withinLifetime(sb *model.Sandbox, expires time.Time) time.Time {
 	if limit := sb.CreatedAt.Add(s.cfg.MaxLifetime); expires.After(limit) {
 		return limit
 	}
@@ -453,8 +429,11 @@ func decodeCursor(c string) (time.Time, uuid.UUID, error) {
 	var micros int64
 	var raw string
 	if _, err := fmt.Sscanf(c, "%d_%s", &micros, &raw); err != nil {
-		return time.Time{}, uuid.Nil, err
+		return time.Time{}, uuid.Nil, fmt.Errorf("reading a cursor: %w", err)
 	}
 	id, err := uuid.Parse(raw)
-	return time.UnixMicro(micros), id, err
+	if err != nil {
+		return time.Time{}, uuid.Nil, fmt.Errorf("reading a cursor's id: %w", err)
+	}
+	return time.UnixMicro(micros), id, nil
 }

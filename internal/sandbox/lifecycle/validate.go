@@ -48,10 +48,8 @@ const (
 	maxIdempotencyKey   = 255
 )
 
+// envName is a POSIX environment variable name.
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-
-// ValidEnvName reports whether name is a POSIX environment variable name.
-func ValidEnvName(name string) bool { return envName.MatchString(name) }
 
 // validate checks every field against the configured limits, naming the first bad field.
 func validate(in CreateInput, cfg config.Sandbox) (spec, error) {
@@ -124,19 +122,20 @@ func validTimeout(seconds int, cfg config.Sandbox) (time.Duration, error) {
 	return time.Duration(seconds) * time.Second, nil
 }
 
+// commandArgv and createEnv are how a create takes its command and env: stored as text and
+// sealed as JSON, so they must be valid UTF-8 as well.
+var (
+	commandArgv = ArgvRules{Field: "command", EmptyProgram: "command[0] must name a program", UTF8: true}
+	createEnv   = EnvRules{BadValue: "the value of env %s contains a NUL byte or invalid UTF-8", UTF8: true, ShortNames: true}
+)
+
 func validateCommand(cmd []string) error {
 	if len(cmd) > maxCommandArgs {
 		return apierror.Invalid("command", "command has more than %d arguments", maxCommandArgs)
 	}
-	size := 0
-	for i, arg := range cmd {
-		size += len(arg)
-		if strings.ContainsRune(arg, 0) || !utf8.ValidString(arg) {
-			return apierror.Invalid("command", "command[%d] contains a NUL byte or invalid UTF-8", i)
-		}
-	}
-	if len(cmd) > 0 && cmd[0] == "" {
-		return apierror.Invalid("command", "command[0] must name a program")
+	size, err := CheckArgv(cmd, commandArgv)
+	if err != nil {
+		return err
 	}
 	if size > maxCommandBytes {
 		return apierror.Invalid("command", "command is larger than %d bytes", maxCommandBytes)
@@ -163,20 +162,72 @@ func validateMetadata(md map[string]string) error {
 }
 
 func validateEnv(env map[string]string, maxBytes int) error {
-	size := 0
-	for name, value := range env {
-		if !ValidEnvName(name) {
-			return apierror.Invalid("env", "env name %q is not a POSIX name ([A-Za-z_][A-Za-z0-9_]*)", truncate(name))
-		}
-		if strings.ContainsRune(value, 0) || !utf8.ValidString(value) {
-			return apierror.Invalid("env", "the value of env %s contains a NUL byte or invalid UTF-8", name)
-		}
-		size += len(name) + len(value) + 2
+	size, err := CheckEnv(env, createEnv)
+	if err != nil {
+		return err
 	}
 	if size > maxBytes {
 		return apierror.Invalid("env", "env is %d bytes; at most %d are allowed", size, maxBytes)
 	}
 	return nil
+}
+
+// ArgvRules is how an API field takes an argv (create's command; exec's and the terminal's cmd):
+// CheckArgv's checks are the same for every field, while each keeps its name and words as its
+// clients have always read them.
+type ArgvRules struct {
+	Field        string // named in errors
+	EmptyProgram string // the message for an empty argv[0]
+	UTF8         bool   // arguments must be valid UTF-8 as well as free of NUL bytes
+}
+
+// CheckArgv refuses an argv whose program (argv[0]) is empty, then one with an argument a
+// process cannot receive, and returns the length of its arguments in bytes. An empty argv passes:
+// whether one is required is the caller's to say.
+func CheckArgv(argv []string, r ArgvRules) (int, error) {
+	if len(argv) > 0 && argv[0] == "" {
+		return 0, apierror.Invalid(r.Field, "%s", r.EmptyProgram)
+	}
+	size := 0
+	for i, arg := range argv {
+		if strings.ContainsRune(arg, 0) || (r.UTF8 && !utf8.ValidString(arg)) {
+			what := "a NUL byte"
+			if r.UTF8 {
+				what += " or invalid UTF-8"
+			}
+			return 0, apierror.Invalid(r.Field, "%s[%d] contains %s", r.Field, i, what)
+		}
+		size += len(arg)
+	}
+	return size, nil
+}
+
+// EnvRules is how an API field takes environment variables (create's env, exec's env), in the
+// field's own words; CheckEnv's checks are the same for both.
+type EnvRules struct {
+	BadValue   string // the message, given the variable's name, for a value a process cannot receive
+	UTF8       bool   // values must be valid UTF-8 as well as free of NUL bytes
+	ShortNames bool   // a refused name is quoted cut to 32 characters, not whole
+}
+
+// CheckEnv refuses a variable whose name is not a POSIX name or whose value a process cannot
+// receive, and returns the size of the environment as "NAME=value\x00" strings, in bytes.
+func CheckEnv(env map[string]string, r EnvRules) (int, error) {
+	size := 0
+	for name, value := range env {
+		if !envName.MatchString(name) {
+			shown := name
+			if r.ShortNames {
+				shown = truncate(name)
+			}
+			return 0, apierror.Invalid("env", "env name %q is not a POSIX name ([A-Za-z_][A-Za-z0-9_]*)", shown)
+		}
+		if strings.ContainsRune(value, 0) || (r.UTF8 && !utf8.ValidString(value)) {
+			return 0, apierror.Invalid("env", r.BadValue, name)
+		}
+		size += len(name) + len(value) + 2
+	}
+	return size, nil
 }
 
 func truncate(s string) string {

@@ -3,7 +3,6 @@ package lifecycle
 import (
 	"context"
 	"errors"
-	"net/http"
 	"time"
 
 	"github.com/google/uuid"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/insien/orchestrator/internal/platform/apierror"
 	"github.com/insien/orchestrator/internal/runtimes"
+	"github.com/insien/orchestrator/internal/sandbox/model"
 	"github.com/insien/orchestrator/repositories"
 )
 
@@ -22,9 +22,9 @@ type ending struct {
 
 // exited is the ending of a main process that ended with code (-1: unknown).
 func exited(code int, oomKilled bool) ending {
-	e := ending{reason: EndProcessExited}
+	e := ending{reason: model.EndProcessExited}
 	if oomKilled {
-		e.reason = EndOOMKilled
+		e.reason = model.EndOOMKilled
 	}
 	if code >= 0 {
 		e.exitCode = &code
@@ -38,7 +38,7 @@ func exited(code int, oomKilled bool) ending {
 // Every replica sees every event; the conditional UPDATE lets exactly one act on it.
 func (s *Service) watch(ctx context.Context) {
 	defer s.loops.Done()
-	for ev := range s.rt.Watch(ctx, map[string]string{runtimes.LabelCluster: s.rtcfg.Cluster}) {
+	for ev := range s.rt.Watch(ctx, map[string]string{runtimes.LabelCluster: s.runtimeCfg.Cluster}) {
 		switch ev.Kind {
 		case runtimes.EventResync:
 			if err := s.Reconcile(ctx); err != nil && ctx.Err() == nil {
@@ -74,19 +74,18 @@ func (s *Service) recordEnd(ctx context.Context, id uuid.UUID, end ending) bool 
 	if end.exitCode != nil {
 		set["exit_code"] = *end.exitCode
 	}
-	ended, err := s.rows.Transition(ctx, id, []string{repositories.StatusRunning, repositories.StatusPaused},
-		finalStatus(&end.reason, end.exitCode), set)
+	ended, err := s.rows.Transition(ctx, id, model.Up, model.Final(&end.reason, end.exitCode), set)
 	if err != nil {
 		if !errors.Is(err, repositories.ErrNotFound) && ctx.Err() == nil {
 			s.log.Warn("recording the end of a sandbox", zap.Stringer("sandbox", id), zap.Error(err))
 		}
 		return false
 	}
-	fields := []zap.Field{zap.Stringer("sandbox", id), zap.String("status", ended.Status), zap.String("end_reason", end.reason)}
+	fields := []zap.Field{zap.Stringer("sandbox", id), zap.String("status", string(ended.Status)), zap.String("end_reason", end.reason)}
 	if end.exitCode != nil {
 		fields = append(fields, zap.Int("exit_code", *end.exitCode))
 	}
-	if end.reason == EndRuntimeLost {
+	if end.reason == model.EndRuntimeLost {
 		s.log.Warn("sandbox lost its container", fields...)
 	} else {
 		s.log.Info("sandbox ended by itself", fields...)
@@ -110,7 +109,7 @@ func (s *Service) inspectEnd(ctx context.Context, name string) (ending, bool) {
 	info, err := s.rt.Inspect(ctx, name)
 	switch {
 	case errors.Is(err, runtimes.ErrNotFound):
-		return ending{reason: EndRuntimeLost}, true
+		return ending{reason: model.EndRuntimeLost}, true
 	case err != nil:
 		s.log.Warn("inspecting a sandbox's container", zap.String("container", name), zap.Error(err))
 		return ending{}, false
@@ -135,9 +134,9 @@ func (s *Service) settle(ctx context.Context, id uuid.UUID) (end ending, over bo
 // runtime refused. A container whose main process ended before the watcher recorded it is
 // recorded now and answers 409 sandbox_not_running; other failures say whether to retry. The
 // engine's own words (host paths, cgroups) reach the log only.
-func (s *Service) freezeFailed(ctx context.Context, sb *repositories.Sandbox, to string, err error) error {
+func (s *Service) freezeFailed(ctx context.Context, sb *model.Sandbox, to model.Status, err error) error {
 	op := "resumed"
-	if to == repositories.StatusPaused {
+	if to == model.StatusPaused {
 		op = "paused"
 	}
 	if errors.Is(err, runtimes.ErrNotRunning) || errors.Is(err, runtimes.ErrNotFound) {
@@ -158,6 +157,6 @@ func runtimeFailed(op string, id uuid.UUID, err error, then string) error {
 		return apierror.Unavailable("runtime_unavailable",
 			"the sandbox runtime is unavailable: sandbox %s could not be %s; %s", id, op, then).WithCause(err)
 	}
-	return apierror.New(http.StatusBadGateway, "runtime_failed",
+	return apierror.BadGateway("runtime_failed",
 		"the sandbox runtime failed: sandbox %s could not be %s; %s", id, op, then).WithCause(err)
 }

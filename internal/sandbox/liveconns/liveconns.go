@@ -16,10 +16,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/insien/orchestrator/internal/platform/config"
+	"github.com/insien/orchestrator/internal/platform/loop"
 )
-
-// Module provides the registry.
-var Module = fx.Module("liveconns", fx.Provide(NewRegistryFromConfig))
 
 // Registry tracks live connections per sandbox: a sorted set per sandbox whose members are
 // "<instance>/<connection id>" scored by the time their heartbeat lapses.
@@ -30,14 +28,18 @@ type Registry struct {
 	log      *zap.Logger
 }
 
-// NewRegistryFromConfig is NewRegistry for the Fx graph.
-func NewRegistryFromConfig(rdb *redis.Client, app config.App, cfg config.Sandbox, log *zap.Logger) *Registry {
-	return NewRegistry(rdb, app.InstanceName(), cfg.ConnectionTTL, log)
+// Params are the registry's dependencies.
+type Params struct {
+	fx.In
+	Redis   *redis.Client
+	App     config.App     // the instance name marks this replica's entries
+	Sandbox config.Sandbox // entries lapse sandbox.connection_ttl after their last heartbeat
+	Log     *zap.Logger
 }
 
-// NewRegistry builds a registry; entries lapse ttl after their last heartbeat.
-func NewRegistry(rdb *redis.Client, instance string, ttl time.Duration, log *zap.Logger) *Registry {
-	return &Registry{rdb: rdb, instance: instance, ttl: ttl, log: log.Named("connections")}
+// NewRegistry builds a registry.
+func NewRegistry(p Params) *Registry {
+	return &Registry{rdb: p.Redis, instance: p.App.InstanceName(), ttl: p.Sandbox.ConnectionTTL, log: p.Log.Named("connections")}
 }
 
 func key(sandboxID uuid.UUID) string { return "conns:" + sandboxID.String() }
@@ -102,20 +104,12 @@ func (r *Registry) keepAlive(k, member string, onBeat func(context.Context)) fun
 		onBeat(ctx)
 	}
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		ticker := time.NewTicker(r.ttl / 3)
-		defer ticker.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-ticker.C:
-				beat(ctx)
-			}
-		}
-	}()
+	wg.Go(func() {
+		loop.Every(ctx, r.ttl/3, func(ctx context.Context) bool {
+			beat(ctx)
+			return false
+		})
+	})
 	var once sync.Once
 	return func() {
 		once.Do(func() {
@@ -136,7 +130,7 @@ func (r *Registry) Count(ctx context.Context, sandboxID uuid.UUID) (int, error) 
 	pipe.ZRemRangeByScore(ctx, k, "-inf", "("+now)
 	card := pipe.ZCard(ctx, k)
 	if _, err := pipe.Exec(ctx); err != nil {
-		return 0, err
+		return 0, fmt.Errorf("counting the connections of sandbox %s: %w", sandboxID, err)
 	}
 	return int(card.Val()), nil
 }

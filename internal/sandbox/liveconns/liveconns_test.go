@@ -25,10 +25,11 @@ func TestAcquireIsAtomic(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rdb.Close() })
-	replicas := []*liveconns.Registry{
-		liveconns.NewRegistry(rdb, "replica-a", 30*time.Second, zap.NewNop()),
-		liveconns.NewRegistry(rdb, "replica-b", 30*time.Second, zap.NewNop()),
+	replica := func(name string) *liveconns.Registry {
+		return liveconns.NewRegistry(liveconns.Params{Redis: rdb, App: config.App{Instance: name},
+			Sandbox: config.Sandbox{ConnectionTTL: 30 * time.Second}, Log: zap.NewNop()})
 	}
+	replicas := []*liveconns.Registry{replica("replica-a"), replica("replica-b")}
 	const limit, attempts = 16, 40
 	sandbox := uuid.New()
 	var admitted, refused atomic.Int64

@@ -1,0 +1,112 @@
+// Package model is the sandbox as every layer sees it: its fields, its states and the rules of
+// the state machine. lifecycle drives the machine, repositories store it, handlers show it; none
+// of them defines it again.
+package model
+
+import (
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Sandbox is one sandbox and everything known about it.
+type Sandbox struct {
+	ID             uuid.UUID
+	UserID         uuid.UUID
+	APIKeyID       *uuid.UUID // the key it was created with; nil for a Clerk session
+	IdempotencyKey *string
+	// IdempotencyFingerprint is a SHA-256 of the create request the key came with (nil before
+	// fingerprints were recorded).
+	IdempotencyFingerprint []byte
+	Image                  string
+	Command                []string
+	Status                 Status
+	EndReason              *string // why it ended (End*)
+	ExitCode               *int    // the main process's status, when it ended by itself
+	RuntimeID              *string
+	Instance               string // the replica that created it
+	CPU                    float64
+	MemoryMB               int64
+	Metadata               map[string]string
+	EnvNames               []string
+	EnvEncrypted           []byte // the env, sealed (envcrypt): never cached, never shown
+	TimeoutSeconds         int
+	CreatedAt              time.Time
+	UpdatedAt              time.Time
+	StartedAt              *time.Time
+	ExpiresAt              time.Time
+	EndedAt                *time.Time
+	PausedAt               *time.Time
+	AutoExtend             bool
+}
+
+// Status is where a sandbox is in its life:
+//
+//	pending → running ⇄ paused → stopping → stopped | failed | expired
+//
+// A sandbox whose main process ends goes from running or paused straight to stopped or failed
+// (nothing is left to stop); one whose start fails goes from pending to failed. Every change is
+// one conditional UPDATE from the states it may come from, so two replicas never both make it.
+type Status string
+
+// The states.
+const (
+	StatusPending  Status = "pending"
+	StatusRunning  Status = "running"
+	StatusPaused   Status = "paused"
+	StatusStopping Status = "stopping"
+	StatusStopped  Status = "stopped"
+	StatusFailed   Status = "failed"
+	StatusExpired  Status = "expired"
+)
+
+var (
+	// Statuses are every state, in the order of a sandbox's life.
+	Statuses = []Status{StatusPending, StatusRunning, StatusPaused, StatusStopping, StatusStopped, StatusFailed, StatusExpired}
+	// Live are the states that hold runtime resources and count against quotas.
+	Live = []Status{StatusPending, StatusRunning, StatusPaused, StatusStopping}
+	// Up are the states in which the main process runs, frozen or not.
+	Up = []Status{StatusRunning, StatusPaused}
+	// Stoppable are the states a sandbox leaves for stopping when its owner deletes it (or is
+	// deleted); a stopping or ended one is already on its way.
+	Stoppable = []Status{StatusPending, StatusRunning, StatusPaused}
+)
+
+// In reports whether s is one of states.
+func (s Status) In(states []Status) bool { return slices.Contains(states, s) }
+
+// Why a sandbox ended (end_reason), as clients read it.
+const (
+	EndDeleted            = "deleted"             // DELETE by its owner
+	EndUserDeleted        = "user_deleted"        // its owner's account was deleted
+	EndExpired            = "expired"             // its timeout or max lifetime passed
+	EndCreateInterrupted  = "create_interrupted"  // the replica creating it died meanwhile
+	EndProcessExited      = "process_exited"      // its main process exited; exit_code says how
+	EndOOMKilled          = "oom_killed"          // the out-of-memory killer ended its main process
+	EndRuntimeLost        = "runtime_lost"        // its container disappeared from the runtime
+	EndStartFailed        = "start_failed"        // the runtime refused to create or start it
+	EndImageUnavailable   = "image_unavailable"   // its image is not on the server
+	EndRuntimeUnavailable = "runtime_unavailable" // the runtime did not answer while creating it
+	EndLimitsRefused      = "limits_refused"      // the runtime cannot apply its cpu or memory
+)
+
+// Final is where a sandbox ends, given why: a main process that exited with 0 finished its work
+// (stopped), as does a sandbox its owner deleted; an expired one is expired; any other end that
+// its owner did not ask for is failed.
+func Final(endReason *string, exitCode *int) Status {
+	if endReason == nil {
+		return StatusStopped
+	}
+	switch *endReason {
+	case EndExpired:
+		return StatusExpired
+	case EndDeleted, EndUserDeleted:
+		return StatusStopped
+	case EndProcessExited:
+		if exitCode != nil && *exitCode == 0 {
+			return StatusStopped
+		}
+	}
+	return StatusFailed
+}
