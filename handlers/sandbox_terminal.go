@@ -15,6 +15,7 @@ import (
 	"github.com/insien/orchestrator/internal/identity/auth"
 	"github.com/insien/orchestrator/internal/platform/apierror"
 	"github.com/insien/orchestrator/internal/platform/config"
+	"github.com/insien/orchestrator/internal/platform/loop"
 	"github.com/insien/orchestrator/internal/platform/middleware"
 	"github.com/insien/orchestrator/internal/sandbox/interact"
 )
@@ -125,24 +126,15 @@ func serveTerminal(ctx context.Context, conn *websocket.Conn, sess *interact.Ses
 		_ = conn.Close(websocket.StatusNormalClosure, fmt.Sprintf(`{"exit_code":%d}`, code))
 	}()
 
-	go func() {
-		t := time.NewTicker(terminalPing)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				pingCtx, done := context.WithTimeout(ctx, terminalPing/2)
-				err := conn.Ping(pingCtx)
-				done()
-				if err != nil {
-					_ = conn.CloseNow()
-					return
-				}
-			}
+	go loop.Every(ctx, terminalPing, func(ctx context.Context) bool {
+		pingCtx, done := context.WithTimeout(ctx, terminalPing/2)
+		defer done()
+		if err := conn.Ping(pingCtx); err != nil {
+			_ = conn.CloseNow()
+			return true
 		}
-	}()
+		return false
+	})
 
 	for {
 		typ, data, err := conn.Read(ctx)
