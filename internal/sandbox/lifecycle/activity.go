@@ -112,7 +112,7 @@ func (s *Service) freeze(ctx context.Context, userID, id uuid.UUID, from, to mod
 		return nil, apierror.Conflict("sandbox_not_"+string(from), "sandbox is %s; it must be %s", sb.Status, from)
 	}
 	// The container and the row change together even if the client leaves in between.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RuntimeBudget)
+	ctx, cancel := withRuntimeBudget(ctx)
 	defer cancel()
 	if err := act(ctx, ContainerName(id)); err != nil {
 		return nil, s.freezeFailed(ctx, sb, to, err)

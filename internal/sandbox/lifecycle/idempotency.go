@@ -53,7 +53,7 @@ func (in CreateInput) fingerprint() []byte {
 	}{in.Image, command, envNames, metadata, timeout, cpu, memory, autoExtend})
 	if err != nil {
 		// Only strings, string slices and string maps are marshalled: this cannot fail.
-		panic(fmt.Sprintf("sandboxes: canonical create request: %v", err))
+		panic(fmt.Sprintf("lifecycle: canonical create request: %v", err))
 	}
 	sum := sha256.Sum256(canonical)
 	return sum[:]

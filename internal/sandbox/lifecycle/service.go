@@ -1,6 +1,5 @@
 // Package lifecycle is the orchestration core: it validates requests, enforces quotas, drives the
-// sandbox state machine (pending → running ⇄ paused → stopping → stopped | failed | expired; a
-// sandbox whose main process ends goes straight to stopped | failed) atomically in Postgres, and
+// sandbox state machine (its states and rules are in package model) atomically in Postgres, and
 // makes the runtime match it: creating, following the runtime's events, reaping expired and
 // reconciling containers.
 package lifecycle
@@ -33,6 +32,12 @@ import (
 // RuntimeBudget bounds the runtime work of one create or destroy, independent of the client: a
 // client that disconnects must not leave a half-created sandbox behind.
 const RuntimeBudget = 2 * time.Minute
+
+// withRuntimeBudget is ctx's values without its cancellation, bounded by RuntimeBudget: for work
+// on the runtime and the row that must finish together whether or not the client stays.
+func withRuntimeBudget(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), RuntimeBudget)
+}
 
 // Caller is who asks: the user, and the API key when one was used.
 type Caller struct {
@@ -139,7 +144,7 @@ func (s *Service) Create(ctx context.Context, caller Caller, in CreateInput) (sb
 	if err != nil {
 		return nil, false, fmt.Errorf("reserving quota for a sandbox: %w", err)
 	}
-	runCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RuntimeBudget)
+	runCtx, cancel := withRuntimeBudget(ctx)
 	defer cancel()
 	started, err := s.start(runCtx, sb, sp)
 	return started, false, err
@@ -347,7 +352,7 @@ func (s *Service) Delete(ctx context.Context, userID, id uuid.UUID) error {
 		return fmt.Errorf("claiming sandbox %s to delete it: %w", id, err)
 	}
 	s.changed(ctx, claimed)
-	runCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RuntimeBudget)
+	runCtx, cancel := withRuntimeBudget(ctx)
 	defer cancel()
 	if err := s.destroy(runCtx, claimed); err != nil {
 		return runtimeFailed("deleted", id, err, "it is stopping, and the server keeps trying to remove it")
@@ -374,7 +379,7 @@ func (s *Service) DestroyAllForUser(ctx context.Context, userID uuid.UUID, reaso
 		}
 		claimed = append(claimed, *c)
 	}
-	runCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RuntimeBudget)
+	runCtx, cancel := withRuntimeBudget(ctx)
 	defer cancel()
 	s.destroyAll(runCtx, claimed, nil)
 	return nil
