@@ -93,7 +93,7 @@ func startKeyServices(cfg *config.Config) (svc keyServices, stop func(), err err
 	ctx, cancel := context.WithTimeout(context.Background(), app.StartTimeout())
 	defer cancel()
 	if err := app.Start(ctx); err != nil {
-		return svc, nil, err
+		return svc, nil, fmt.Errorf("start the key services: %w", err)
 	}
 	return svc, func() { stopApp(app) }, nil
 }

@@ -82,7 +82,7 @@ func (s *Service) Create(ctx context.Context, userID uuid.UUID, in CreateInput) 
 	}
 	err = s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		if err := s.users.With(tx).LockForUpdate(ctx, userID); err != nil {
-			return fmt.Errorf("lock user %s: %w", userID, err)
+			return fmt.Errorf("lock the user: %w", err)
 		}
 		active, err := s.keys.With(tx).CountActive(ctx, userID)
 		if err != nil {
@@ -98,7 +98,7 @@ func (s *Service) Create(ctx context.Context, userID uuid.UUID, in CreateInput) 
 		return nil
 	})
 	if err != nil {
-		return Issued{}, err
+		return Issued{}, fmt.Errorf("store key for user %s: %w", userID, err)
 	}
 	return Issued{Key: fromRow(row), Secret: secret}, nil
 }
