@@ -10,10 +10,9 @@ import (
 	"github.com/insien/orchestrator/internal/identity/apikeys"
 	"github.com/insien/orchestrator/internal/identity/auth"
 	"github.com/insien/orchestrator/internal/platform/apierror"
-	"github.com/insien/orchestrator/repositories"
 )
 
-// Keys serves self-service API key management (Clerk sessions only: a key cannot mint keys).
+// Keys serves self-service API key management.
 type Keys struct {
 	auth *auth.Authenticator
 	keys *apikeys.Service
@@ -24,7 +23,7 @@ func NewKeys(a *auth.Authenticator, k *apikeys.Service) *Keys { return &Keys{aut
 
 // Register mounts /api/keys.
 func (h *Keys) Register(r gin.IRouter) {
-	g := r.Group("/api/keys", h.auth.Require(auth.KindSession))
+	g := accountGroup(r, h.auth, "/api/keys")
 	g.POST("", h.create)
 	g.GET("", h.list)
 	g.DELETE("/:id", h.revoke)
@@ -50,7 +49,7 @@ type keyResponse struct {
 	RevokedAt  *time.Time `json:"revoked_at"`
 }
 
-func toKeyResponse(k repositories.APIKey) keyResponse {
+func toKeyResponse(k apikeys.Key) keyResponse {
 	return keyResponse{ID: k.ID, Name: k.Name, Prefix: k.Prefix, LastFour: k.LastFour, Scopes: k.Scopes,
 		CreatedAt: k.CreatedAt, LastUsedAt: k.LastUsedAt, ExpiresAt: k.ExpiresAt, RevokedAt: k.RevokedAt}
 }

@@ -20,10 +20,15 @@ type Users struct {
 // NewUsers builds the user endpoints.
 func NewUsers(a *auth.Authenticator, u *users.Service) *Users { return &Users{auth: a, users: u} }
 
-// Register mounts GET /api/users/me (Clerk sessions only).
+// accountGroup is where the routes of the signed-in user's own account live: a Clerk session
+// only, so an API key can neither read the profile nor mint or revoke keys.
+func accountGroup(r gin.IRouter, a *auth.Authenticator, path string) *gin.RouterGroup {
+	return r.Group(path, a.Require(auth.KindSession))
+}
+
+// Register mounts GET /api/users/me.
 func (h *Users) Register(r gin.IRouter) {
-	g := r.Group("/api/users", h.auth.Require(auth.KindSession))
-	g.GET("/me", h.me)
+	accountGroup(r, h.auth, "/api/users").GET("/me", h.me)
 }
 
 type userResponse struct {

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 
@@ -29,7 +30,7 @@ func (h *Webhooks) Register(r gin.IRouter) {
 func (h *Webhooks) receive(c *gin.Context) {
 	payload, err := io.ReadAll(c.Request.Body)
 	if err != nil {
-		_ = c.Error(err)
+		_ = c.Error(fmt.Errorf("read the webhook body: %w", err))
 		return
 	}
 	outcome, err := h.clerk.Receive(c.Request.Context(), payload, c.Request.Header)

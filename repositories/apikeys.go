@@ -8,7 +8,8 @@ import (
 	"github.com/uptrace/bun"
 )
 
-// APIKey is a row of api_keys. SecretHash never leaves the service.
+// APIKey is a row of api_keys. SecretHash never leaves the apikeys service, which maps rows to
+// its own Key.
 type APIKey struct {
 	bun.BaseModel `bun:"table:api_keys"`
 
@@ -23,11 +24,6 @@ type APIKey struct {
 	LastUsedAt *time.Time `bun:"last_used_at"`
 	ExpiresAt  *time.Time `bun:"expires_at"`
 	RevokedAt  *time.Time `bun:"revoked_at"`
-}
-
-// Active reports whether the key can authenticate at time now.
-func (k *APIKey) Active(now time.Time) bool {
-	return k.RevokedAt == nil && (k.ExpiresAt == nil || now.Before(*k.ExpiresAt))
 }
 
 // APIKeys reads and writes api_keys.

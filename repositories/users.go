@@ -8,7 +8,7 @@ import (
 	"github.com/uptrace/bun"
 )
 
-// User is a row of users.
+// User is a row of users. The users service caches rows in Redis as this JSON.
 type User struct {
 	bun.BaseModel `bun:"table:users"`
 

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"fmt"
 	"hash/crc32"
 	"strings"
 )
@@ -28,7 +29,7 @@ var b64 = base64.RawURLEncoding
 func Generate() (string, error) {
 	secret := make([]byte, secretBytes)
 	if _, err := rand.Read(secret); err != nil {
-		return "", err
+		return "", fmt.Errorf("read random bytes: %w", err)
 	}
 	body := b64.EncodeToString(secret)
 	return Prefix + body + checksum(body), nil

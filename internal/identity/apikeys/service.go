@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 	"github.com/uptrace/bun"
+	"go.uber.org/fx"
 	"go.uber.org/zap"
 
 	"github.com/insien/orchestrator/internal/platform/apierror"
@@ -19,36 +21,6 @@ import (
 	"github.com/insien/orchestrator/internal/platform/config"
 	"github.com/insien/orchestrator/repositories"
 )
-
-// Scopes a key may carry. A key without explicit scopes gets all of them.
-const (
-	ScopeSandboxesRead  = "sandboxes:read"
-	ScopeSandboxesWrite = "sandboxes:write"
-)
-
-// AllScopes lists every scope, in display order.
-var AllScopes = []string{ScopeSandboxesRead, ScopeSandboxesWrite}
-
-// Identity is who an authenticated key speaks for.
-type Identity struct {
-	KeyID     uuid.UUID  `json:"id"`
-	UserID    uuid.UUID  `json:"user_id"`
-	Scopes    []string   `json:"scopes"`
-	ExpiresAt *time.Time `json:"expires_at,omitempty"`
-}
-
-// Issued is a newly created key; Secret is shown to the user once and never stored.
-type Issued struct {
-	Key    repositories.APIKey
-	Secret string
-}
-
-// CreateInput is what a user asks for.
-type CreateInput struct {
-	Name      string
-	Scopes    []string
-	ExpiresAt *time.Time
-}
 
 // Service issues, lists, revokes and verifies keys.
 type Service struct {
@@ -60,9 +32,20 @@ type Service struct {
 	log   *zap.Logger
 }
 
+// Params are the service's dependencies.
+type Params struct {
+	fx.In
+	DB    *bun.DB
+	Keys  *repositories.APIKeys
+	Users *repositories.Users
+	Redis *redis.Client
+	Auth  config.Auth
+	Log   *zap.Logger
+}
+
 // NewService builds the key service.
-func NewService(db *bun.DB, keys *repositories.APIKeys, users *repositories.Users, rdb *redis.Client, cfg config.Auth, log *zap.Logger) *Service {
-	return &Service{db: db, keys: keys, users: users, rdb: rdb, cfg: cfg, log: log.Named("apikeys")}
+func NewService(p Params) *Service {
+	return &Service{db: p.DB, keys: p.Keys, users: p.Users, rdb: p.Redis, cfg: p.Auth, log: p.Log.Named("apikeys")}
 }
 
 // Validate checks a request and returns it normalized (trimmed name, default and ordered scopes).
@@ -73,7 +56,7 @@ func Validate(in CreateInput) (CreateInput, error) {
 	}
 	scopes, err := normalizeScopes(in.Scopes)
 	if err != nil {
-		return in, err
+		return in, fmt.Errorf("normalize scopes: %w", err)
 	}
 	in.Scopes = scopes
 	if in.ExpiresAt != nil && !in.ExpiresAt.After(time.Now()) {
@@ -87,35 +70,43 @@ func Validate(in CreateInput) (CreateInput, error) {
 func (s *Service) Create(ctx context.Context, userID uuid.UUID, in CreateInput) (Issued, error) {
 	in, err := Validate(in)
 	if err != nil {
-		return Issued{}, err
+		return Issued{}, fmt.Errorf("validate key request: %w", err)
 	}
-	name, scopes := in.Name, in.Scopes
 	secret, err := Generate()
 	if err != nil {
-		return Issued{}, err
+		return Issued{}, fmt.Errorf("generate key: %w", err)
 	}
-	key := repositories.APIKey{
-		UserID: userID, Name: name, Prefix: DisplayPrefix(secret), SecretHash: Digest(secret),
-		LastFour: LastFour(secret), Scopes: scopes, ExpiresAt: in.ExpiresAt,
+	row := repositories.APIKey{
+		UserID: userID, Name: in.Name, Prefix: DisplayPrefix(secret), SecretHash: Digest(secret),
+		LastFour: LastFour(secret), Scopes: in.Scopes, ExpiresAt: in.ExpiresAt,
 	}
 	err = s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		if err := s.users.With(tx).LockForUpdate(ctx, userID); err != nil {
-			return err
+			return fmt.Errorf("lock the user: %w", err)
 		}
 		active, err := s.keys.With(tx).CountActive(ctx, userID)
 		if err != nil {
-			return err
+			return fmt.Errorf("count active keys: %w", err)
 		}
 		if active >= s.cfg.MaxKeysPerUser {
 			return apierror.Conflict("key_limit_reached",
 				"you already have %d active API keys, the maximum; revoke one first", active)
 		}
-		return s.keys.With(tx).Insert(ctx, &key)
+		if err := s.keys.With(tx).Insert(ctx, &row); err != nil {
+			return fmt.Errorf("insert key: %w", err)
+		}
+		return nil
 	})
 	if err != nil {
-		return Issued{}, err
+		return Issued{}, fmt.Errorf("store key for user %s: %w", userID, err)
 	}
-	return Issued{Key: key, Secret: secret}, nil
+	return Issued{Key: fromRow(row), Secret: secret}, nil
+}
+
+// fromRow is the owner's view of a stored key.
+func fromRow(r repositories.APIKey) Key {
+	return Key{ID: r.ID, UserID: r.UserID, Name: r.Name, Prefix: r.Prefix, LastFour: r.LastFour, Scopes: r.Scopes,
+		CreatedAt: r.CreatedAt, LastUsedAt: r.LastUsedAt, ExpiresAt: r.ExpiresAt, RevokedAt: r.RevokedAt}
 }
 
 func normalizeScopes(requested []string) ([]string, error) {
@@ -139,13 +130,25 @@ func normalizeScopes(requested []string) ([]string, error) {
 }
 
 // List returns the user's keys, newest first.
-func (s *Service) List(ctx context.Context, userID uuid.UUID) ([]repositories.APIKey, error) {
-	return s.keys.ListByUser(ctx, userID)
+func (s *Service) List(ctx context.Context, userID uuid.UUID) ([]Key, error) {
+	rows, err := s.keys.ListByUser(ctx, userID)
+	if err != nil {
+		return nil, fmt.Errorf("list keys: %w", err)
+	}
+	keys := make([]Key, 0, len(rows))
+	for _, r := range rows {
+		keys = append(keys, fromRow(r))
+	}
+	return keys, nil
 }
 
 // CountActive counts the user's usable keys.
 func (s *Service) CountActive(ctx context.Context, userID uuid.UUID) (int, error) {
-	return s.keys.CountActive(ctx, userID)
+	n, err := s.keys.CountActive(ctx, userID)
+	if err != nil {
+		return 0, fmt.Errorf("count active keys: %w", err)
+	}
+	return n, nil
 }
 
 // Revoke revokes one of the user's keys; revoking twice succeeds, another user's key is not found.
@@ -155,16 +158,26 @@ func (s *Service) Revoke(ctx context.Context, userID, keyID uuid.UUID) error {
 		return apierror.NotFound("API key")
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("revoke key %s: %w", keyID, err)
 	}
 	return s.evict(ctx, key.SecretHash)
+}
+
+// RevokeByID revokes a key whoever owns it, for the operator's command line. An unknown id
+// wraps repositories.ErrNotFound.
+func (s *Service) RevokeByID(ctx context.Context, keyID uuid.UUID) error {
+	key, err := s.keys.ByID(ctx, keyID)
+	if err != nil {
+		return fmt.Errorf("find key %s: %w", keyID, err)
+	}
+	return s.Revoke(ctx, key.UserID, keyID)
 }
 
 // RevokeAll revokes every key of a user (account deleted).
 func (s *Service) RevokeAll(ctx context.Context, userID uuid.UUID) error {
 	hashes, err := s.keys.RevokeAllForUser(ctx, userID)
 	if err != nil {
-		return err
+		return fmt.Errorf("revoke every key of user %s: %w", userID, err)
 	}
 	for _, hash := range hashes {
 		if err := s.evict(ctx, hash); err != nil {
@@ -189,17 +202,18 @@ func (s *Service) Authenticate(ctx context.Context, raw string) (Identity, error
 		s.touch(ctx, id.KeyID)
 		return id, nil
 	}
-	key, err := s.keys.ByHash(ctx, hash)
+	row, err := s.keys.ByHash(ctx, hash)
 	if errors.Is(err, repositories.ErrNotFound) {
 		return Identity{}, apierror.Unauthorized("invalid_api_key", "the API key is not valid")
 	}
 	if err != nil {
-		return Identity{}, err
+		return Identity{}, fmt.Errorf("look up key: %w", err)
 	}
-	switch {
-	case key.RevokedAt != nil:
+	key := fromRow(*row)
+	switch key.State(now) {
+	case StateRevoked:
 		return Identity{}, apierror.Unauthorized("api_key_revoked", "the API key has been revoked")
-	case !key.Active(now):
+	case StateExpired:
 		return Identity{}, apierror.Unauthorized("api_key_expired", "the API key has expired")
 	}
 	id := Identity{KeyID: key.ID, UserID: key.UserID, Scopes: key.Scopes, ExpiresAt: key.ExpiresAt}

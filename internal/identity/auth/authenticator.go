@@ -1,10 +1,11 @@
 package auth
 
 import (
-	"net/http"
+	"fmt"
 	"slices"
 
 	"github.com/gin-gonic/gin"
+	"go.uber.org/fx"
 
 	"github.com/insien/orchestrator/internal/identity/apikeys"
 	"github.com/insien/orchestrator/internal/identity/clerkauth"
@@ -22,9 +23,18 @@ type Authenticator struct {
 	limiter  *ratelimit.Limiter
 }
 
+// Params are the authenticator's dependencies.
+type Params struct {
+	fx.In
+	Verifier *clerkauth.Verifier
+	Keys     *apikeys.Service
+	Users    *users.Service
+	Limiter  *ratelimit.Limiter
+}
+
 // NewAuthenticator builds the authenticator.
-func NewAuthenticator(verifier *clerkauth.Verifier, keys *apikeys.Service, users *users.Service, limiter *ratelimit.Limiter) *Authenticator {
-	return &Authenticator{verifier: verifier, keys: keys, users: users, limiter: limiter}
+func NewAuthenticator(p Params) *Authenticator {
+	return &Authenticator{verifier: p.Verifier, keys: p.Keys, users: p.Users, limiter: p.Limiter}
 }
 
 // Require authenticates the request, accepting only the given kinds of principal, then applies
@@ -36,10 +46,8 @@ func (a *Authenticator) Require(kinds ...Kind) gin.HandlerFunc {
 			err = apierror.Forbidden("session_required", "this route needs a Clerk session; API keys cannot manage users or keys")
 		}
 		if err != nil {
-			if apiErr, ok := apierror.As(err); ok && apiErr.Status == http.StatusUnauthorized {
-				if !a.limiter.Allow(c, ratelimit.Anonymous, c.ClientIP()) {
-					return
-				}
+			if apierror.IsUnauthorized(err) && !a.limiter.Allow(c, ratelimit.Anonymous, c.ClientIP()) {
+				return
 			}
 			_ = c.Error(err)
 			c.Abort()
@@ -70,18 +78,18 @@ func RequireScope(scope string) gin.HandlerFunc {
 func (a *Authenticator) authenticate(c *gin.Context) (Principal, error) {
 	cred, err := parseCredential(c.Request.Header)
 	if err != nil {
-		return Principal{}, err
+		return Principal{}, fmt.Errorf("read credentials: %w", err)
 	}
 	if cred.apiKey {
 		return a.fromAPIKey(c, cred.token)
 	}
 	claims, err := a.verifier.Verify(c.Request.Context(), cred.token)
 	if err != nil {
-		return Principal{}, err
+		return Principal{}, fmt.Errorf("verify session token: %w", err)
 	}
 	u, err := a.users.EnsureClerkUser(c.Request.Context(), claims.UserID)
 	if err != nil {
-		return Principal{}, err
+		return Principal{}, fmt.Errorf("resolve user %s: %w", claims.UserID, err)
 	}
 	return Principal{Kind: KindSession, UserID: u.ID, ClerkUserID: claims.UserID, Scopes: sessionScopes}, nil
 }
@@ -89,7 +97,7 @@ func (a *Authenticator) authenticate(c *gin.Context) (Principal, error) {
 func (a *Authenticator) fromAPIKey(c *gin.Context, raw string) (Principal, error) {
 	id, err := a.keys.Authenticate(c.Request.Context(), raw)
 	if err != nil {
-		return Principal{}, err
+		return Principal{}, fmt.Errorf("authenticate API key: %w", err)
 	}
 	return Principal{Kind: KindAPIKey, UserID: id.UserID, KeyID: id.KeyID, Scopes: id.Scopes}, nil
 }

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -38,7 +39,7 @@ func parseCredential(h http.Header) (credential, error) {
 	}
 	token, err := bearerToken(authz[0])
 	if err != nil {
-		return credential{}, err
+		return credential{}, fmt.Errorf("read bearer token: %w", err)
 	}
 	return credential{token: token, apiKey: strings.HasPrefix(token, apikeys.Prefix)}, nil
 }

@@ -151,7 +151,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 		return Claims{}, invalidToken("the session token has no expiry (exp)", errors.New("missing exp claim"))
 	}
 	if err := v.checkLifetime(*sc.Expiry, sc.IssuedAt, time.Now()); err != nil {
-		return Claims{}, err
+		return Claims{}, fmt.Errorf("check token lifetime: %w", err)
 	}
 	return Claims{
 		UserID:          sc.Subject,
@@ -191,7 +191,7 @@ func parseHeader(token string) (jose.Header, error) {
 	}
 	parsed, err := josejwt.ParseSigned(token)
 	if err != nil {
-		return jose.Header{}, err
+		return jose.Header{}, fmt.Errorf("parse JWS: %w", err)
 	}
 	if len(parsed.Headers) != 1 {
 		return jose.Header{}, fmt.Errorf("%d signatures", len(parsed.Headers))

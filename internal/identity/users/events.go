@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 
 	"go.uber.org/zap"
 
@@ -11,12 +12,6 @@ import (
 	"github.com/insien/orchestrator/internal/platform/apierror"
 	"github.com/insien/orchestrator/repositories"
 )
-
-// Event is a Clerk webhook delivery, already verified.
-type Event struct {
-	Type string          `json:"type"`
-	Data json.RawMessage `json:"data"`
-}
 
 // Apply performs what a Clerk event means for our users. Unknown types are ignored.
 func (s *Service) Apply(ctx context.Context, ev Event) error {
@@ -26,10 +21,8 @@ func (s *Service) Apply(ctx context.Context, ev Event) error {
 		if err != nil || p.ClerkUserID == "" {
 			return apierror.BadRequest("invalid_payload", "the event's data is not a Clerk user")
 		}
-		if _, err := s.users.UpsertClerk(ctx, p.ClerkUserID, &repositories.Profile{
-			Email: p.Email, FirstName: p.FirstName, LastName: p.LastName, Username: p.Username, ImageURL: p.ImageURL,
-		}); err != nil {
-			return err
+		if _, err := s.users.UpsertClerk(ctx, p.ClerkUserID, profileRow(p)); err != nil {
+			return fmt.Errorf("store the user: %w", err)
 		}
 		return s.forget(ctx, p.ClerkUserID)
 	case "user.deleted":
@@ -54,16 +47,19 @@ func (s *Service) deleteUser(ctx context.Context, clerkUserID string) error {
 		return nil // never seen: nothing to delete
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("mark the user deleted: %w", err)
 	}
 	if err := s.forget(ctx, clerkUserID); err != nil {
 		return err
 	}
 	if err := s.keys.RevokeAll(ctx, u.ID); err != nil {
-		return err
+		return fmt.Errorf("revoke the deleted user's keys: %w", err)
 	}
-	if s.sandboxes != nil {
-		return s.sandboxes.DestroyAllForUser(ctx, u.ID, "user_deleted")
+	if s.destroyer == nil {
+		return nil
+	}
+	if err := s.destroyer.DestroyAllForUser(ctx, u.ID, "user_deleted"); err != nil {
+		return fmt.Errorf("end the deleted user's sandboxes: %w", err)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package users
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/mail"
 	"strings"
 
@@ -10,20 +11,32 @@ import (
 	"github.com/insien/orchestrator/repositories"
 )
 
-// EnsureLocalUser finds or creates an operator-managed user (no Clerk account) by email, for
+// EnsureLocal finds or creates an operator-managed user (no Clerk account) by email, for
 // machines without Clerk.
-func EnsureLocalUser(ctx context.Context, repo *repositories.Users, email string) (*repositories.User, error) {
+func (s *Service) EnsureLocal(ctx context.Context, email string) (*User, error) {
 	email = strings.TrimSpace(email)
 	if addr, err := mail.ParseAddress(email); err != nil || addr.Address != email {
 		return nil, apierror.Invalid("email", "%q is not an email address", email)
 	}
-	u, err := repo.LocalByEmail(ctx, email)
+	u, err := s.LocalByEmail(ctx, email)
 	if !errors.Is(err, repositories.ErrNotFound) {
 		return u, err
 	}
-	u, err = repo.CreateLocal(ctx, email)
+	row, err := s.users.CreateLocal(ctx, email)
 	if errors.Is(err, repositories.ErrConflict) { // created concurrently
-		return repo.LocalByEmail(ctx, email)
+		return s.LocalByEmail(ctx, email)
 	}
-	return u, err
+	if err != nil {
+		return nil, fmt.Errorf("create local user: %w", err)
+	}
+	return fromRow(row), nil
+}
+
+// LocalByEmail finds an operator-managed user; an unknown email wraps repositories.ErrNotFound.
+func (s *Service) LocalByEmail(ctx context.Context, email string) (*User, error) {
+	row, err := s.users.LocalByEmail(ctx, email)
+	if err != nil {
+		return nil, fmt.Errorf("find local user: %w", err)
+	}
+	return fromRow(row), nil
 }

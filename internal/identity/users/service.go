@@ -5,6 +5,7 @@ package users
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -30,7 +31,8 @@ type ProfileSource interface {
 	Get(ctx context.Context, clerkUserID string) (clerkauth.Profile, error)
 }
 
-// SandboxDestroyer ends every sandbox of a deleted user (provided once sandboxes exist).
+// SandboxDestroyer ends every sandbox of a deleted user: the lifecycle service, absent from graphs
+// that run no sandboxes (the key commands).
 type SandboxDestroyer interface {
 	DestroyAllForUser(ctx context.Context, userID uuid.UUID, reason string) error
 }
@@ -40,8 +42,8 @@ type Service struct {
 	users       *repositories.Users
 	sandboxRows *repositories.Sandboxes
 	keys        *apikeys.Service
-	clerk       ProfileSource
-	sandboxes   SandboxDestroyer
+	profiles    ProfileSource
+	destroyer   SandboxDestroyer
 	rdb         *redis.Client
 	cfg         config.Clerk
 	limits      Limits
@@ -57,85 +59,96 @@ type Params struct {
 	Users     *repositories.Users
 	Sandboxes *repositories.Sandboxes
 	Keys      *apikeys.Service
-	Clerk     *clerkauth.Users
+	Profiles  *clerkauth.Users
 	Destroyer SandboxDestroyer `optional:"true"`
 	Redis     *redis.Client
-	Clerkcfg  config.Clerk
+	Clerk     config.Clerk
 	Auth      config.Auth
 	Sandbox   config.Sandbox
 	Log       *zap.Logger
 }
 
-// NewService builds the user service from its Fx parameters.
+// NewService builds the user service.
 func NewService(p Params) *Service {
-	return New(p.Users, p.Sandboxes, p.Keys, p.Clerk, p.Destroyer, p.Redis, p.Clerkcfg, LimitsFrom(p.Auth, p.Sandbox), p.Log)
+	return &Service{users: p.Users, sandboxRows: p.Sandboxes, keys: p.Keys, profiles: p.Profiles, destroyer: p.Destroyer,
+		rdb: p.Redis, cfg: p.Clerk, limits: limitsFrom(p.Auth, p.Sandbox), log: p.Log.Named("users")}
 }
 
-// New builds the user service; destroyer may be nil.
-func New(users *repositories.Users, sandboxRows *repositories.Sandboxes, keys *apikeys.Service, clerk ProfileSource,
-	destroyer SandboxDestroyer, rdb *redis.Client, cfg config.Clerk, limits Limits, log *zap.Logger) *Service {
-	return &Service{users: users, sandboxRows: sandboxRows, keys: keys, clerk: clerk, sandboxes: destroyer,
-		rdb: rdb, cfg: cfg, limits: limits, log: log.Named("users")}
+// fromRow is a stored user as the service hands it out.
+func fromRow(r *repositories.User) *User {
+	return &User{
+		ID: r.ID, ClerkUserID: r.ClerkUserID, Email: r.Email, FirstName: r.FirstName, LastName: r.LastName,
+		Username: r.Username, ImageURL: r.ImageURL, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, LastSeenAt: r.LastSeenAt,
+	}
+}
+
+// profileRow is what the users table stores of a Clerk profile.
+func profileRow(p clerkauth.Profile) *repositories.Profile {
+	return &repositories.Profile{Email: p.Email, FirstName: p.FirstName, LastName: p.LastName, Username: p.Username, ImageURL: p.ImageURL}
 }
 
 func clerkCacheKey(clerkUserID string) string { return "user:clerk:" + clerkUserID }
 
 // EnsureClerkUser returns the user of a verified Clerk session, creating it on first sight and
 // refreshing its profile from Clerk when stale. If Clerk cannot be reached, what is stored serves.
-func (s *Service) EnsureClerkUser(ctx context.Context, clerkUserID string) (*repositories.User, error) {
-	if u, ok := s.cachedUser(ctx, clerkUserID); ok {
-		return s.checkActive(u)
+func (s *Service) EnsureClerkUser(ctx context.Context, clerkUserID string) (*User, error) {
+	if row, ok := s.cachedUser(ctx, clerkUserID); ok {
+		return checkActive(row)
 	}
-	u, err := s.users.ByClerkID(ctx, clerkUserID)
+	row, err := s.users.ByClerkID(ctx, clerkUserID)
 	switch {
 	case errors.Is(err, repositories.ErrNotFound):
-		u = nil
+		row = nil
 	case err != nil:
-		return nil, err
+		return nil, fmt.Errorf("read user by Clerk id: %w", err)
 	}
-	if u != nil && u.DeletedAt != nil {
-		return s.checkActive(u)
+	if row != nil && row.DeletedAt != nil {
+		return checkActive(row)
 	}
-	if u == nil || s.stale(u) {
-		if fresh, err := s.sync(ctx, clerkUserID, u == nil); err != nil {
-			return nil, err
+	if row == nil || s.stale(row) {
+		if fresh, err := s.sync(ctx, clerkUserID, row == nil); err != nil {
+			return nil, fmt.Errorf("sync the Clerk profile: %w", err)
 		} else if fresh != nil {
-			u = fresh
+			row = fresh
 		}
 	}
-	if err := s.users.TouchLastSeen(ctx, u.ID); err != nil {
+	if err := s.users.TouchLastSeen(ctx, row.ID); err != nil {
 		s.log.Warn("recording last_seen_at failed", zap.Error(err))
 	}
-	s.cacheUser(ctx, clerkUserID, u)
-	return s.checkActive(u)
+	s.cacheUser(ctx, clerkUserID, row)
+	return checkActive(row)
 }
 
-func (s *Service) checkActive(u *repositories.User) (*repositories.User, error) {
-	if u.DeletedAt != nil {
+func checkActive(row *repositories.User) (*User, error) {
+	if row.DeletedAt != nil {
 		return nil, apierror.Unauthorized("account_deleted", "this account has been deleted")
 	}
-	return u, nil
+	return fromRow(row), nil
 }
 
-func (s *Service) stale(u *repositories.User) bool {
-	return u.ProfileSyncedAt == nil || time.Since(*u.ProfileSyncedAt) > s.cfg.ProfileTTL
+func (s *Service) stale(row *repositories.User) bool {
+	return row.ProfileSyncedAt == nil || time.Since(*row.ProfileSyncedAt) > s.cfg.ProfileTTL
 }
 
 // sync fetches the profile from Clerk and stores it. When Clerk fails, a missing row is still
 // created (so the request succeeds) and a stored row is left as it is (nil, nil).
 func (s *Service) sync(ctx context.Context, clerkUserID string, missing bool) (*repositories.User, error) {
 	var profile *repositories.Profile
-	if s.clerk.Enabled() {
-		p, err := s.clerk.Get(ctx, clerkUserID)
+	if s.profiles.Enabled() {
+		p, err := s.profiles.Get(ctx, clerkUserID)
 		s.noteClerk(err)
 		if err == nil {
-			profile = &repositories.Profile{Email: p.Email, FirstName: p.FirstName, LastName: p.LastName, Username: p.Username, ImageURL: p.ImageURL}
+			profile = profileRow(p)
 		}
 	}
 	if profile == nil && !missing {
 		return nil, nil
 	}
-	return s.users.UpsertClerk(ctx, clerkUserID, profile)
+	row, err := s.users.UpsertClerk(ctx, clerkUserID, profile)
+	if err != nil {
+		return nil, fmt.Errorf("store the user: %w", err)
+	}
+	return row, nil
 }
 
 func (s *Service) noteClerk(err error) {
@@ -151,17 +164,21 @@ func (s *Service) noteClerk(err error) {
 	}
 }
 
+// cachedUser and cacheUser keep the row, as its JSON, so replicas of every version share entries.
 func (s *Service) cachedUser(ctx context.Context, clerkUserID string) (*repositories.User, bool) {
-	u, ok := cache.Get[repositories.User](ctx, s.rdb, clerkCacheKey(clerkUserID))
-	return &u, ok
+	row, ok := cache.Get[repositories.User](ctx, s.rdb, clerkCacheKey(clerkUserID))
+	return &row, ok
 }
 
-func (s *Service) cacheUser(ctx context.Context, clerkUserID string, u *repositories.User) {
-	if err := cache.Set(ctx, s.rdb, clerkCacheKey(clerkUserID), u, cacheTTL); err != nil {
+func (s *Service) cacheUser(ctx context.Context, clerkUserID string, row *repositories.User) {
+	if err := cache.Set(ctx, s.rdb, clerkCacheKey(clerkUserID), row, cacheTTL); err != nil {
 		s.log.Debug("caching user failed", zap.Error(err))
 	}
 }
 
 func (s *Service) forget(ctx context.Context, clerkUserID string) error {
-	return cache.Invalidate(ctx, s.rdb, clerkCacheKey(clerkUserID), cache.InvalidationWindow)
+	if err := cache.Invalidate(ctx, s.rdb, clerkCacheKey(clerkUserID), cache.InvalidationWindow); err != nil {
+		return fmt.Errorf("evict the cached user: %w", err)
+	}
+	return nil
 }

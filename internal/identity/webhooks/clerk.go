@@ -24,9 +24,6 @@ import (
 	"github.com/insien/orchestrator/internal/platform/config"
 )
 
-// Module provides the Clerk webhook receiver, applying events with the user service.
-var Module = fx.Module("webhooks", fx.Provide(fx.Annotate(NewClerk, fx.From(new(*users.Service)))))
-
 // Applier applies a verified Clerk event; users.Service is the one in the graph.
 type Applier interface {
 	Apply(ctx context.Context, ev users.Event) error
@@ -54,10 +51,19 @@ type Clerk struct {
 	log       *zap.Logger
 }
 
+// Params are the receiver's dependencies.
+type Params struct {
+	fx.In
+	Applier Applier
+	Clerk   config.Clerk
+	Redis   *redis.Client
+	Log     *zap.Logger
+}
+
 // NewClerk builds the receiver; without CLERK_WEBHOOK_SECRET every delivery is refused.
-func NewClerk(applier Applier, cfg config.Clerk, rdb *redis.Client, log *zap.Logger) (*Clerk, error) {
-	c := &Clerk{tolerance: cfg.WebhookTolerance, rdb: rdb, applier: applier, log: log.Named("webhooks")}
-	if secret := cfg.WebhookSecret.Reveal(); secret != "" {
+func NewClerk(p Params) (*Clerk, error) {
+	c := &Clerk{tolerance: p.Clerk.WebhookTolerance, rdb: p.Redis, applier: p.Applier, log: p.Log.Named("webhooks")}
+	if secret := p.Clerk.WebhookSecret.Reveal(); secret != "" {
 		wh, err := svix.NewWebhook(secret)
 		if err != nil {
 			return nil, &config.Error{Key: "clerk.webhook_secret", Reason: "not a svix signing secret (whsec_...)"}
@@ -100,7 +106,7 @@ func (c *Clerk) Receive(ctx context.Context, payload []byte, headers http.Header
 	}
 	d, err := ParseHeaders(headers)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("read svix headers: %w", err)
 	}
 	if err := c.webhook.VerifyIgnoringTimestamp(payload, headers); err != nil {
 		return "", apierror.Unauthorized("invalid_signature", "the webhook signature does not match")
@@ -178,7 +184,7 @@ func (m *marker) claim(ctx context.Context) (claim, error) {
 	case errors.Is(err, redis.Nil):
 		return claim{ours: true}, nil
 	case err != nil:
-		return claim{}, err
+		return claim{}, fmt.Errorf("claim svix-id: %w", err)
 	}
 	// Anything else is "applied" (markers left by earlier releases hold "1": read them so too).
 	return claim{applied: !strings.HasPrefix(state, "applying:")}, nil

@@ -57,7 +57,7 @@ func newReceiver(t *testing.T, applier webhooks.Applier) (*webhooks.Clerk, func(
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rdb.Close() })
-	clerk, err := webhooks.NewClerk(applier, config.Clerk{WebhookSecret: config.Secret(secret), WebhookTolerance: 5 * time.Minute}, rdb, zap.NewNop())
+	clerk, err := webhooks.NewClerk(webhooks.Params{Applier: applier, Clerk: config.Clerk{WebhookSecret: config.Secret(secret), WebhookTolerance: 5 * time.Minute}, Redis: rdb, Log: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
