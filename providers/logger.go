@@ -1,6 +1,8 @@
 package providers
 
 import (
+	"fmt"
+
 	"go.uber.org/fx/fxevent"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -12,7 +14,7 @@ import (
 func NewLogger(logCfg config.Log, app config.App) (*zap.Logger, error) {
 	level, err := zapcore.ParseLevel(logCfg.Level)
 	if err != nil {
-		return nil, err
+		return nil, &config.Error{Key: "log.level", Reason: err.Error()}
 	}
 	zc := zap.NewProductionConfig()
 	if app.Development() {
@@ -28,7 +30,11 @@ func NewLogger(logCfg config.Log, app config.App) (*zap.Logger, error) {
 		zc.Encoding = "console"
 	}
 	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
-	return zc.Build()
+	log, err := zc.Build()
+	if err != nil {
+		return nil, fmt.Errorf("logger: %w", err)
+	}
+	return log, nil
 }
 
 // NewFxLogger routes Fx's own events through zap at debug level, so they stay out of production logs.

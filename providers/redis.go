@@ -44,12 +44,7 @@ func (l redisLog) Printf(_ context.Context, format string, v ...any) { l.log.Deb
 func routeRedisLogs(log *zap.Logger) { redis.SetLogger(redisLog{log: log.Named("go-redis").Sugar()}) }
 
 func watchRedis(lc fx.Lifecycle, rdb *redis.Client, h config.Health, log *zap.Logger) {
-	w := &watchDependency{
-		name: "redis", probe: redisCheck(rdb).Probe, timeout: h.CheckTimeout,
-		interval: h.RetryInterval, log: log,
-	}
-	lc.Append(fx.StopHook(rdb.Close))
-	lc.Append(fx.StartStopHook(w.Start, w.Stop))
+	watchDependency(lc, redisCheck(rdb), rdb.Close, h, log)
 }
 
 func redisCheck(rdb *redis.Client) health.Check {
