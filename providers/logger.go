@@ -11,8 +11,8 @@ import (
 )
 
 // NewLogger builds zap: JSON in production for log pipelines, console in development for people.
-func NewLogger(logCfg config.Log, app config.App) (*zap.Logger, error) {
-	level, err := zapcore.ParseLevel(logCfg.Level)
+func NewLogger(cfg config.Log, app config.App) (*zap.Logger, error) {
+	level, err := zapcore.ParseLevel(cfg.Level)
 	if err != nil {
 		return nil, &config.Error{Key: "log.level", Reason: err.Error()}
 	}
@@ -22,7 +22,7 @@ func NewLogger(logCfg config.Log, app config.App) (*zap.Logger, error) {
 	}
 	zc.Level = zap.NewAtomicLevelAt(level)
 	zc.DisableStacktrace = true // stacks are attached explicitly where they help (panics)
-	switch logCfg.Format {
+	switch cfg.Format {
 	case "json":
 		zc.Encoding = "json"
 		zc.EncoderConfig = zap.NewProductionEncoderConfig()
