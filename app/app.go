@@ -50,7 +50,7 @@ func Options(cfg *config.Config, extra ...fx.Option) fx.Option {
 		lifecycle.Module,
 		interact.Module,
 		handlers.Module,
-		Module,
+		Module, // last: the server starts after all it reaches and stops before it
 		fx.StartTimeout(cfg.Database.ConnectTimeout+cfg.Health.CheckTimeout+closeBudget),
 		fx.StopTimeout(StopTimeout(cfg)),
 		fx.Options(extra...),
