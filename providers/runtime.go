@@ -14,13 +14,13 @@ import (
 type RuntimeParams struct {
 	fx.In
 	Lifecycle fx.Lifecycle
-	Config    config.Runtime
+	Runtime   config.Runtime
 	Log       *zap.Logger
 }
 
 // NewRuntime builds the configured sandbox runtime driver (Docker today) and closes it on stop.
 func NewRuntime(p RuntimeParams) (*docker.Runtime, error) {
-	cfg := p.Config
+	cfg := p.Runtime
 	rt, err := docker.New(docker.Options{
 		Host:         cfg.DockerHost,
 		AllowNetwork: cfg.AllowNetwork,

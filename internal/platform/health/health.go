@@ -38,7 +38,7 @@ type Readiness struct {
 // Params is the health configuration and the checks contributed to the "health_checks" group.
 type Params struct {
 	fx.In
-	Config config.Health
+	Health config.Health
 	Checks []Check `group:"health_checks"`
 }
 
@@ -47,7 +47,7 @@ type Params struct {
 func NewReadiness(p Params) *Readiness {
 	sorted := append([]Check(nil), p.Checks...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
-	return &Readiness{timeout: p.Config.CheckTimeout, checks: sorted}
+	return &Readiness{timeout: p.Health.CheckTimeout, checks: sorted}
 }
 
 // BeginShutdown makes every later readiness evaluation fail, so load balancers stop routing here.

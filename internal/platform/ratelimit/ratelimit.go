@@ -97,19 +97,19 @@ type Limiter struct {
 // Params is what a Limiter is built from.
 type Params struct {
 	fx.In
-	Config config.RateLimit
-	Redis  *redis.Client
-	Log    *zap.Logger
+	RateLimit config.RateLimit
+	Redis     *redis.Client
+	Log       *zap.Logger
 }
 
-// New builds a Limiter over p.Redis. It works without Fx; p.Config is assumed valid
+// New builds a Limiter over p.Redis. It works without Fx; p.RateLimit is assumed valid
 // (config.Validate), and a nil p.Log logs nothing.
 func New(p Params) *Limiter {
 	log := p.Log
 	if log == nil {
 		log = zap.NewNop()
 	}
-	cfg := p.Config
+	cfg := p.RateLimit
 	return &Limiter{
 		enabled:   cfg.Enabled,
 		failOpen:  cfg.FailureMode != "closed",

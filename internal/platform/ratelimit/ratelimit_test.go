@@ -49,7 +49,7 @@ func newClient(t *testing.T, url string) *redis.Client {
 
 // newLimiter builds the limiter under test.
 func newLimiter(cfg config.RateLimit, rdb *redis.Client, log *zap.Logger) *ratelimit.Limiter {
-	return ratelimit.New(ratelimit.Params{Config: cfg, Redis: rdb, Log: log})
+	return ratelimit.New(ratelimit.Params{RateLimit: cfg, Redis: rdb, Log: log})
 }
 
 // limits is an enabled configuration; tests override what they exercise.
