@@ -43,12 +43,14 @@ func (r *Runtime) Exec(ctx context.Context, id string, spec runtimes.ExecSpec, s
 
 // execution is one Exec under way: the command's process and what bounds it.
 type execution struct {
-	r     *Runtime
-	id    string
-	spec  runtimes.ExecSpec
-	ctx   context.Context // the caller's
-	run   context.Context // ends when the command must stop: ctx, the timeout or a failed writer; its cause says which
-	stop  context.CancelCauseFunc
+	r    *Runtime
+	id   string
+	spec runtimes.ExecSpec
+	ctx  context.Context // the caller's
+	// run ends when the command must stop: ctx ended, the timeout passed or a writer failed (nobody
+	// reads the output any more). Its cause says which.
+	run   context.Context
+	stop  context.CancelCauseFunc // ends run with a cause
 	out   *outputBudget
 	p     *process
 	start time.Time
@@ -60,7 +62,6 @@ func (r *Runtime) startExecution(ctx context.Context, id string, spec runtimes.E
 	stdout io.Writer, timeout time.Duration, maxOutput int64) (*execution, error) {
 	run, stop := runContext(ctx, timeout)
 	e := &execution{r: r, id: id, spec: spec, ctx: ctx, run: run, stop: stop, start: time.Now()}
-	// A writer that fails ends run: nobody reads the output any more.
 	e.out = newOutputBudget(maxOutput, stop)
 	p, err := r.startProcess(ctx, "exec", id, opts, spec.WorkDir, e.out.writer(stdout), spec.Started)
 	if err != nil {
