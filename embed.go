@@ -1,5 +1,5 @@
 // Package orchestrator embeds the documents that live at the repository root, so the binary
-// serves its OpenAPI description and can print its documented configuration.
+// serves its OpenAPI description.
 package orchestrator
 
 import _ "embed"
@@ -8,8 +8,3 @@ import _ "embed"
 //
 //go:embed openapi.yaml
 var OpenAPI []byte
-
-// ConfigYAML is config.yaml: every configuration key with its default.
-//
-//go:embed config.yaml
-var ConfigYAML []byte

@@ -13,6 +13,8 @@ import (
 	"github.com/insien/orchestrator/internal/identity/users"
 	"github.com/insien/orchestrator/internal/identity/webhooks"
 	"github.com/insien/orchestrator/internal/platform/config"
+	"github.com/insien/orchestrator/internal/platform/health"
+	"github.com/insien/orchestrator/internal/platform/middleware"
 	"github.com/insien/orchestrator/internal/platform/ratelimit"
 	"github.com/insien/orchestrator/internal/sandbox/envcrypt"
 	"github.com/insien/orchestrator/internal/sandbox/interact"
@@ -29,8 +31,11 @@ const closeBudget = 15 * time.Second
 // Options is the whole service graph for cfg. extra lets tests add fx.Populate or fx.Decorate.
 func Options(cfg *config.Config, extra ...fx.Option) fx.Option {
 	return fx.Options(
-		config.Module(cfg),
+		fx.Supply(cfg),
+		config.Module,
 		fx.WithLogger(providers.NewFxLogger),
+		health.Module,
+		middleware.Module,
 		providers.Module,
 		migrations.Module,
 		repositories.Module,
@@ -45,8 +50,7 @@ func Options(cfg *config.Config, extra ...fx.Option) fx.Option {
 		lifecycle.Module,
 		interact.Module,
 		handlers.Module,
-		fx.Provide(NewServer),
-		fx.Invoke(func(lc fx.Lifecycle, s *Server) { lc.Append(fx.StartStopHook(s.Start, s.Stop)) }),
+		Module, // last: the server starts after all it reaches and stops before it
 		fx.StartTimeout(cfg.Database.ConnectTimeout+cfg.Health.CheckTimeout+closeBudget),
 		fx.StopTimeout(StopTimeout(cfg)),
 		fx.Options(extra...),

@@ -3,11 +3,13 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"go.uber.org/fx"
 	"go.uber.org/zap"
 
 	"github.com/insien/orchestrator/internal/platform/config"
@@ -27,30 +29,44 @@ type Server struct {
 	served    chan error
 }
 
-// NewServer wires the engine into an http.Server with the configured timeouts.
-func NewServer(cfg config.HTTP, engine *gin.Engine, streams *middleware.Streams, readiness *health.Readiness, log *zap.Logger) *Server {
-	return &Server{
-		cfg:       cfg,
-		streams:   streams,
-		readiness: readiness,
-		log:       log.Named("server"),
+// ServerParams is what the server is built from.
+type ServerParams struct {
+	fx.In
+	Lifecycle fx.Lifecycle
+	HTTP      config.HTTP
+	Engine    *gin.Engine
+	Streams   *middleware.Streams
+	Readiness *health.Readiness
+	Log       *zap.Logger
+}
+
+// NewServer wires the engine into an http.Server with the configured timeouts, started and
+// stopped with the application.
+func NewServer(p ServerParams) *Server {
+	s := &Server{
+		cfg:       p.HTTP,
+		streams:   p.Streams,
+		readiness: p.Readiness,
+		log:       p.Log.Named("server"),
 		srv: &http.Server{
-			Addr:              cfg.Addr(),
-			Handler:           middleware.HeadAsGet(engine), // HEAD on every GET route
-			ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-			ReadTimeout:       cfg.ReadTimeout,
-			WriteTimeout:      cfg.WriteTimeout,
-			IdleTimeout:       cfg.IdleTimeout,
-			ErrorLog:          zap.NewStdLog(log.Named("net/http")),
+			Addr:              p.HTTP.Addr(),
+			Handler:           middleware.HeadAsGet(p.Engine), // HEAD on every GET route
+			ReadHeaderTimeout: p.HTTP.ReadHeaderTimeout,
+			ReadTimeout:       p.HTTP.ReadTimeout,
+			WriteTimeout:      p.HTTP.WriteTimeout,
+			IdleTimeout:       p.HTTP.IdleTimeout,
+			ErrorLog:          zap.NewStdLog(p.Log.Named("net/http")),
 		},
 	}
+	p.Lifecycle.Append(fx.StartStopHook(s.Start, s.Stop))
+	return s
 }
 
 // Start binds the port synchronously, so a busy port fails start-up, then serves in the background.
 func (s *Server) Start(context.Context) error {
 	ln, err := net.Listen("tcp", s.srv.Addr)
 	if err != nil {
-		return err
+		return fmt.Errorf("http server: %w", err)
 	}
 	s.addr = ln.Addr()
 	s.served = make(chan error, 1)
@@ -91,10 +107,10 @@ func (s *Server) Stop(ctx context.Context) error {
 	}
 	if err != nil {
 		_ = s.srv.Close()
-		return err
+		return fmt.Errorf("http server: shutdown: %w", err)
 	}
 	if err := <-s.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+		return fmt.Errorf("http server: serve: %w", err)
 	}
 	s.log.Info("http server stopped")
 	return nil

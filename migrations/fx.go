@@ -3,6 +3,7 @@ package migrations
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 
 	"go.uber.org/fx"
@@ -16,12 +17,11 @@ import (
 var Module = fx.Module("migrations",
 	fx.Provide(New),
 	fx.Provide(newSchemaGate),
-	fx.Provide(fx.Annotate(func(g *schemaGate) providers.DBReadyHook { return g.verify },
-		fx.ResultTags(`group:"db_ready"`))),
-	fx.Provide(fx.Annotate(func(g *schemaGate) health.Check { return health.Check{Name: "schema", Probe: g.probe} },
-		fx.ResultTags(`group:"health_checks"`))),
+	fx.Provide(fx.Annotate((*schemaGate).readyHook, fx.ResultTags(`group:"db_ready"`))),
+	fx.Provide(fx.Annotate((*schemaGate).check, fx.ResultTags(`group:"health_checks"`))),
 )
 
+// schemaGate remembers whether the schema was found current, for the readiness probe.
 type schemaGate struct {
 	migrator *Migrator
 	current  atomic.Bool
@@ -29,9 +29,13 @@ type schemaGate struct {
 
 func newSchemaGate(m *Migrator) *schemaGate { return &schemaGate{migrator: m} }
 
+func (g *schemaGate) readyHook() providers.DBReadyHook { return g.verify }
+
+func (g *schemaGate) check() health.Check { return health.Check{Name: "schema", Probe: g.probe} }
+
 func (g *schemaGate) verify(ctx context.Context) error {
 	if err := g.migrator.CheckCurrent(ctx); err != nil {
-		return err
+		return fmt.Errorf("check the schema: %w", err)
 	}
 	g.current.Store(true)
 	return nil

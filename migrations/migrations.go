@@ -44,34 +44,29 @@ func New(db *bun.DB) (*Migrator, error) {
 // Up applies every pending migration and returns the names applied. Two processes running it at
 // once are serialized by an advisory lock, so the second finds nothing left to do.
 func (m *Migrator) Up(ctx context.Context) ([]string, error) {
-	var applied []string
-	err := m.locked(ctx, func() error {
-		group, err := m.migrator.Migrate(ctx)
-		if err != nil {
-			return err
-		}
-		for _, mig := range group.Migrations {
-			applied = append(applied, mig.Name)
-		}
-		return nil
-	})
-	return applied, err
+	return m.run(ctx, "apply migrations", m.migrator.Migrate)
 }
 
 // Down rolls back the last applied group and returns the names rolled back.
 func (m *Migrator) Down(ctx context.Context) ([]string, error) {
-	var rolled []string
+	return m.run(ctx, "roll back migrations", m.migrator.Rollback)
+}
+
+// run applies one direction under the lock and returns the names of the migrations it touched.
+func (m *Migrator) run(ctx context.Context, op string,
+	apply func(context.Context, ...migrate.MigrationOption) (*migrate.MigrationGroup, error)) ([]string, error) {
+	var names []string
 	err := m.locked(ctx, func() error {
-		group, err := m.migrator.Rollback(ctx)
+		group, err := apply(ctx)
 		if err != nil {
-			return err
+			return fmt.Errorf("migrations: %s: %w", op, err)
 		}
 		for _, mig := range group.Migrations {
-			rolled = append(rolled, mig.Name)
+			names = append(names, mig.Name)
 		}
 		return nil
 	})
-	return rolled, err
+	return names, err
 }
 
 // Status is one migration and whether it is applied.
@@ -88,7 +83,7 @@ func (m *Migrator) Status(ctx context.Context) ([]Status, error) {
 	}
 	ms, err := m.migrator.MigrationsWithStatus(ctx)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("migrations: read status: %w", err)
 	}
 	out := make([]Status, 0, len(ms))
 	for _, mig := range ms {
@@ -101,14 +96,14 @@ func (m *Migrator) Status(ctx context.Context) ([]Status, error) {
 func (m *Migrator) CheckCurrent(ctx context.Context) error {
 	var exists bool
 	if err := m.db.NewRaw("SELECT to_regclass('bun_migrations') IS NOT NULL").Scan(ctx, &exists); err != nil {
-		return err
+		return fmt.Errorf("migrations: look for bun_migrations: %w", err)
 	}
 	if !exists {
 		return ErrSchemaBehind
 	}
 	ms, err := m.migrator.MigrationsWithStatus(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("migrations: read status: %w", err)
 	}
 	if pending := ms.Unapplied(); len(pending) > 0 {
 		return fmt.Errorf("%w (%d pending, first %s)", ErrSchemaBehind, len(pending), pending[0].Name)
@@ -121,7 +116,7 @@ func (m *Migrator) CheckCurrent(ctx context.Context) error {
 func (m *Migrator) locked(ctx context.Context, fn func() error) (err error) {
 	conn, err := m.db.Conn(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("migrations: connect: %w", err)
 	}
 	defer conn.Close()
 	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock(?)", advisoryLockKey); err != nil {
@@ -133,11 +128,11 @@ func (m *Migrator) locked(ctx context.Context, fn func() error) (err error) {
 		unlockCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if _, uerr := conn.ExecContext(unlockCtx, "SELECT pg_advisory_unlock(?)", advisoryLockKey); uerr != nil && err == nil {
-			err = uerr
+			err = fmt.Errorf("migrations: releasing the advisory lock: %w", uerr)
 		}
 	}()
 	if err := m.migrator.Init(ctx); err != nil {
-		return err
+		return fmt.Errorf("migrations: create bun's tables: %w", err)
 	}
 	return fn()
 }
@@ -156,7 +151,7 @@ func Create(dir, name string) ([]string, error) {
 		path := filepath.Join(dir, base+".tx."+direction+".sql")
 		body := fmt.Sprintf("-- %s: %s migration. Separate statements with a line --bun:split\n", name, direction)
 		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("migrations: %w", err)
 		}
 		paths = append(paths, path)
 	}

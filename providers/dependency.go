@@ -5,17 +5,22 @@ import (
 	"sync"
 	"time"
 
+	"go.uber.org/fx"
 	"go.uber.org/zap"
+
+	"github.com/insien/orchestrator/internal/platform/config"
+	"github.com/insien/orchestrator/internal/platform/health"
+	"github.com/insien/orchestrator/internal/platform/loop"
 )
 
-// watchDependency checks a dependency once on start within timeout. If it does not answer, the
-// process keeps running (readiness reports it) and a goroutine retries every interval until it
-// does, then calls onReady; if onReady fails there, onLateFailure runs. Stop ends the retries.
-type watchDependency struct {
-	name          string
-	probe         func(context.Context) error
-	onReady       func(context.Context) error
-	onLateFailure func()
+// dependencyWatch checks a dependency once on start within health.check_timeout. If it does not
+// answer, the process keeps running (readiness reports it) and a goroutine retries every
+// health.retry_interval until it does, then calls onReady; if onReady fails there, onLateFailure
+// runs. Stop ends the retries.
+type dependencyWatch struct {
+	check         health.Check
+	onReady       func(context.Context) error // nil: nothing to do
+	onLateFailure func()                      // nil: nothing to do
 	timeout       time.Duration
 	interval      time.Duration
 	log           *zap.Logger
@@ -24,16 +29,24 @@ type watchDependency struct {
 	done   sync.WaitGroup
 }
 
-func (w *watchDependency) Start(ctx context.Context) error {
-	probeCtx, cancel := context.WithTimeout(ctx, w.timeout)
-	err := w.probe(probeCtx)
-	cancel()
+// watchDependency starts watching check with the application and closes the client on stop.
+// Fx stops hooks in reverse order: the client closes after the watch and after every user
+// started later.
+func watchDependency(lc fx.Lifecycle, check health.Check, closeClient func() error, h config.Health, log *zap.Logger) *dependencyWatch {
+	w := &dependencyWatch{check: check, timeout: h.CheckTimeout, interval: h.RetryInterval, log: log}
+	lc.Append(fx.StopHook(closeClient))
+	lc.Append(fx.StartStopHook(w.start, w.stop))
+	return w
+}
+
+func (w *dependencyWatch) start(ctx context.Context) error {
+	err := w.probe(ctx)
 	if err == nil {
-		w.log.Info("dependency ready", zap.String("dependency", w.name))
+		w.log.Info("dependency ready", zap.String("dependency", w.check.Name))
 		return w.ready(ctx)
 	}
 	w.log.Warn("dependency unavailable at start; retrying in the background",
-		zap.String("dependency", w.name), zap.Error(err))
+		zap.String("dependency", w.check.Name), zap.Error(err))
 	bg, stop := context.WithCancel(context.Background())
 	w.cancel = stop
 	w.done.Add(1)
@@ -41,7 +54,7 @@ func (w *watchDependency) Start(ctx context.Context) error {
 	return nil
 }
 
-func (w *watchDependency) Stop(context.Context) error {
+func (w *dependencyWatch) stop(context.Context) error {
 	if w.cancel != nil {
 		w.cancel()
 		w.done.Wait()
@@ -49,34 +62,33 @@ func (w *watchDependency) Stop(context.Context) error {
 	return nil
 }
 
-func (w *watchDependency) retry(ctx context.Context) {
+func (w *dependencyWatch) retry(ctx context.Context) {
 	defer w.done.Done()
-	ticker := time.NewTicker(w.interval)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-		}
-		probeCtx, cancel := context.WithTimeout(ctx, w.timeout)
-		err := w.probe(probeCtx)
-		cancel()
-		if err != nil {
-			continue
-		}
-		w.log.Info("dependency ready", zap.String("dependency", w.name))
-		if err := w.ready(ctx); err != nil {
-			w.log.Error("dependency unusable", zap.String("dependency", w.name), zap.Error(err))
-			if w.onLateFailure != nil {
-				w.onLateFailure()
-			}
-		}
-		return
-	}
+	loop.Every(ctx, w.interval, w.retryOnce)
 }
 
-func (w *watchDependency) ready(ctx context.Context) error {
+// retryOnce probes the dependency; once it answers, it runs onReady and reports the watch done.
+func (w *dependencyWatch) retryOnce(ctx context.Context) (done bool) {
+	if w.probe(ctx) != nil {
+		return false
+	}
+	w.log.Info("dependency ready", zap.String("dependency", w.check.Name))
+	if err := w.ready(ctx); err != nil {
+		w.log.Error("dependency unusable", zap.String("dependency", w.check.Name), zap.Error(err))
+		if w.onLateFailure != nil {
+			w.onLateFailure()
+		}
+	}
+	return true
+}
+
+func (w *dependencyWatch) probe(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, w.timeout)
+	defer cancel()
+	return w.check.Probe(ctx)
+}
+
+func (w *dependencyWatch) ready(ctx context.Context) error {
 	if w.onReady == nil {
 		return nil
 	}

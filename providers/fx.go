@@ -5,26 +5,20 @@ package providers
 import (
 	"go.uber.org/fx"
 
-	"github.com/insien/orchestrator/internal/platform/config"
-	"github.com/insien/orchestrator/internal/platform/health"
-	"github.com/insien/orchestrator/internal/platform/middleware"
 	"github.com/insien/orchestrator/internal/runtimes"
 )
 
-// Module provides the shared clients and registers their readiness checks.
+// Module provides the shared clients, registers their readiness checks and watches Postgres and
+// Redis until they answer.
 var Module = fx.Module("providers",
 	fx.Provide(NewLogger),
 	fx.Provide(NewDB),
 	fx.Provide(NewRedis),
-	fx.Provide(middleware.NewStreams),
-	fx.Provide(newEngine),
+	fx.Provide(NewEngine),
 	fx.Provide(fx.Annotate(NewRuntime, fx.As(new(runtimes.Runtime)), fx.As(new(runtimes.Interactive)))),
 	fx.Provide(fx.Annotate(dbCheck, fx.ResultTags(`group:"health_checks"`))),
 	fx.Provide(fx.Annotate(redisCheck, fx.ResultTags(`group:"health_checks"`))),
 	fx.Provide(fx.Annotate(runtimeCheck, fx.ResultTags(`group:"health_checks"`))),
-	fx.Provide(func(p health.Params, h config.Health) *health.Readiness {
-		return health.NewReadiness(h.CheckTimeout, p.Checks...)
-	}),
 	fx.Invoke(watchDB),
 	fx.Invoke(routeRedisLogs),
 	fx.Invoke(watchRedis),

@@ -23,15 +23,12 @@ type EngineParams struct {
 	Limits  []middleware.RouteLimit `group:"body_limits"`
 }
 
-func newEngine(p EngineParams) (*gin.Engine, error) {
-	return NewEngine(p.HTTP, p.App, p.Log, p.Streams, p.Limits...)
-}
-
 // NewEngine builds the Gin engine with the edge middleware in the documented order: recovery →
 // request id → request log → error writer → timeout → security headers → CORS → body limit.
 // Authentication and rate limiting are applied per route group by the handlers.
-func NewEngine(cfg config.HTTP, app config.App, log *zap.Logger, streams *middleware.Streams, limits ...middleware.RouteLimit) (*gin.Engine, error) {
-	if app.Development() {
+func NewEngine(p EngineParams) (*gin.Engine, error) {
+	cfg, log := p.HTTP, p.Log
+	if p.App.Development() {
 		gin.SetMode(gin.DebugMode)
 	} else {
 		gin.SetMode(gin.ReleaseMode)
@@ -50,8 +47,8 @@ func NewEngine(cfg config.HTTP, app config.App, log *zap.Logger, streams *middle
 		middleware.Timeout(cfg.RequestTimeout),
 		middleware.SecurityHeaders(),
 		middleware.CORS(cfg.CORS),
-		middleware.BodyLimit(cfg.MaxBodyBytes, limits...),
-		streams.Middleware(),
+		middleware.BodyLimit(cfg.MaxBodyBytes, p.Limits...),
+		p.Streams.Middleware(),
 	)
 	engine.NoRoute(middleware.NotFound)
 	engine.NoMethod(middleware.MethodNotAllowed)

@@ -1,6 +1,8 @@
 package providers
 
 import (
+	"fmt"
+
 	"go.uber.org/fx/fxevent"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -9,10 +11,10 @@ import (
 )
 
 // NewLogger builds zap: JSON in production for log pipelines, console in development for people.
-func NewLogger(logCfg config.Log, app config.App) (*zap.Logger, error) {
-	level, err := zapcore.ParseLevel(logCfg.Level)
+func NewLogger(cfg config.Log, app config.App) (*zap.Logger, error) {
+	level, err := zapcore.ParseLevel(cfg.Level)
 	if err != nil {
-		return nil, err
+		return nil, &config.Error{Key: "log.level", Reason: err.Error()}
 	}
 	zc := zap.NewProductionConfig()
 	if app.Development() {
@@ -20,7 +22,7 @@ func NewLogger(logCfg config.Log, app config.App) (*zap.Logger, error) {
 	}
 	zc.Level = zap.NewAtomicLevelAt(level)
 	zc.DisableStacktrace = true // stacks are attached explicitly where they help (panics)
-	switch logCfg.Format {
+	switch cfg.Format {
 	case "json":
 		zc.Encoding = "json"
 		zc.EncoderConfig = zap.NewProductionEncoderConfig()
@@ -28,7 +30,11 @@ func NewLogger(logCfg config.Log, app config.App) (*zap.Logger, error) {
 		zc.Encoding = "console"
 	}
 	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
-	return zc.Build()
+	log, err := zc.Build()
+	if err != nil {
+		return nil, fmt.Errorf("logger: %w", err)
+	}
+	return log, nil
 }
 
 // NewFxLogger routes Fx's own events through zap at debug level, so they stay out of production logs.

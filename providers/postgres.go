@@ -47,24 +47,28 @@ type dbParams struct {
 	Hooks  []DBReadyHook `group:"db_ready"`
 }
 
-func watchDB(p dbParams) {
-	w := &watchDependency{
-		name: "postgres", probe: p.DB.PingContext, timeout: p.Health.CheckTimeout,
-		interval: p.Health.RetryInterval, log: p.Log,
-		onLateFailure: func() { _ = p.Stop.Shutdown(fx.ExitCode(1)) },
-		onReady: func(ctx context.Context) error {
-			for _, hook := range p.Hooks {
-				if err := hook(ctx); err != nil {
-					return err
-				}
-			}
-			return nil
-		},
-	}
-	// Fx stops hooks in reverse order: the pool closes after the watcher and every later-started user.
-	p.LC.Append(fx.StopHook(p.DB.Close))
-	p.LC.Append(fx.StartStopHook(w.Start, w.Stop))
+// dbReady runs the DBReadyHooks once Postgres answers, and stops the process when they fail late.
+type dbReady struct {
+	hooks []DBReadyHook
+	stop  fx.Shutdowner
 }
+
+func watchDB(p dbParams) {
+	r := &dbReady{hooks: p.Hooks, stop: p.Stop}
+	w := watchDependency(p.LC, dbCheck(p.DB), p.DB.Close, p.Health, p.Log)
+	w.onReady, w.onLateFailure = r.run, r.exit
+}
+
+func (r *dbReady) run(ctx context.Context) error {
+	for _, hook := range r.hooks {
+		if err := hook(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *dbReady) exit() { _ = r.stop.Shutdown(fx.ExitCode(1)) }
 
 func dbCheck(db *bun.DB) health.Check {
 	return health.Check{Name: "postgres", Probe: db.PingContext}

@@ -24,7 +24,9 @@ func NewRedis(cfg config.Redis) (*redis.Client, error) {
 	opts.DialTimeout = cfg.DialTimeout
 	opts.ReadTimeout = cfg.ReadTimeout
 	opts.WriteTimeout = cfg.WriteTimeout
-	opts.ContextTimeoutEnabled = true // request deadlines bound Redis calls, not only the socket timeouts
+	// Request deadlines bound Redis calls, not only the socket timeouts: the rate limiter relies on
+	// it to give up on a hung Redis within its own short budget.
+	opts.ContextTimeoutEnabled = true
 	// Redis holds only copies and counters, and every caller has a fallback: fail fast when it is
 	// down instead of go-redis's default of up to 4 attempts × 5 dials (seconds per command).
 	opts.MaxRetries = 1
@@ -44,12 +46,7 @@ func (l redisLog) Printf(_ context.Context, format string, v ...any) { l.log.Deb
 func routeRedisLogs(log *zap.Logger) { redis.SetLogger(redisLog{log: log.Named("go-redis").Sugar()}) }
 
 func watchRedis(lc fx.Lifecycle, rdb *redis.Client, h config.Health, log *zap.Logger) {
-	w := &watchDependency{
-		name: "redis", probe: redisCheck(rdb).Probe, timeout: h.CheckTimeout,
-		interval: h.RetryInterval, log: log,
-	}
-	lc.Append(fx.StopHook(rdb.Close))
-	lc.Append(fx.StartStopHook(w.Start, w.Stop))
+	watchDependency(lc, redisCheck(rdb), rdb.Close, h, log)
 }
 
 func redisCheck(rdb *redis.Client) health.Check {

@@ -10,8 +10,17 @@ import (
 	"github.com/insien/orchestrator/internal/runtimes/docker"
 )
 
+// RuntimeParams is what the runtime driver is built from.
+type RuntimeParams struct {
+	fx.In
+	Lifecycle fx.Lifecycle
+	Runtime   config.Runtime
+	Log       *zap.Logger
+}
+
 // NewRuntime builds the configured sandbox runtime driver (Docker today) and closes it on stop.
-func NewRuntime(lc fx.Lifecycle, cfg config.Runtime, log *zap.Logger) (*docker.Runtime, error) {
+func NewRuntime(p RuntimeParams) (*docker.Runtime, error) {
+	cfg := p.Runtime
 	rt, err := docker.New(docker.Options{
 		Host:         cfg.DockerHost,
 		AllowNetwork: cfg.AllowNetwork,
@@ -20,11 +29,11 @@ func NewRuntime(lc fx.Lifecycle, cfg config.Runtime, log *zap.Logger) (*docker.R
 		OCIRuntime:   cfg.OCIRuntime,
 		StopGrace:    cfg.StopGrace,
 		PullImages:   cfg.PullImages,
-	}, log.Named("runtime"))
+	}, p.Log.Named("runtime"))
 	if err != nil {
 		return nil, &config.Error{Key: "runtime.docker_host", Reason: err.Error()}
 	}
-	lc.Append(fx.StopHook(rt.Close))
+	p.Lifecycle.Append(fx.StopHook(rt.Close))
 	return rt, nil
 }
 

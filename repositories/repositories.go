@@ -7,20 +7,12 @@ import (
 	"errors"
 
 	"github.com/jackc/pgx/v5/pgconn"
-	"go.uber.org/fx"
 )
 
 // Sentinel errors callers test with errors.Is.
 var (
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("conflict")
-)
-
-// Module provides every repository.
-var Module = fx.Module("repositories",
-	fx.Provide(NewUsers),
-	fx.Provide(NewAPIKeys),
-	fx.Provide(NewSandboxes),
 )
 
 // translate maps driver errors to the sentinels.

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -47,7 +48,7 @@ func StartApp(t testing.TB, cfg *config.Config, extra ...fx.Option) *App {
 	t.Helper()
 	a, err := TryStartApp(cfg, extra...)
 	if err != nil {
-		t.Fatalf("starting the service: %v", err)
+		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.Stop(t) })
 	return a
@@ -58,12 +59,12 @@ func TryStartApp(cfg *config.Config, extra ...fx.Option) (*App, error) {
 	var server *app.Server
 	fxApp := fx.New(app.Options(cfg, append(extra, fx.Populate(&server))...))
 	if err := fxApp.Err(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("building the service: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), fxApp.StartTimeout())
 	defer cancel()
 	if err := fxApp.Start(ctx); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("starting the service: %w", err)
 	}
 	return &App{URL: "http://" + server.Addr().String(), fx: fxApp, cfg: cfg}, nil
 }

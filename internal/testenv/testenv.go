@@ -132,14 +132,16 @@ func execSQL(t testing.TB, dsn, query string) {
 func execQuiet(dsn, query string) error {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
-		return err
+		return fmt.Errorf("parse the database URL: %w", err)
 	}
 	db := stdlib.OpenDB(*cfg)
 	defer db.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err = db.ExecContext(ctx, query)
-	return err
+	if _, err := db.ExecContext(ctx, query); err != nil {
+		return fmt.Errorf("exec: %w", err)
+	}
+	return nil
 }
 
 // OpenSQL opens a plain database/sql handle for assertions on rows.

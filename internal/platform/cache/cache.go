@@ -3,11 +3,14 @@
 //
 // Invalidation leaves a short tombstone: a reader that loaded the row just before a change must
 // not put the old copy back after the change invalidated it.
+//
+// Errors never name the key: keys can be derived from credentials (an API key's hash).
 package cache
 
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -40,9 +43,12 @@ return 1`)
 func Set(ctx context.Context, rdb *redis.Client, key string, value any, ttl time.Duration) error {
 	data, err := json.Marshal(value)
 	if err != nil {
-		return err
+		return fmt.Errorf("cache: encode: %w", err)
 	}
-	return setScript.Run(ctx, rdb, []string{key, tombstone(key)}, data, ttl.Milliseconds()).Err()
+	if err := setScript.Run(ctx, rdb, []string{key, tombstone(key)}, data, ttl.Milliseconds()).Err(); err != nil {
+		return fmt.Errorf("cache: set: %w", err)
+	}
+	return nil
 }
 
 // Invalidate removes key on every replica at once and blocks re-caching for window.
@@ -50,6 +56,8 @@ func Invalidate(ctx context.Context, rdb *redis.Client, key string, window time.
 	pipe := rdb.TxPipeline()
 	pipe.Set(ctx, tombstone(key), 1, window)
 	pipe.Del(ctx, key)
-	_, err := pipe.Exec(ctx)
-	return err
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("cache: invalidate: %w", err)
+	}
+	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/insien/orchestrator/internal/runtimes"
 )
 
 // Secret is a string that never prints itself, so a config dump or a log field cannot leak it.
@@ -336,7 +338,7 @@ func (c *Config) Validate() error {
 		{c.Runtime.Cluster != "", "runtime.cluster", "must not be empty"},
 		{c.Sandbox.DefaultImage != "" && slices.Contains(c.Sandbox.AllowedImages, c.Sandbox.DefaultImage), "sandbox.default_image", "must be listed in sandbox.allowed_images"},
 		{c.Sandbox.DefaultCPU > 0 && c.Sandbox.DefaultCPU <= c.Sandbox.MaxCPU, "sandbox.default_cpu", "must be positive and at most sandbox.max_cpu"},
-		{c.Sandbox.DefaultMemoryMB >= 6 && c.Sandbox.DefaultMemoryMB <= c.Sandbox.MaxMemoryMB, "sandbox.default_memory_mb", "must be at least 6 and at most sandbox.max_memory_mb"},
+		{c.Sandbox.DefaultMemoryMB >= runtimes.MinMemoryMB && c.Sandbox.DefaultMemoryMB <= c.Sandbox.MaxMemoryMB, "sandbox.default_memory_mb", fmt.Sprintf("must be at least %d and at most sandbox.max_memory_mb", runtimes.MinMemoryMB)},
 		{c.Sandbox.PidsLimit > 0, "sandbox.pids_limit", "must be positive"},
 		{c.Sandbox.DefaultTimeout >= time.Second && c.Sandbox.DefaultTimeout <= c.Sandbox.MaxLifetime, "sandbox.default_timeout", "must be between 1s and sandbox.max_lifetime"},
 		{c.Sandbox.MaxPerUser > 0, "sandbox.max_per_user", "must be positive"},

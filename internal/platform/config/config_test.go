@@ -30,7 +30,7 @@ func writeFile(t *testing.T, dir, name, content string) string {
 }
 
 func TestDocumentedConfigMatchesDefaults(t *testing.T) {
-	cfg, err := config.Load(config.Options{File: "../config.yaml", DotEnv: os.DevNull, LookupEnv: env(nil)})
+	cfg, err := config.Load(config.Options{File: "../../../config.yaml", DotEnv: os.DevNull, LookupEnv: env(nil)})
 	if err != nil {
 		t.Fatalf("config.yaml does not load: %v", err)
 	}
@@ -41,7 +41,7 @@ func TestDocumentedConfigMatchesDefaults(t *testing.T) {
 }
 
 func TestEveryKeyIsDocumented(t *testing.T) {
-	doc, err := os.ReadFile("../config.yaml")
+	doc, err := os.ReadFile("../../../config.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func TestEveryKeyIsDocumented(t *testing.T) {
 			t.Errorf("config.yaml does not document %s", key)
 		}
 	}
-	readme, err := os.ReadFile("../README.md")
+	readme, err := os.ReadFile("../../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestEveryKeyIsDocumented(t *testing.T) {
 			t.Errorf("README.md's configuration table does not list %s", key)
 		}
 	}
-	example, err := os.ReadFile("../.env.example")
+	example, err := os.ReadFile("../../../.env.example")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,24 +2,33 @@ package config
 
 import "go.uber.org/fx"
 
-// Module supplies the loaded configuration and one value per section, so each provider depends
-// only on its own section.
-func Module(cfg *Config) fx.Option {
-	return fx.Module("config",
-		fx.Supply(cfg),
-		fx.Provide(
-			func(c *Config) App { return c.App },
-			func(c *Config) HTTP { return c.HTTP },
-			func(c *Config) Log { return c.Log },
-			func(c *Config) Database { return c.Database },
-			func(c *Config) Redis { return c.Redis },
-			func(c *Config) Health { return c.Health },
-			func(c *Config) Clerk { return c.Clerk },
-			func(c *Config) Auth { return c.Auth },
-			func(c *Config) RateLimit { return c.RateLimit },
-			func(c *Config) Secrets { return c.Secrets },
-			func(c *Config) Runtime { return c.Runtime },
-			func(c *Config) Sandbox { return c.Sandbox },
-		),
-	)
+// Module hands each provider its own section of the *Config the application supplies
+// (fx.Supply(cfg)), so a provider depends on what it reads and nothing more.
+var Module = fx.Module("config",
+	fx.Provide(splitSections),
+)
+
+// sections is every section of Config as a separate value in the graph.
+type sections struct {
+	fx.Out
+	App       App
+	HTTP      HTTP
+	Log       Log
+	Database  Database
+	Redis     Redis
+	Health    Health
+	Clerk     Clerk
+	Auth      Auth
+	RateLimit RateLimit
+	Secrets   Secrets
+	Runtime   Runtime
+	Sandbox   Sandbox
+}
+
+func splitSections(c *Config) sections {
+	return sections{
+		App: c.App, HTTP: c.HTTP, Log: c.Log, Database: c.Database, Redis: c.Redis, Health: c.Health,
+		Clerk: c.Clerk, Auth: c.Auth, RateLimit: c.RateLimit, Secrets: c.Secrets, Runtime: c.Runtime,
+		Sandbox: c.Sandbox,
+	}
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.uber.org/fx"
+
+	"github.com/insien/orchestrator/internal/platform/config"
 )
 
 // Check is one named dependency probe. Providers contribute them to the "health_checks" group.
@@ -33,17 +35,19 @@ type Readiness struct {
 	stopping atomic.Bool
 }
 
-// Params collects the checks contributed by providers.
+// Params is the health configuration and the checks contributed to the "health_checks" group.
 type Params struct {
 	fx.In
+	Health config.Health
 	Checks []Check `group:"health_checks"`
 }
 
-// NewReadiness builds a readiness tracker over checks; each is given timeout to answer.
-func NewReadiness(timeout time.Duration, checks ...Check) *Readiness {
-	sorted := append([]Check(nil), checks...)
+// NewReadiness builds a readiness tracker over the checks; each is given health.check_timeout
+// to answer.
+func NewReadiness(p Params) *Readiness {
+	sorted := append([]Check(nil), p.Checks...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
-	return &Readiness{timeout: timeout, checks: sorted}
+	return &Readiness{timeout: p.Health.CheckTimeout, checks: sorted}
 }
 
 // BeginShutdown makes every later readiness evaluation fail, so load balancers stop routing here.

@@ -32,6 +32,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/fx"
 	"go.uber.org/zap"
 
 	"github.com/insien/orchestrator/internal/platform/apierror"
@@ -93,17 +94,28 @@ type Limiter struct {
 	suppressed  atomic.Int64 // failures not logged since that warning
 }
 
-// New builds a Limiter over rdb. It works without Fx; cfg is assumed valid (config.Validate).
-func New(cfg config.RateLimit, rdb *redis.Client, log *zap.Logger) *Limiter {
+// Params is what a Limiter is built from.
+type Params struct {
+	fx.In
+	RateLimit config.RateLimit
+	Redis     *redis.Client
+	Log       *zap.Logger
+}
+
+// New builds a Limiter over p.Redis. It works without Fx; p.RateLimit is assumed valid
+// (config.Validate), and a nil p.Log logs nothing.
+func New(p Params) *Limiter {
+	log := p.Log
 	if log == nil {
 		log = zap.NewNop()
 	}
+	cfg := p.RateLimit
 	return &Limiter{
 		enabled:   cfg.Enabled,
 		failOpen:  cfg.FailureMode != "closed",
 		principal: redis_rate.Limit{Rate: cfg.PrincipalPerMin, Period: time.Minute, Burst: cfg.PrincipalBurst},
 		anonymous: redis_rate.Limit{Rate: cfg.AnonymousPerMin, Period: time.Minute, Burst: cfg.AnonymousBurst},
-		rl:        redis_rate.NewLimiter(rdb),
+		rl:        redis_rate.NewLimiter(p.Redis),
 		log:       log.Named("ratelimit"),
 	}
 }
@@ -156,30 +168,19 @@ func (l *Limiter) limit(class Class) redis_rate.Limit {
 // errPaused stands in for Redis's error while the limiter pauses after a failure.
 var errPaused = errors.New("redis failed within the last second; not asked again yet")
 
-// take runs the GCRA script, giving up after redisTimeout. The call runs in its own goroutine because
-// go-redis ignores context deadlines for socket I/O unless ContextTimeoutEnabled is set; a call we
-// gave up on ends at the client's own read timeout and its result is dropped.
+// take runs the GCRA script, giving up after redisTimeout: the client bounds its socket I/O by
+// the context's deadline (providers.NewRedis sets ContextTimeoutEnabled).
 func (l *Limiter) take(parent context.Context, key string, limit redis_rate.Limit) (*redis_rate.Result, error) {
 	if time.Now().UnixNano() < l.pausedUntil.Load() {
 		return nil, errPaused
 	}
 	ctx, cancel := context.WithTimeout(parent, redisTimeout)
 	defer cancel()
-	type outcome struct {
-		res *redis_rate.Result
-		err error
+	res, err := l.rl.Allow(ctx, key, limit)
+	if err != nil {
+		return nil, fmt.Errorf("rate limit check: %w", err)
 	}
-	done := make(chan outcome, 1)
-	go func() {
-		res, err := l.rl.Allow(ctx, key, limit)
-		done <- outcome{res, err}
-	}()
-	select {
-	case o := <-done:
-		return o.res, o.err
-	case <-ctx.Done():
-		return nil, fmt.Errorf("rate limit check: %w", ctx.Err())
-	}
+	return res, nil
 }
 
 // failed applies the failure mode when the bucket could not be read.

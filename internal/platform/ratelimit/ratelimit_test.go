@@ -14,7 +14,6 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -24,6 +23,7 @@ import (
 	"github.com/insien/orchestrator/internal/platform/middleware"
 	"github.com/insien/orchestrator/internal/platform/ratelimit"
 	"github.com/insien/orchestrator/internal/testenv"
+	"github.com/insien/orchestrator/providers"
 )
 
 func init() { gin.SetMode(gin.TestMode) }
@@ -33,19 +33,23 @@ const principalHeader = "X-Test-Principal"
 
 var rateHeaders = []string{ratelimit.HeaderLimit, ratelimit.HeaderRemaining, ratelimit.HeaderReset, ratelimit.HeaderRetryAfter}
 
-// newClient connects like providers.NewRedis does: maintenance notifications off, no context
-// deadlines on socket I/O (go-redis's default), a 3 s read timeout.
+// newClient connects as the service does (providers.NewRedis): among other settings, socket I/O
+// follows the context's deadline, which is what bounds a check on a hung Redis.
 func newClient(t *testing.T, url string) *redis.Client {
 	t.Helper()
-	opts, err := redis.ParseURL(url)
+	cfg := config.Default().Redis
+	cfg.URL = config.Secret(url)
+	rdb, err := providers.NewRedis(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts.ReadTimeout = 3 * time.Second
-	opts.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	rdb := redis.NewClient(opts)
 	t.Cleanup(func() { rdb.Close() })
 	return rdb
+}
+
+// newLimiter builds the limiter under test.
+func newLimiter(cfg config.RateLimit, rdb *redis.Client, log *zap.Logger) *ratelimit.Limiter {
+	return ratelimit.New(ratelimit.Params{RateLimit: cfg, Redis: rdb, Log: log})
 }
 
 // limits is an enabled configuration; tests override what they exercise.
@@ -156,7 +160,7 @@ func TestBurstIsAllowedThenTooManyRequests(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			rdb := newClient(t, testenv.RedisURL(t))
-			a := newAPI(t, ratelimit.New(limits(6, burst), rdb, zap.NewNop()))
+			a := newAPI(t, newLimiter(limits(6, burst), rdb, zap.NewNop()))
 
 			for i := 1; i <= burst; i++ {
 				rec := a.get(tc.path, "192.0.2.1", tc.principal)
@@ -220,7 +224,7 @@ func TestBucketsAreSeparate(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			rdb := newClient(t, testenv.RedisURL(t))
-			a := newAPI(t, ratelimit.New(limits(6, burst), rdb, zap.NewNop()))
+			a := newAPI(t, newLimiter(limits(6, burst), rdb, zap.NewNop()))
 			for range burst {
 				if rec := a.get(tc.exhaust.path, tc.exhaust.ip, tc.exhaust.principal); rec.Code != http.StatusOK {
 					t.Fatalf("exhausting: status %d", rec.Code)
@@ -244,7 +248,7 @@ func TestBucketsAreSeparate(t *testing.T) {
 
 func TestBucketKeysNameClassAndKey(t *testing.T) {
 	rdb := newClient(t, testenv.RedisURL(t))
-	a := newAPI(t, ratelimit.New(limits(6, 3), rdb, zap.NewNop()))
+	a := newAPI(t, newLimiter(limits(6, 3), rdb, zap.NewNop()))
 	a.get("/public", "192.0.2.1", "")
 	a.get("/private", "192.0.2.1", "user:a")
 	keys, err := rdb.Keys(t.Context(), "*").Result()
@@ -265,7 +269,7 @@ func TestBucketKeysNameClassAndKey(t *testing.T) {
 func TestTokensComeBack(t *testing.T) {
 	rdb := newClient(t, testenv.RedisURL(t))
 	// 600 per minute: one token every 100 ms.
-	a := newAPI(t, ratelimit.New(limits(600, 2), rdb, zap.NewNop()))
+	a := newAPI(t, newLimiter(limits(600, 2), rdb, zap.NewNop()))
 	for range 2 {
 		if rec := a.get("/public", "192.0.2.1", ""); rec.Code != http.StatusOK {
 			t.Fatalf("status %d, want 200", rec.Code)
@@ -297,7 +301,7 @@ func TestDisabledLimitsNothing(t *testing.T) {
 	rdb := newClient(t, testenv.RedisURL(t))
 	cfg := limits(6, 1)
 	cfg.Enabled = false
-	a := newAPI(t, ratelimit.New(cfg, rdb, zap.NewNop()))
+	a := newAPI(t, newLimiter(cfg, rdb, zap.NewNop()))
 	for i := range 5 {
 		for _, rec := range []*httptest.ResponseRecorder{a.get("/public", "192.0.2.1", ""), a.get("/private", "192.0.2.1", "user:a")} {
 			if rec.Code != http.StatusOK {
@@ -326,7 +330,7 @@ func TestRedisFailure(t *testing.T) {
 			core, logs := observer.New(zapcore.DebugLevel)
 			cfg := limits(6, 100)
 			cfg.FailureMode = tc.mode
-			a := newAPI(t, ratelimit.New(cfg, newClient(t, srv.URL()), zap.New(core)))
+			a := newAPI(t, newLimiter(cfg, newClient(t, srv.URL()), zap.New(core)))
 
 			if rec := a.get("/private", "192.0.2.1", secretish); rec.Code != http.StatusOK || rec.Header().Get(ratelimit.HeaderLimit) == "" {
 				t.Fatalf("with Redis up: status %d, headers %v", rec.Code, rec.Header())
@@ -416,7 +420,7 @@ func TestHungRedisDoesNotStallRequests(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			cfg := limits(6, 10)
 			cfg.FailureMode = mode
-			a := newAPI(t, ratelimit.New(cfg, newClient(t, "redis://"+ln.Addr().String()), zap.NewNop()))
+			a := newAPI(t, newLimiter(cfg, newClient(t, "redis://"+ln.Addr().String()), zap.NewNop()))
 			start := time.Now()
 			rec := a.get("/public", "192.0.2.1", "")
 			if took := time.Since(start); took > time.Second {

@@ -23,14 +23,12 @@ type Options struct {
 	AllowNetwork bool          // false: sandboxes get NetworkMode "none"
 	NetworkMode  string        // used only when AllowNetwork; default "bridge"
 	ReadOnlyRoot bool          // read-only image filesystem; /tmp and WorkDir become tmpfs mounts
-	TmpfsSizeMB  int64         // size of each tmpfs mount when ReadOnlyRoot; default 256
+	TmpfsSizeMB  int64         // size of each tmpfs mount when ReadOnlyRoot; default: runtime.tmpfs_size_mb's
 	WorkDir      string        // default /workspace (Spec.WorkDir wins when set); a tmpfs when ReadOnlyRoot
 	OCIRuntime   string        // e.g. "runsc"; empty: the engine default
-	StopGrace    time.Duration // SIGTERM-to-SIGKILL delay when Stop is given none; default 10s
+	StopGrace    time.Duration // SIGTERM-to-SIGKILL delay when Stop is given none; default: runtime.stop_grace's
 	PullImages   bool          // pull a missing image once; false: a missing image is ErrImageNotFound
 }
-
-const defaultStopGrace = 10 * time.Second
 
 // Runtime is the Docker implementation of runtimes.Runtime. It is safe for concurrent use.
 type Runtime struct {
@@ -54,10 +52,10 @@ func New(opts Options, log *zap.Logger) (*Runtime, error) {
 		opts.WorkDir = defaultWorkDir
 	}
 	if opts.TmpfsSizeMB == 0 {
-		opts.TmpfsSizeMB = defaultTmpfsSizeMB
+		opts.TmpfsSizeMB = defaults.Runtime.TmpfsSizeMB
 	}
 	if opts.StopGrace == 0 {
-		opts.StopGrace = defaultStopGrace
+		opts.StopGrace = defaults.Runtime.StopGrace
 	}
 	switch {
 	case opts.TmpfsSizeMB < 0:

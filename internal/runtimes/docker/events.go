@@ -71,45 +71,62 @@ func (r *Runtime) watch(ctx context.Context, labels map[string]string, out chan<
 func (r *Runtime) stream(ctx context.Context, f client.Filters, oomed map[string]bool, out chan<- runtimes.Event) (bool, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends the client's reading goroutine whatever happened
-	sub := r.cli.Events(ctx, client.EventsListOptions{Filters: f})
-	settle := time.NewTimer(streamSettle)
-	defer settle.Stop()
-	connected := false
-	send := func(ev runtimes.Event) bool {
-		select {
-		case out <- ev:
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
-	resync := func() bool {
-		if connected {
-			return true
-		}
-		connected = true
-		settle.Stop()
-		return send(runtimes.Event{Kind: runtimes.EventResync})
-	}
+	s := &subscription{ctx: ctx, out: out, settle: time.NewTimer(streamSettle)}
+	defer s.settle.Stop()
+	err := s.read(r.cli.Events(ctx, client.EventsListOptions{Filters: f}), oomed)
+	return s.connected, err
+}
+
+// subscription is one event stream being read into out. It counts as connected at its first
+// message or once it has stayed open for streamSettle, and then sends EventResync, once.
+type subscription struct {
+	ctx       context.Context
+	out       chan<- runtimes.Event
+	settle    *time.Timer
+	connected bool
+}
+
+// read passes the exit events on until the stream breaks or ctx ends, and returns why it stopped.
+func (s *subscription) read(sub client.EventsResult, oomed map[string]bool) error {
 	for {
 		select {
-		case <-ctx.Done():
-			return connected, ctx.Err()
+		case <-s.ctx.Done():
+			return s.ctx.Err()
 		case err := <-sub.Err:
-			return connected, err
-		case <-settle.C:
-			if !resync() {
-				return connected, ctx.Err()
+			return err
+		case <-s.settle.C:
+			if !s.resync() {
+				return s.ctx.Err()
 			}
 		case m := <-sub.Messages:
-			if !resync() {
-				return connected, ctx.Err()
+			if !s.resync() {
+				return s.ctx.Err()
 			}
 			ev, ok := exitEvent(m, oomed)
-			if ok && !send(ev) {
-				return connected, ctx.Err()
+			if ok && !s.send(ev) {
+				return s.ctx.Err()
 			}
 		}
+	}
+}
+
+// resync marks the stream connected, sending EventResync the first time; false when ctx ended.
+func (s *subscription) resync() bool {
+	if s.connected {
+		return true
+	}
+	s.connected = true
+	s.settle.Stop()
+	return s.send(runtimes.Event{Kind: runtimes.EventResync})
+}
+
+// send delivers ev unless ctx ends first.
+func (s *subscription) send(ev runtimes.Event) bool {
+	select {
+	case s.out <- ev:
+		return true
+	case <-s.ctx.Done():
+		return false
 	}
 }
 

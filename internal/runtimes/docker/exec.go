@@ -25,80 +25,131 @@ var errTimedOut = errors.New("timed out")
 // Exec runs spec.Cmd inside the sandbox; see runtimes.Interactive for the contract.
 func (r *Runtime) Exec(ctx context.Context, id string, spec runtimes.ExecSpec, stdout, stderr io.Writer,
 	timeout time.Duration, maxOutput int64) (runtimes.ExecResult, error) {
-	res := runtimes.ExecResult{ExitCode: -1}
 	opts, err := execOptions(spec)
 	if err != nil {
-		return res, err
+		return runtimes.ExecResult{ExitCode: -1}, err
 	}
 	opts.AttachStdin = spec.Stdin != nil
-
-	// runCtx ends when the command must stop: the caller's ctx, the timeout, or a writer that
-	// failed (nobody reads the output any more). Its cause says which.
-	runCtx, stopRun := context.WithCancelCause(ctx)
-	defer stopRun(nil)
-	if timeout > 0 {
-		var cancel context.CancelFunc
-		runCtx, cancel = context.WithTimeoutCause(runCtx, timeout, errTimedOut)
-		defer cancel()
-	}
-	out := newOutputBudget(maxOutput, stopRun)
-
-	start := time.Now()
-	p, err := r.startProcess(ctx, "exec", id, opts, spec.WorkDir, out.writer(stdout), spec.Started)
+	e, err := r.startExecution(ctx, id, spec, opts, stdout, timeout, maxOutput)
 	if err != nil {
-		return res, err
+		return runtimes.ExecResult{ExitCode: -1}, err
 	}
-	defer p.release()
+	defer e.close()
+	pumpErr := e.stream(stderr)
+	// The output has ended, but the command may run on (it closed its output): run still bounds it.
+	code, waitErr := e.p.wait(e.p.ctx, e.run.Done())
+	return e.result(code, waitErr, pumpErr)
+}
 
-	pumpDone := make(chan struct{})
-	var pumpErr error
-	go func() {
-		defer close(pumpDone)
-		pumpErr = p.pump(spec.TTY, out.writer(stderr))
-	}()
-	if spec.Stdin != nil {
-		go feedStdin(p, spec, pumpDone)
+// execution is one Exec under way: the command's process and what bounds it.
+type execution struct {
+	r    *Runtime
+	id   string
+	spec runtimes.ExecSpec
+	ctx  context.Context // the caller's
+	// run ends when the command must stop: ctx ended, the timeout passed or a writer failed (nobody
+	// reads the output any more). Its cause says which.
+	run   context.Context
+	stop  context.CancelCauseFunc // ends run with a cause
+	out   *outputBudget
+	p     *process
+	start time.Time
+}
+
+// startExecution bounds the command by ctx and timeout, and starts it with its stdout going
+// through the output budget.
+func (r *Runtime) startExecution(ctx context.Context, id string, spec runtimes.ExecSpec, opts client.ExecCreateOptions,
+	stdout io.Writer, timeout time.Duration, maxOutput int64) (*execution, error) {
+	run, stop := runContext(ctx, timeout)
+	e := &execution{r: r, id: id, spec: spec, ctx: ctx, run: run, stop: stop, start: time.Now()}
+	e.out = newOutputBudget(maxOutput, stop)
+	p, err := r.startProcess(ctx, "exec", id, opts, spec.WorkDir, e.out.writer(stdout), spec.Started)
+	if err != nil {
+		stop(nil)
+		return nil, err
 	}
+	e.p = p
+	return e, nil
+}
 
+// runContext returns a context that ends when ctx does, when timeout passes (with the cause
+// errTimedOut; 0: never) or when the returned function is called, with its cause.
+func runContext(ctx context.Context, timeout time.Duration) (context.Context, context.CancelCauseFunc) {
+	run, cancelRun := context.WithCancelCause(ctx)
+	if timeout <= 0 {
+		return run, cancelRun
+	}
+	timed, cancelTimer := context.WithTimeoutCause(run, timeout, errTimedOut)
+	return timed, func(cause error) {
+		cancelRun(cause)
+		cancelTimer()
+	}
+}
+
+// close ends the command if it still runs and frees what bounded it.
+func (e *execution) close() {
+	e.p.release()
+	e.stop(nil)
+}
+
+// stream copies the output (and feeds the input) until the output ends, and returns the error
+// that ended the copy. When run ends first the command is killed, and its output gets drainGrace
+// to end before the connection is cut: a process outside the killed session can hold it open.
+func (e *execution) stream(stderr io.Writer) error {
+	pumped := e.p.startPump(e.spec.TTY, e.out.writer(stderr))
+	if e.spec.Stdin != nil {
+		go feedStdin(e.p, e.spec, pumped.done)
+	}
 	select {
-	case <-pumpDone:
-	case <-runCtx.Done():
-		p.kill()
+	case <-pumped.done:
+	case <-e.run.Done():
+		e.p.kill()
 		select {
-		case <-pumpDone:
+		case <-pumped.done:
 		case <-time.After(drainGrace):
-			p.hj.Close()
-			<-pumpDone
+			e.p.hj.Close()
+			<-pumped.done
 		}
 	}
-	p.hj.Close()
+	e.p.hj.Close()
+	return pumped.err
+}
 
-	// The output has ended, but the command may run on (it closed its output): runCtx still
-	// bounds it.
-	code, waitErr := p.wait(p.ctx, runCtx.Done())
-	res.Duration = time.Since(start)
-	res.Truncated = out.truncated
+// result reports how the command ended: its exit code when known, whether it was cut short, and
+// the first error that applies (see failure).
+func (e *execution) result(code int, waitErr, pumpErr error) (runtimes.ExecResult, error) {
+	res := runtimes.ExecResult{ExitCode: -1, Duration: time.Since(e.start), Truncated: e.out.truncated}
 	if waitErr == nil {
 		res.ExitCode = code
 	}
-	killed := p.killed.Load()
-	res.TimedOut = killed && errors.Is(context.Cause(runCtx), errTimedOut) && ctx.Err() == nil
-	switch {
-	case ctx.Err() != nil:
-		return res, fmt.Errorf("docker: exec in %s: %w", shortID(id), ctx.Err())
-	case out.writeErr != nil:
-		return res, fmt.Errorf("docker: exec in %s: writing output: %w", shortID(id), out.writeErr)
-	case waitErr != nil:
-		return res, waitErr
-	case p.head.workDirFailed():
-		return res, fmt.Errorf("docker: exec in %s: entering %q: %w", shortID(id), spec.WorkDir, runtimes.ErrWorkDirNotFound)
-	case pumpErr != nil && !killed:
-		return res, fmt.Errorf("docker: exec in %s: reading output: %w", shortID(id), pumpErr)
+	killed := e.p.killed.Load()
+	res.TimedOut = killed && errors.Is(context.Cause(e.run), errTimedOut) && e.ctx.Err() == nil
+	if err := e.failure(waitErr, pumpErr, killed); err != nil {
+		return res, err
 	}
 	if code == 137 && !killed {
-		res.OOMKilled = r.oomSince(ctx, id, start)
+		res.OOMKilled = e.r.oomSince(e.ctx, e.id, e.start)
 	}
 	return res, nil
+}
+
+// failure is the error an exec ends with, in order: the caller gave up, the caller's writer
+// failed, the exit status is unknown, the work directory could not be entered, or the output
+// could not be read (a copy cut by our own kill is not a failure).
+func (e *execution) failure(waitErr, pumpErr error, killed bool) error {
+	switch {
+	case e.ctx.Err() != nil:
+		return fmt.Errorf("docker: exec in %s: %w", shortID(e.id), e.ctx.Err())
+	case e.out.writeErr != nil:
+		return fmt.Errorf("docker: exec in %s: writing output: %w", shortID(e.id), e.out.writeErr)
+	case waitErr != nil:
+		return waitErr
+	case e.p.head.workDirFailed():
+		return fmt.Errorf("docker: exec in %s: entering %q: %w", shortID(e.id), e.spec.WorkDir, runtimes.ErrWorkDirNotFound)
+	case pumpErr != nil && !killed:
+		return fmt.Errorf("docker: exec in %s: reading output: %w", shortID(e.id), pumpErr)
+	}
+	return nil
 }
 
 // feedStdin copies spec.Stdin into the command once it runs. A Read of Stdin in progress when

@@ -131,36 +131,33 @@ func sandboxPath(op, p string) (string, error) {
 	return "./" + clean, nil
 }
 
+// exitSentinels are the exit codes the scripts report a known condition with.
+var exitSentinels = map[int]error{
+	exitNotFound:   runtimes.ErrFileNotFound,
+	exitIsDir:      runtimes.ErrIsDirectory,
+	exitNotDir:     runtimes.ErrNotDirectory,
+	exitNotEmpty:   runtimes.ErrDirectoryNotEmpty,
+	exitNotRegular: runtimes.ErrNotRegular,
+	exitTooMany:    runtimes.ErrTooManyEntries,
+}
+
 // fileErr maps a script's exit code to the runtimes sentinels, then its stderr (see refusal),
 // keeping the stderr otherwise.
 func fileErr(op, p string, run scriptResult) error {
-	var sentinel error
 	switch run.code {
 	case 0:
 		return nil
-	case exitNotFound:
-		sentinel = runtimes.ErrFileNotFound
-	case exitIsDir:
-		sentinel = runtimes.ErrIsDirectory
-	case exitNotDir:
-		sentinel = runtimes.ErrNotDirectory
-	case exitNotEmpty:
-		sentinel = runtimes.ErrDirectoryNotEmpty
-	case exitNotRegular:
-		sentinel = runtimes.ErrNotRegular
-	case exitTooMany:
-		sentinel = runtimes.ErrTooManyEntries
 	case exitShort:
 		return fmt.Errorf("docker: %s %q: the content did not have the announced size", op, p)
 	}
-	if sentinel != nil {
+	if sentinel, ok := exitSentinels[run.code]; ok {
 		return fmt.Errorf("docker: %s %q: %w", op, p, sentinel)
 	}
 	msg := strings.TrimSpace(string(run.stderr))
 	if msg == "" {
 		msg = "no message"
 	}
-	if sentinel = refusal(msg, run.code == exitNoCreate || op == "remove file"); sentinel != nil {
+	if sentinel := refusal(msg, run.code == exitNoCreate || op == "remove file"); sentinel != nil {
 		return fmt.Errorf("docker: %s %q: %w: %s", op, p, sentinel, msg)
 	}
 	return fmt.Errorf("docker: %s %q: exit status %d: %s", op, p, run.code, msg)

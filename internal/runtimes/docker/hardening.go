@@ -11,6 +11,7 @@ import (
 
 	"github.com/moby/moby/api/types/container"
 
+	"github.com/insien/orchestrator/internal/platform/config"
 	"github.com/insien/orchestrator/internal/runtimes"
 )
 
@@ -18,15 +19,16 @@ import (
 const (
 	defaultNetworkMode = "bridge"
 	defaultWorkDir     = "/workspace"
-	defaultTmpfsSizeMB = 256
-	defaultPidsLimit   = 256
-	defaultMemoryMB    = 512
-	defaultCPU         = 1.0
 
 	// shmSize bounds /dev/shm. It is a tmpfs charged to the sandbox's memory cgroup, but the engine
 	// default (64 MiB) is set explicitly so a daemon-wide --default-shm-size cannot raise it.
 	shmSize = 64 << 20
 )
+
+// defaults are the documented configuration's: a setting that has a configuration key (stop
+// grace, tmpfs size, a sandbox's CPU, memory and pids) takes the key's default when Options or
+// Spec leave it at zero, so the driver states no default of its own that could disagree with it.
+var defaults = config.Default()
 
 // capAdd is the capability set every sandbox keeps after dropping ALL. It is what a root shell
 // needs to install packages and manage its own files and processes inside its own namespaces:
@@ -94,15 +96,15 @@ func (r *Runtime) containerConfig(spec runtimes.Spec) (*container.Config, *conta
 
 	memoryMB := spec.MemoryMB
 	if memoryMB == 0 {
-		memoryMB = defaultMemoryMB
+		memoryMB = defaults.Sandbox.DefaultMemoryMB
 	}
 	cpu := spec.CPU
 	if cpu == 0 {
-		cpu = defaultCPU
+		cpu = defaults.Sandbox.DefaultCPU
 	}
 	pids := spec.PidsLimit
 	if pids == 0 {
-		pids = defaultPidsLimit
+		pids = defaults.Sandbox.PidsLimit
 	}
 	memory := memoryMB << 20
 

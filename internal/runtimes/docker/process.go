@@ -140,6 +140,25 @@ func (p *process) pump(tty bool, stderr io.Writer) error {
 	return err
 }
 
+// pumping is a pump running in the background: done is closed when it has returned, and err,
+// read after done, is what it returned.
+type pumping struct {
+	done chan struct{}
+	err  error
+}
+
+// startPump runs pump in the background.
+func (p *process) startPump(tty bool, stderr io.Writer) *pumping {
+	pm := &pumping{done: make(chan struct{})}
+	go pm.run(p, tty, stderr)
+	return pm
+}
+
+func (pm *pumping) run(p *process, tty bool, stderr io.Writer) {
+	defer close(pm.done)
+	pm.err = p.pump(tty, stderr)
+}
+
 // kill SIGKILLs the process tree, once, waiting first (at most pidWait) for the pid if its line
 // has not been read yet. It runs on a deadline of its own, counted from now.
 func (p *process) kill() {
