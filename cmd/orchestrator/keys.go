@@ -75,7 +75,8 @@ type keyServices struct {
 func startKeyServices(cfg *config.Config) (svc keyServices, stop func(), err error) {
 	app := fx.New(
 		fx.NopLogger,
-		config.Module(cfg),
+		fx.Supply(cfg),
+		config.Module,
 		fx.Supply(zap.NewNop()),
 		fx.Provide(providers.NewDB),
 		fx.Provide(providers.NewRedis),
