@@ -17,8 +17,6 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/google/uuid"
-	"github.com/moby/moby/api/pkg/stdcopy"
-	"github.com/moby/moby/client"
 
 	"github.com/insien/orchestrator/internal/platform/config"
 	"github.com/insien/orchestrator/internal/runtimes"
@@ -31,35 +29,10 @@ import (
 // user-caused conditions are 4xx that say what to do. Processes are checked through the engine
 // directly, not through the API under test.
 
-// enginePS maps pid to command line for every process in a sandbox's container, read with the
-// engine's own exec.
+// enginePS maps pid to command line for every process in a sandbox's container.
 func enginePS(t testing.TB, sbID string) map[string]string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cli := testenv.Docker(t)
-	name := lifecycle.ContainerName(uuid.MustParse(sbID))
-	ex, err := cli.ExecCreate(ctx, name, client.ExecCreateOptions{Cmd: []string{"ps", "-o", "pid,args"}, AttachStdout: true, AttachStderr: true})
-	if err != nil {
-		t.Fatalf("ps in %s: %v", name, err)
-	}
-	att, err := cli.ExecAttach(ctx, ex.ID, client.ExecAttachOptions{})
-	if err != nil {
-		t.Fatalf("ps in %s: %v", name, err)
-	}
-	defer att.Close()
-	var out bytes.Buffer
-	if _, err := stdcopy.StdCopy(&out, &out, att.Reader); err != nil {
-		t.Fatalf("ps in %s: %v", name, err)
-	}
-	procs := map[string]string{}
-	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n")[1:] {
-		pid, args, _ := strings.Cut(strings.TrimSpace(line), " ")
-		if args = strings.TrimSpace(args); !strings.HasPrefix(args, "ps -o") {
-			procs[pid] = args
-		}
-	}
-	return procs
+	return testenv.Processes(t, lifecycle.ContainerName(uuid.MustParse(sbID)))
 }
 
 // wantOnly waits (a SIGKILLed process still has to be reaped) until the sandbox runs only the

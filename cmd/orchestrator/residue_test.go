@@ -2,10 +2,12 @@ package main_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -60,7 +62,7 @@ func TestAbuseLeavesNoResidue(t *testing.T) {
 
 	serve := command(t, env, "serve")
 	serve.Path = bin
-	var logs syncBuffer
+	var logs bytes.Buffer // one writer for both: exec.Cmd then writes from one goroutine at a time
 	serve.Stdout, serve.Stderr = &logs, &logs
 	if err := serve.Start(); err != nil {
 		t.Fatal(err)
@@ -79,7 +81,7 @@ func TestAbuseLeavesNoResidue(t *testing.T) {
 	api.json("POST", "/api/sandboxes", `{"memory_mb":64}`, http.StatusCreated, &sb)
 	docker := testenv.Docker(t)
 	container := "sbx-" + sb.ID
-	idle := processes(t, docker, container)
+	idle := processes(t, container)
 
 	battery := func() {
 		api.expect("POST", "/api/sandboxes", `{"cpu":1e-9}`, http.StatusBadRequest)
@@ -106,7 +108,7 @@ func TestAbuseLeavesNoResidue(t *testing.T) {
 	}
 
 	testenv.Eventually(t, "the sandbox to hold only its own processes", 20*time.Second, func() bool {
-		return slices.Equal(processes(t, docker, container), idle)
+		return slices.Equal(processes(t, container), idle)
 	})
 	var rssAfter int64
 	testenv.Eventually(t, "the service's RSS to come back within 20 MB", 150*time.Second, func() bool {
@@ -203,22 +205,9 @@ func (a *apiClient) abandon(path, body, accept string) {
 }
 
 // processes lists the commands running in a container, sorted (pids differ between samples).
-func processes(t *testing.T, docker *client.Client, container string) []string {
+func processes(t *testing.T, container string) []string {
 	t.Helper()
-	top, err := docker.ContainerTop(context.Background(), container, client.ContainerTopOptions{})
-	if err != nil {
-		t.Fatalf("top %s: %v", container, err)
-	}
-	cmd := slices.Index(top.Titles, "CMD")
-	if cmd < 0 {
-		t.Fatalf("top %s: no CMD column in %v", container, top.Titles)
-	}
-	var cmds []string
-	for _, p := range top.Processes {
-		cmds = append(cmds, p[cmd])
-	}
-	slices.Sort(cmds)
-	return cmds
+	return slices.Sorted(maps.Values(testenv.Processes(t, container)))
 }
 
 // rssOf reads a process's resident set size in bytes.
@@ -298,22 +287,4 @@ func dockerdPid(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return pid
-}
-
-// syncBuffer collects the service's output from its two pipes' goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -53,4 +54,25 @@ func RemoveCluster(t testing.TB, cluster string) {
 			_, _ = cli.ContainerRemove(ctx, name, client.ContainerRemoveOptions{Force: true})
 		}
 	})
+}
+
+// Processes maps pid to command line for every process in a container, as the engine lists them
+// from the host (so listing adds no process of its own inside the container).
+func Processes(t testing.TB, container string) map[string]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	top, err := Docker(t).ContainerTop(ctx, container, client.ContainerTopOptions{})
+	if err != nil {
+		t.Fatalf("top %s: %v", container, err)
+	}
+	pid, cmd := slices.Index(top.Titles, "PID"), slices.Index(top.Titles, "CMD")
+	if pid < 0 || cmd < 0 {
+		t.Fatalf("top %s: no PID or CMD column in %v", container, top.Titles)
+	}
+	procs := make(map[string]string, len(top.Processes))
+	for _, p := range top.Processes {
+		procs[p[pid]] = p[cmd]
+	}
+	return procs
 }
