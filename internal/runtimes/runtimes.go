@@ -24,7 +24,16 @@ var (
 	ErrUnavailable   = errors.New("runtime: unavailable")
 	// ErrSpecRefused: the engine refused the Spec's settings (e.g. more CPUs than the host has).
 	ErrSpecRefused = errors.New("runtime: the engine refused the workload's settings")
+	// ErrNotSupported: the driver cannot do this at all (Kubernetes cannot pause a running Pod);
+	// Capabilities says so in advance.
+	ErrNotSupported = errors.New("runtime: not supported by this runtime")
 )
+
+// Capabilities says what a driver can do beyond the calls every driver supports, so that the API
+// can tell clients before they try.
+type Capabilities struct {
+	Pause bool // Pause and Resume work; false: they return ErrNotSupported
+}
 
 // The smallest limits a driver can enforce. A limit below them is not a smaller limit: an engine
 // either ignores it (no limit at all) or fails to start the workload, so callers must refuse it.
@@ -104,6 +113,7 @@ type Event struct {
 // Runtime is implemented by each sandbox backend (Docker today, Kubernetes later).
 type Runtime interface {
 	Name() string
+	Capabilities() Capabilities
 	Ping(ctx context.Context) error
 	Create(ctx context.Context, spec Spec) (id string, err error)
 	Start(ctx context.Context, id string) error

@@ -162,7 +162,7 @@ type Secrets struct {
 
 // Runtime configures the sandbox runtime driver.
 type Runtime struct {
-	Driver       string        `mapstructure:"driver"` // docker
+	Driver       string        `mapstructure:"driver"` // docker | kubernetes
 	DockerHost   string        `mapstructure:"docker_host"`
 	Cluster      string        `mapstructure:"cluster"`
 	AllowNetwork bool          `mapstructure:"allow_network"`
@@ -171,6 +171,28 @@ type Runtime struct {
 	OCIRuntime   string        `mapstructure:"oci_runtime"`
 	PullImages   bool          `mapstructure:"pull_images"`
 	StopGrace    time.Duration `mapstructure:"stop_grace"`
+	Kubernetes   Kubernetes    `mapstructure:"kubernetes"`
+}
+
+// Kubernetes configures the kubernetes driver (runtime.driver: kubernetes).
+type Kubernetes struct {
+	Kubeconfig      string `mapstructure:"kubeconfig"` // empty: the in-cluster service account
+	Namespace       string `mapstructure:"namespace"`  // where sandbox Pods live
+	RuntimeClass    string `mapstructure:"runtime_class"`
+	ImagePullPolicy string `mapstructure:"image_pull_policy"` // IfNotPresent | Never | Always
+	// EphemeralStorageMB bounds what a sandbox may write to its container filesystem, logs and
+	// emptyDirs; the kubelet evicts a Pod that exceeds it.
+	EphemeralStorageMB int64             `mapstructure:"ephemeral_storage_mb"`
+	NodeSelector       map[string]string `mapstructure:"node_selector"`
+	Tolerations        []Toleration      `mapstructure:"tolerations"`
+}
+
+// Toleration lets sandbox Pods onto tainted nodes (nodes set aside for untrusted code).
+type Toleration struct {
+	Key      string `mapstructure:"key"`
+	Operator string `mapstructure:"operator"` // Equal | Exists
+	Value    string `mapstructure:"value"`
+	Effect   string `mapstructure:"effect"` // NoSchedule | PreferNoSchedule | NoExecute
 }
 
 // Sandbox configures sandbox limits and lifecycle.
@@ -256,6 +278,13 @@ func Default() Config {
 			Cluster:     "default",
 			TmpfsSizeMB: 256,
 			StopGrace:   5 * time.Second,
+			Kubernetes: Kubernetes{
+				Namespace:          "insien-sandboxes",
+				ImagePullPolicy:    "IfNotPresent",
+				EphemeralStorageMB: 1024,
+				NodeSelector:       map[string]string{},
+				Tolerations:        []Toleration{},
+			},
 		},
 		Sandbox: Sandbox{
 			DefaultImage:      "insien/sandbox:busybox",
@@ -334,7 +363,10 @@ func (c *Config) Validate() error {
 		{c.RateLimit.PrincipalBurst > 0, "ratelimit.principal_burst", "must be positive"},
 		{c.RateLimit.AnonymousBurst > 0, "ratelimit.anonymous_burst", "must be positive"},
 		{slices.Contains([]string{"open", "closed"}, c.RateLimit.FailureMode), "ratelimit.failure_mode", "must be open or closed"},
-		{c.Runtime.Driver == "docker", "runtime.driver", "must be docker (kubernetes is planned)"},
+		{slices.Contains([]string{"docker", "kubernetes"}, c.Runtime.Driver), "runtime.driver", "must be docker or kubernetes"},
+		{c.Runtime.Kubernetes.Namespace != "", "runtime.kubernetes.namespace", "must not be empty"},
+		{slices.Contains([]string{"IfNotPresent", "Never", "Always"}, c.Runtime.Kubernetes.ImagePullPolicy), "runtime.kubernetes.image_pull_policy", "must be IfNotPresent, Never or Always"},
+		{c.Runtime.Kubernetes.EphemeralStorageMB > 0, "runtime.kubernetes.ephemeral_storage_mb", "must be positive"},
 		{c.Runtime.Cluster != "", "runtime.cluster", "must not be empty"},
 		{c.Sandbox.DefaultImage != "" && slices.Contains(c.Sandbox.AllowedImages, c.Sandbox.DefaultImage), "sandbox.default_image", "must be listed in sandbox.allowed_images"},
 		{c.Sandbox.DefaultCPU > 0 && c.Sandbox.DefaultCPU <= c.Sandbox.MaxCPU, "sandbox.default_cpu", "must be positive and at most sandbox.max_cpu"},

@@ -22,16 +22,17 @@ const DefaultFile = "config.yaml"
 
 // aliases are the unprefixed names the service we replace understood; they stay valid.
 var aliases = map[string][]string{
-	"app.env":              {"ORCH_ENV"},
-	"http.port":            {"PORT"},
-	"database.url":         {"DATABASE_URL"},
-	"redis.url":            {"REDIS_URL"},
-	"clerk.secret_key":     {"CLERK_SECRET_KEY"},
-	"clerk.jwt_key":        {"CLERK_JWT_KEY"},
-	"clerk.api_url":        {"CLERK_API_URL"},
-	"clerk.webhook_secret": {"CLERK_WEBHOOK_SECRET"},
-	"auth.jwt_secret":      {"JWT_SECRET"},
-	"runtime.docker_host":  {"DOCKER_HOST"},
+	"app.env":                       {"ORCH_ENV"},
+	"http.port":                     {"PORT"},
+	"database.url":                  {"DATABASE_URL"},
+	"redis.url":                     {"REDIS_URL"},
+	"clerk.secret_key":              {"CLERK_SECRET_KEY"},
+	"clerk.jwt_key":                 {"CLERK_JWT_KEY"},
+	"clerk.api_url":                 {"CLERK_API_URL"},
+	"clerk.webhook_secret":          {"CLERK_WEBHOOK_SECRET"},
+	"auth.jwt_secret":               {"JWT_SECRET"},
+	"runtime.docker_host":           {"DOCKER_HOST"},
+	"runtime.kubernetes.kubeconfig": {"KUBECONFIG"},
 }
 
 // Options says where configuration comes from. The zero value reads config.yaml and .env from the

@@ -84,6 +84,9 @@ func (r *Runtime) Close() error { return r.cli.Close() }
 // Name identifies the driver in logs and health checks.
 func (r *Runtime) Name() string { return "docker" }
 
+// Capabilities: the engine freezes a container's cgroup, so pause and resume work.
+func (r *Runtime) Capabilities() runtimes.Capabilities { return runtimes.Capabilities{Pause: true} }
+
 // Ping checks that the engine answers; a failure is ErrUnavailable.
 func (r *Runtime) Ping(ctx context.Context) error {
 	if _, err := r.cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
