@@ -347,7 +347,7 @@ func outcome(p *corev1.Pod) (ending, bool) {
 // mainStatus is the status of the sandbox container, nil before the kubelet reported one.
 func mainStatus(p *corev1.Pod) *corev1.ContainerStatus {
 	for i := range p.Status.ContainerStatuses {
-		if p.Status.ContainerStatuses[i].Name == containerName {
+		if p.Status.ContainerStatuses[i].Name == sandboxContainer {
 			return &p.Status.ContainerStatuses[i]
 		}
 	}

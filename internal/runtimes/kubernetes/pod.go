@@ -20,9 +20,9 @@ import (
 	"github.com/insien/orchestrator/internal/runtimes"
 )
 
-// containerName is the one container of a sandbox Pod, where its main process runs and where
+// sandboxContainer is the one container of a sandbox Pod, where its main process runs and where
 // exec, files, logs and terminals go.
-const containerName = "sandbox"
+const sandboxContainer = "sandbox"
 
 // defaultWorkDir is the sandbox's working directory when neither Options nor Spec name one (the
 // Docker driver's too).
@@ -75,7 +75,7 @@ func (r *Runtime) podFor(spec runtimes.Spec) (*corev1.Pod, error) {
 	workDir = path.Clean(workDir)
 
 	c := corev1.Container{
-		Name:  containerName,
+		Name:  sandboxContainer,
 		Image: spec.Image,
 		// Args replaces the image's CMD and keeps its ENTRYPOINT, as `docker run IMAGE CMD...`
 		// and the Docker driver do.
