@@ -45,6 +45,7 @@ type Runtime struct {
 	rest *rest.Config
 	opts Options
 	log  *zap.Logger
+	in   *interactive // working inside sandboxes: see process.go
 }
 
 
@@ -65,7 +66,9 @@ func New(opts Options, log *zap.Logger) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: client: %w", err)
 	}
-	return &Runtime{cs: cs, rest: cfg, opts: opts, log: log.Named("kubernetes")}, nil
+	r := &Runtime{cs: cs, rest: cfg, opts: opts, log: log.Named("kubernetes")}
+	r.in = newInteractive(r)
+	return r, nil
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {

@@ -1,6 +1,7 @@
 package kubernetes
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -45,6 +46,23 @@ read -r p < "$pids" || exit 1; echo "$p"`
 
 // maxStatsOutput bounds what the script may print.
 const maxStatsOutput = 1 << 10
+
+// Stats takes one sample of resource use; see runtimes.Interactive for the contract. A Pod that
+// is not running refuses the exec: ErrNotRunning (Kubernetes cannot pause one).
+func (r *Runtime) Stats(ctx context.Context, id string) (runtimes.Stats, error) {
+	if id == "" {
+		return runtimes.Stats{}, fmt.Errorf("kubernetes: stats: empty id: %w", runtimes.ErrNotFound)
+	}
+	out, err := r.runShort(ctx, "stats", id, statsScript, maxStatsOutput)
+	if err != nil {
+		return runtimes.Stats{}, err
+	}
+	s, err := parseStats(out, time.Now())
+	if err != nil {
+		return runtimes.Stats{}, fmt.Errorf("kubernetes: stats %s: %w", id, err)
+	}
+	return s, nil
+}
 
 // parseStats turns statsScript's output into a sample taken at `at`. The figures are those of
 // docker/stats.go: CPU as a share of one core over the interval (150 = one and a half cores),
