@@ -48,7 +48,6 @@ type Runtime struct {
 	in   *interactive // working inside sandboxes: see process.go
 }
 
-
 // New builds a driver for the cluster that opts.Kubeconfig (or the in-cluster environment) names.
 // It does not contact the API server: call Ping to check it is reachable.
 func New(opts Options, log *zap.Logger) (*Runtime, error) {
