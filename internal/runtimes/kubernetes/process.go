@@ -7,8 +7,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/insien/orchestrator/internal/runtimes"
+	"github.com/insien/orchestrator/internal/runtimes/shell"
 )
 
 // runShort runs `/bin/sh -c script` in sandbox id and returns its stdout (at most max bytes)
@@ -101,9 +105,43 @@ func (c *oomCounts) update(id string, n uint64) bool {
 	return n > before || (!known && n > 0)
 }
 
-// interactive is the driver's state for working inside sandboxes (Runtime.in).
+// interactive is the driver's state for working inside sandboxes (Runtime.in): the shell layer
+// that runs commands, files and terminals over exec streams, and the OOM counts.
 type interactive struct {
+	sh  *shell.Runner
 	oom oomCounts
 }
 
-func newInteractive(*Runtime) *interactive { return &interactive{} }
+func newInteractive(r *Runtime) *interactive {
+	return &interactive{sh: shell.NewRunner(starter{r}, shell.Options{Name: "kubernetes", Log: r.log})}
+}
+
+// starter starts the shell layer's processes as exec streams (see exec_stream.go).
+type starter struct{ r *Runtime }
+
+var _ shell.Session = (*execStream)(nil)
+
+// Start opens an exec stream of cmd. Kubernetes exec has no user and no environment of its own:
+// a user other than the sandbox's cannot be had (ErrNotSupported), except for the killer, which
+// runs as the sandbox's user (the owner of every process the orchestrator starts in it), and the
+// environment is set by env(1) in front of the command.
+func (s starter) Start(ctx context.Context, op, id string, cmd shell.Command) (shell.Session, error) {
+	if cmd.User != "" && op != "kill" {
+		return nil, fmt.Errorf("kubernetes: %s in %s: choosing the user %q: %w", op, id, cmd.User, runtimes.ErrNotSupported)
+	}
+	argv := cmd.Argv
+	if len(cmd.Env) > 0 {
+		argv = append(append([]string{"env", "--"}, cmd.Env...), argv...)
+	}
+	st, err := s.r.startStream(ctx, op, id, streamSpec{cmd: argv, stdin: cmd.Stdin, tty: cmd.TTY, rows: cmd.Rows, cols: cmd.Cols})
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// OOMKilledSince reads the sandbox's OOM kill count (see oomKilled): the kill, if any, is
+// already counted when the command's exit status arrives, so t needs no waiting.
+func (s starter) OOMKilledSince(ctx context.Context, id string, _ time.Time) bool {
+	return s.r.oomKilled(ctx, id)
+}
