@@ -23,11 +23,11 @@ import (
 
 // streamHarness is a namespace of its own on the test cluster and a driver for it.
 type streamHarness struct {
-	t  *testing.T
+	t  testing.TB
 	rt *Runtime
 }
 
-func newStreamHarness(t *testing.T) *streamHarness {
+func newStreamHarness(t testing.TB) *streamHarness {
 	t.Helper()
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
@@ -257,7 +257,7 @@ func TestStreamErrors(t *testing.T) {
 }
 
 // waitFor polls cond until it holds or the timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
