@@ -199,10 +199,12 @@ func exitStatus(sctx context.Context, err error) (int, error) {
 
 // Copy writes the output to stdout and stderr (a TTY's all to stdout) until the stream is over
 // (the output has ended and the exit status arrived: remotecommand does not tell the output's
-// end apart) or Close is called. Called once.
+// end apart), one of them fails (its error) or Close is called. Called once.
 func (st *execStream) Copy(stdout, stderr io.Writer) error {
 	st.out.install(stdout, stderr)
 	select {
+	case <-st.out.failed:
+		return st.out.writeErr()
 	case <-st.done:
 		if errors.Is(st.err, errCut) {
 			return errDetached
@@ -275,17 +277,22 @@ func (st *execStream) Resize(_ context.Context, rows, cols uint) error {
 }
 
 // outputGate hands the output of a stream's stdout and stderr copies (remotecommand runs one
-// goroutine each) to the writers Copy installs, one write at a time; copies wait for Copy, and
-// once the gate is shut every write is dropped.
+// goroutine each) to the writers Copy installs, one write at a time; copies wait for Copy. Once
+// the gate is shut, or one of those writers failed, every write is dropped (the copies go on
+// draining the stream, so the command is never blocked on a full pipe).
 type outputGate struct {
 	ready     chan struct{} // closed by install or shut
 	readyOnce sync.Once
+	failed    chan struct{} // closed when a writer failed; err says how
 	mu        sync.Mutex
 	to        [2]io.Writer // stdout, stderr
 	closed    bool
+	err       error
 }
 
-func newOutputGate() *outputGate { return &outputGate{ready: make(chan struct{})} }
+func newOutputGate() *outputGate {
+	return &outputGate{ready: make(chan struct{}), failed: make(chan struct{})}
+}
 
 func (g *outputGate) writer(which int) io.Writer { return &gatedWriter{g: g, which: which} }
 
@@ -309,19 +316,31 @@ func (g *outputGate) shut() {
 	g.readyOnce.Do(func() { close(g.ready) })
 }
 
+// writeErr is the error of the writer that failed; read once failed is closed.
+func (g *outputGate) writeErr() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.err
+}
+
 type gatedWriter struct {
 	g     *outputGate
 	which int
 }
 
 func (gw *gatedWriter) Write(p []byte) (int, error) {
-	<-gw.g.ready
-	gw.g.mu.Lock()
-	defer gw.g.mu.Unlock()
-	if gw.g.closed {
+	g := gw.g
+	<-g.ready
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed || g.err != nil {
 		return len(p), nil
 	}
-	return gw.g.to[gw.which].Write(p)
+	if _, err := g.to[gw.which].Write(p); err != nil {
+		g.err = err
+		close(g.failed)
+	}
+	return len(p), nil
 }
 
 // sizeQueue hands terminal sizes to the stream (remotecommand.TerminalSizeQueue): only the latest
