@@ -203,16 +203,20 @@ func exitStatus(sctx context.Context, err error) (int, error) {
 func (st *execStream) Copy(stdout, stderr io.Writer) error {
 	st.out.install(stdout, stderr)
 	select {
-	case <-st.out.failed:
-		return st.out.writeErr()
 	case <-st.done:
-		if errors.Is(st.err, errCut) {
-			return errDetached
-		}
-		return st.err
+	case <-st.out.failed:
 	case <-st.detached:
 		return errDetached
 	}
+	select {
+	case <-st.out.failed:
+		return st.out.writeErr()
+	default:
+	}
+	if errors.Is(st.err, errCut) {
+		return errDetached
+	}
+	return st.err
 }
 
 // Write sends input to the command.
