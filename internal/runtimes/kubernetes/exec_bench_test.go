@@ -3,12 +3,16 @@ package kubernetes
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
+	"sync"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/remotecommand"
+	utilexec "k8s.io/client-go/util/exec"
 	"k8s.io/streaming/pkg/httpstream"
 
 	"github.com/insien/orchestrator/internal/runtimes"
@@ -31,22 +35,9 @@ func BenchmarkExecEcho(b *testing.B) {
 		}
 	}
 	direct := func() {
-		req := h.rt.cs.CoreV1().RESTClient().Post().Namespace(h.rt.opts.Namespace).Resource("pods").Name(pod).
-			SubResource("exec").VersionedParams(&corev1.PodExecOptions{Container: sandboxContainer, Command: cmd, Stdout: true, Stderr: true}, scheme.ParameterCodec)
-		spdy, err := remotecommand.NewSPDYExecutor(h.rt.rest, "POST", req.URL())
-		if err != nil {
-			b.Fatal(err)
-		}
-		ws, err := remotecommand.NewWebSocketExecutor(h.rt.rest, "GET", req.URL().String())
-		if err != nil {
-			b.Fatal(err)
-		}
-		ex, _ := remotecommand.NewFallbackExecutor(ws, spdy, func(err error) bool {
-			return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
-		})
 		var out bytes.Buffer
-		if err := ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &out, Stderr: &out}); err != nil || out.String() != "hi\n" {
-			b.Fatalf("direct: %q %v", out.String(), err)
+		if code, err := directExec(ctx, h.rt, pod, cmd, &out); err != nil || code != 0 || out.String() != "hi\n" {
+			b.Fatalf("direct: %q %d %v", out.String(), code, err)
 		}
 	}
 	driver() // warm both paths up (TLS session state, the kubelet's first exec)
@@ -66,4 +57,48 @@ func BenchmarkExecEcho(b *testing.B) {
 	b.ReportMetric(float64(viaDriver.Microseconds())/n/1000, "driver-ms/op")
 	b.ReportMetric(float64(viaClient.Microseconds())/n/1000, "client-go-ms/op")
 	b.ReportMetric(float64(viaDriver)/float64(viaClient), "ratio")
+}
+
+// directExec runs argv in the Pod's sandbox container the way kubectl exec does, with nothing of
+// the driver: the benchmark's baseline, and the conformance harness's independent way in. Its
+// stdout and stderr both go to out; a non-zero exit status is returned, not an error.
+func directExec(ctx context.Context, rt *Runtime, pod string, argv []string, out io.Writer) (int, error) {
+	req := rt.cs.CoreV1().RESTClient().Post().Namespace(rt.opts.Namespace).Resource("pods").Name(pod).
+		SubResource("exec").VersionedParams(&corev1.PodExecOptions{Container: sandboxContainer, Command: argv, Stdout: true, Stderr: true}, scheme.ParameterCodec)
+	spdy, err := remotecommand.NewSPDYExecutor(rt.rest, "POST", req.URL())
+	if err != nil {
+		return -1, err
+	}
+	ws, err := remotecommand.NewWebSocketExecutor(rt.rest, "GET", req.URL().String())
+	if err != nil {
+		return -1, err
+	}
+	ex, err := remotecommand.NewFallbackExecutor(ws, spdy, func(err error) bool {
+		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
+	})
+	if err != nil {
+		return -1, err
+	}
+	// remotecommand copies stdout and stderr from two goroutines.
+	w := &lockedWriter{w: out}
+	err = ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: w, Stderr: w})
+	var exit utilexec.ExitError
+	switch {
+	case err == nil:
+		return 0, nil
+	case errors.As(err, &exit):
+		return exit.ExitStatus(), nil
+	}
+	return -1, err
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
