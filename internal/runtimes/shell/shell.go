@@ -31,8 +31,12 @@ type Starter interface {
 
 // Command is a process for Starter.Start to run.
 type Command struct {
-	Argv       []string // Argv[0] is looked up in the sandbox's PATH
-	User       string   // "uid", "uid:gid" or a name; empty: the sandbox's user
+	Argv []string // Argv[0] is looked up in the sandbox's PATH
+	User string   // "uid", "uid:gid" or a name; empty: the sandbox's user
+	// Killer marks the kill script (User is empty then): run it with the most power over the
+	// sandbox's processes the driver can give (Docker: root, whatever the image's USER; a runtime
+	// whose exec cannot choose a user, as Kubernetes': the sandbox's own user).
+	Killer     bool
 	Env        []string // KEY=VALUE added to the sandbox's environment; never logged
 	TTY        bool     // on a pseudo-terminal: one output stream, input echoed
 	Stdin      bool     // input is sent with Session.Write; false: the process's stdin is empty
