@@ -45,9 +45,10 @@ type Command struct {
 
 // Session is a process that Starter.Start started, seen from the orchestrator.
 type Session interface {
-	// Copy writes the output to stdout and stderr (a TTY's all to stdout) as it arrives, until it
-	// ends (every process holding it open has ended) or Close is called, and returns why it ended
-	// (nil at the end of the output). Called once.
+	// Copy writes the output to stdout and stderr (a TTY's all to stdout) as it arrives, from one
+	// goroutine at a time, until it ends (every process holding it open has ended) or Close is
+	// called, and returns why it ended: nil at the end of the output, a writer's error as soon as
+	// a writer fails (ListDir's bounded buffer relies on it). Called once.
 	Copy(stdout, stderr io.Writer) error
 	// Write sends input to the process (Command.Stdin).
 	Write(p []byte) (int, error)
