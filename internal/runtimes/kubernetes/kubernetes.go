@@ -71,6 +71,7 @@ type Runtime struct {
 	log  *zap.Logger
 
 	isolation isolation // the NetworkPolicy, ensured before the first Pod
+	removals  removals  // the Pods deleted through Stop and Remove, for Watch
 }
 
 var _ runtimes.Runtime = (*Runtime)(nil)

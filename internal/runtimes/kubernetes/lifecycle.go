@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -210,6 +211,7 @@ func (r *Runtime) Stop(ctx context.Context, id string, grace time.Duration) erro
 	if grace <= 0 {
 		grace = r.opts.StopGrace
 	}
+	r.removals.add(id)
 	if err := r.delete(ctx, "stop", id, seconds(grace)); err != nil {
 		return err
 	}
@@ -234,6 +236,7 @@ func (r *Runtime) Remove(ctx context.Context, id string) error {
 	if id == "" {
 		return nil
 	}
+	r.removals.add(id)
 	if err := r.delete(ctx, "remove", id, 0); err != nil && !errors.Is(err, runtimes.ErrNotFound) {
 		return err
 	}
@@ -306,40 +309,42 @@ const (
 
 // ending is how a Pod's main process ended.
 type ending struct {
-	exitCode  int  // -1: the Pod was ended from outside (evicted, deleted, out of time)
+	exitCode  int  // -1: unknown, or the Pod was ended from outside
 	oomKilled bool // the out-of-memory killer ended the main process
+	evicted   bool // the kubelet evicted the Pod to reclaim a resource
+	deleted   bool // the Pod was deleted (through Stop or Remove, or behind the driver's back)
 	why       string
 }
 
-// outcome tells whether a Pod's main process has ended, and how. A Pod the kubelet evicted, one
-// past its deadline and one being deleted report exit code -1: their main process did not end by
-// itself, whatever status the kill left it.
+// outcome tells whether a Pod's main process has ended, and how. A Pod past its deadline or being
+// deleted reports exit code -1: its main process did not end by itself, whatever status the kill
+// left it; an evicted one reports the status the kubelet recorded, or -1.
 func outcome(p *corev1.Pod) (ending, bool) {
 	st := mainStatus(p)
 	var term *corev1.ContainerStateTerminated
 	if st != nil {
 		term = st.State.Terminated
 	}
-	finished := p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded
-	switch {
-	case term == nil && !finished:
+	if term == nil && p.Status.Phase != corev1.PodFailed && p.Status.Phase != corev1.PodSucceeded {
 		return ending{}, false
-	case p.Status.Reason == reasonEvicted || p.Status.Reason == reasonDeadlineExceeded:
-		return ending{exitCode: -1, why: p.Status.Reason + ": " + p.Status.Message}, true
+	}
+	e := ending{exitCode: -1}
+	if term != nil {
+		e.exitCode = int(term.ExitCode)
+	}
+	switch {
+	case p.Status.Reason == reasonEvicted:
+		e.evicted, e.why = true, p.Status.Reason+": "+p.Status.Message
+	case p.Status.Reason == reasonDeadlineExceeded:
+		e.exitCode, e.why = -1, p.Status.Reason+": "+p.Status.Message
 	case p.DeletionTimestamp != nil:
-		return ending{exitCode: -1, why: "deleted"}, true
+		e.exitCode, e.deleted, e.why = -1, true, "deleted"
 	case term == nil:
-		return ending{exitCode: -1, why: fmt.Sprintf("pod %s: %s", p.Status.Phase, p.Status.Message)}, true
-	}
-	e := ending{exitCode: int(term.ExitCode), oomKilled: term.Reason == reasonOOMKilled && term.ExitCode == sigkillExit}
-	if term.Reason != "" && term.Reason != "Completed" && term.Reason != "Error" {
-		e.why = term.Reason
-		if term.Message != "" {
-			e.why += ": " + term.Message
-		}
-	}
-	if e.oomKilled {
-		e.why = "out of memory (OOM killed)"
+		e.why = fmt.Sprintf("pod %s: %s", p.Status.Phase, p.Status.Message)
+	case term.Reason == reasonOOMKilled && term.ExitCode == sigkillExit:
+		e.oomKilled, e.why = true, "out of memory (OOM killed)"
+	case term.Reason != "" && term.Reason != "Completed" && term.Reason != "Error":
+		e.why = strings.TrimSuffix(term.Reason+": "+term.Message, ": ")
 	}
 	return e, true
 }
@@ -362,7 +367,7 @@ func podInfo(p *corev1.Pod) runtimes.Info {
 		info.StartedAt = st.State.Running.StartedAt.Time
 	}
 	if end, over := outcome(p); over {
-		info.State, info.ExitCode, info.OOMKilled, info.Error = runtimes.StateExited, end.exitCode, end.oomKilled, end.why
+		info.State, info.ExitCode, info.OOMKilled, info.Evicted, info.Error = runtimes.StateExited, end.exitCode, end.oomKilled, end.evicted, end.why
 		if t := st; t != nil && t.State.Terminated != nil {
 			info.StartedAt, info.FinishedAt = t.State.Terminated.StartedAt.Time, t.State.Terminated.FinishedAt.Time
 		}
