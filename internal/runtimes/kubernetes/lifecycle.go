@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/utils/ptr"
@@ -127,13 +128,17 @@ func (r *Runtime) adoptExisting(ctx context.Context, spec runtimes.Spec) (string
 	return p.Name, nil
 }
 
-// Start waits, up to Options.StartTimeout, until the Pod's main container runs (or has already
-// ended: Inspect then says how), since a Pod starts by itself once created. A Pod that cannot
-// start (its image cannot be had, no node can take it, the wait timed out) is removed before
-// Start returns the error, so a caller that stops there leaves nothing behind.
+// Start lets the scheduler place the Pod (Create held it back) and waits, up to
+// Options.StartTimeout, until its main container runs or has already ended (Inspect then says
+// how). Starting a running Pod is a no-op. A Pod that cannot start (its image cannot be had, no
+// node can take it, the wait timed out) is removed before Start returns the error, so that a
+// caller that stops there leaves nothing behind.
 func (r *Runtime) Start(ctx context.Context, id string) error {
 	if id == "" {
 		return emptyID("start")
+	}
+	if err := r.ungate(ctx, id); err != nil {
+		return err
 	}
 	wctx, cancel := context.WithTimeout(ctx, r.opts.StartTimeout)
 	defer cancel()
@@ -157,6 +162,17 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 		r.log.Warn("removing a pod that could not start", zap.String("name", id), zap.Error(rerr))
 	}
 	return fmt.Errorf("kubernetes: start %s: %w", id, err)
+}
+
+// ungatePatch removes the Pod's scheduling gates (the API server allows only their removal); it
+// changes nothing on a Pod already started.
+var ungatePatch = []byte(`{"spec":{"schedulingGates":null}}`)
+
+func (r *Runtime) ungate(ctx context.Context, id string) error {
+	rctx, cancel := r.requestContext(ctx)
+	defer cancel()
+	_, err := r.pods().Patch(rctx, id, types.MergePatchType, ungatePatch, metav1.PatchOptions{FieldManager: fieldManager})
+	return r.apiErr(ctx, "start", id, err)
 }
 
 // started is Start's condition: the main container runs or ended; an image that cannot be had
@@ -201,34 +217,49 @@ func notStarted(p *corev1.Pod, after time.Duration) error {
 	return fmt.Errorf("not running after %s: pod is %s", after, p.Status.Phase)
 }
 
-// Stop deletes the Pod with grace (Options.StopGrace when grace <= 0) between SIGTERM and SIGKILL,
-// as a Pod cannot be stopped and kept, and waits until its container has ended. A missing Pod is
-// ErrNotFound.
+// Stop ends the Pod's main container and keeps the Pod, so that how it ended and its logs stay
+// readable until Remove. Kubernetes has no stop call: Stop sets the Pod's activeDeadlineSeconds to
+// 1 (its minimum, long past for a running Pod), the kubelet then sends SIGTERM and, after the
+// terminationGracePeriodSeconds fixed at create (Options.StopGrace), SIGKILL; the stopAnnotation
+// tells this end from Options.MaxLifetime's. grace only bounds the wait: a Pod's grace period
+// cannot change once created. Stopping an ended or never started Pod is a no-op; a missing Pod
+// is ErrNotFound.
 func (r *Runtime) Stop(ctx context.Context, id string, grace time.Duration) error {
 	if id == "" {
 		return emptyID("stop")
 	}
-	if grace <= 0 {
-		grace = r.opts.StopGrace
-	}
-	r.removals.add(id)
-	if err := r.delete(ctx, "stop", id, seconds(grace)); err != nil {
-		return err
-	}
-	wctx, cancel := context.WithTimeout(ctx, grace+stopMargin)
+	rctx, cancel := r.requestContext(ctx)
 	defer cancel()
-	err := r.waitFor(wctx, id, func(p *corev1.Pod) (bool, error) {
+	p, err := r.pods().Get(rctx, id, metav1.GetOptions{})
+	if err != nil {
+		return r.apiErr(ctx, "stop", id, err)
+	}
+	if _, over := outcome(p); over || p.Spec.NodeName == "" {
+		return nil
+	}
+	if _, err := r.pods().Patch(rctx, id, types.StrategicMergePatchType, stopPatch, metav1.PatchOptions{FieldManager: fieldManager}); err != nil {
+		return r.apiErr(ctx, "stop", id, err)
+	}
+	wait := max(grace, r.opts.StopGrace) + stopMargin
+	wctx, cancelWait := context.WithTimeout(ctx, wait)
+	defer cancelWait()
+	err = r.waitFor(wctx, id, func(p *corev1.Pod) (bool, error) {
 		if p == nil {
-			return true, nil
+			return true, nil // removed meanwhile: stopped all the same
 		}
 		_, over := outcome(p)
 		return over, nil
 	})
 	if err != nil && wctx.Err() != nil && ctx.Err() == nil {
-		return fmt.Errorf("kubernetes: stop %s: its container still runs %s after the deletion", id, grace+stopMargin)
+		return fmt.Errorf("kubernetes: stop %s: its main container still runs %s after the stop", id, wait)
 	}
 	return err
 }
+
+// stopAnnotation marks a Pod that Stop ended (its deadline was Stop's, not Options.MaxLifetime's).
+const stopAnnotation = "dev.insien.orchestrator/stopped"
+
+var stopPatch = []byte(`{"metadata":{"annotations":{"` + stopAnnotation + `":"true"}},"spec":{"activeDeadlineSeconds":1}}`)
 
 // Remove deletes the Pod at once (grace period 0: the API object goes now, and the kubelet kills
 // what still runs with the shortest grace it has, one second); a missing Pod is success.
@@ -325,7 +356,10 @@ func outcome(p *corev1.Pod) (ending, bool) {
 	if st != nil {
 		term = st.State.Terminated
 	}
-	if term == nil && p.Status.Phase != corev1.PodFailed && p.Status.Phase != corev1.PodSucceeded {
+	finished := p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded
+	// A Pod is marked failed (evicted, past its deadline) before the kubelet has killed its
+	// container: it has ended once the container has, or never ran.
+	if term == nil && (!finished || st != nil && st.State.Running != nil) {
 		return ending{}, false
 	}
 	e := ending{exitCode: -1}
@@ -335,12 +369,12 @@ func outcome(p *corev1.Pod) (ending, bool) {
 	switch {
 	case p.Status.Reason == reasonEvicted:
 		e.evicted, e.why = true, p.Status.Reason+": "+p.Status.Message
-	case p.Status.Reason == reasonDeadlineExceeded:
+	case p.Status.Reason == reasonDeadlineExceeded && p.Annotations[stopAnnotation] == "":
 		e.exitCode, e.why = -1, p.Status.Reason+": "+p.Status.Message
 	case p.DeletionTimestamp != nil:
 		e.exitCode, e.deleted, e.why = -1, true, "deleted"
 	case term == nil:
-		e.why = fmt.Sprintf("pod %s: %s", p.Status.Phase, p.Status.Message)
+		e.why = strings.TrimSuffix(fmt.Sprintf("pod %s: %s", p.Status.Phase, p.Status.Message), ": ")
 	case term.Reason == reasonOOMKilled && term.ExitCode == sigkillExit:
 		e.oomKilled, e.why = true, "out of memory (OOM killed)"
 	case term.Reason != "" && term.Reason != "Completed" && term.Reason != "Error":

@@ -1,6 +1,7 @@
 package kubernetes
 
 import (
+	"cmp"
 	"math"
 	"reflect"
 	"slices"
@@ -35,6 +36,7 @@ type hardened struct {
 	pullPolicy           corev1.PullPolicy
 	labels               map[string]string // besides LabelManagedBy and LabelCluster
 	cluster              string
+	gated                bool // not started yet
 }
 
 // checkPod reports every way p differs from w.
@@ -53,6 +55,9 @@ func checkPod(t *testing.T, p *corev1.Pod, w hardened) {
 	check("automountServiceAccountToken", s.AutomountServiceAccountToken, ptr.To(false))
 	check("enableServiceLinks", s.EnableServiceLinks, ptr.To(false))
 	check("shareProcessNamespace", s.ShareProcessNamespace, ptr.To(true))
+	if w.gated {
+		check("schedulingGates", s.SchedulingGates, []corev1.PodSchedulingGate{{Name: "dev.insien.orchestrator/start"}})
+	}
 	check("host namespaces", []bool{s.HostNetwork, s.HostPID, s.HostIPC}, []bool{false, false, false})
 	check("pod seccomp", s.SecurityContext.SeccompProfile.Type, corev1.SeccompProfileTypeRuntimeDefault)
 	check("terminationGracePeriodSeconds", s.TerminationGracePeriodSeconds, &w.grace)
@@ -174,6 +179,10 @@ func TestPodForHardensEveryPod(t *testing.T) {
 		want: hardened{cpu: "255m", memory: "300Mi", storage: "1Gi", workDir: "/home/y", grace: 5, pullPolicy: corev1.PullIfNotPresent,
 			args: []string{"sleep", "infinity"}, env: []corev1.EnvVar{{Name: "A", Value: "secret value"}, {Name: "B", Value: "2"}}},
 	}, {
+		name: "a cluster label of the spec's own",
+		spec: runtimes.Spec{Name: "sbx-1", Image: "busybox", Labels: map[string]string{runtimes.LabelCluster: "test-0a1b", runtimes.LabelSandboxID: "2"}},
+		want: hardened{cpu: "1", memory: "512Mi", storage: "1Gi", workDir: "/workspace", grace: 5, pullPolicy: corev1.PullIfNotPresent},
+	}, {
 		name: "the smallest enforceable limits",
 		spec: runtimes.Spec{Name: "sbx-1", Image: "busybox", Labels: labels, CPU: runtimes.MinCPU, MemoryMB: runtimes.MinMemoryMB},
 		want: hardened{cpu: "10m", memory: "6Mi", storage: "1Gi", workDir: "/workspace", grace: 5, pullPolicy: corev1.PullIfNotPresent},
@@ -206,7 +215,8 @@ func TestPodForHardensEveryPod(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tt.want.name, tt.want.image, tt.want.labels, tt.want.cluster = tt.spec.Name, tt.spec.Image, labels, "test"
+			tt.want.name, tt.want.image, tt.want.labels, tt.want.gated = tt.spec.Name, tt.spec.Image, tt.spec.Labels, true
+			tt.want.cluster = cmp.Or(tt.spec.Labels[runtimes.LabelCluster], "test")
 			checkPod(t, p, tt.want)
 			if p.Namespace != "ns" {
 				t.Errorf("namespace %q, want the driver's", p.Namespace)
@@ -227,14 +237,13 @@ func TestPodForRefusesWhatCannotRun(t *testing.T) {
 		{"no image", func(s *runtimes.Spec) { s.Image = "" }, "image is required"},
 		{"name not a DNS label", func(s *runtimes.Spec) { s.Name = "Sbx_1" }, "not a DNS label"},
 		{"name too long for a hostname", func(s *runtimes.Spec) { s.Name = strings.Repeat("a", 64) }, "not a DNS label"},
-		{"cpu under the minimum", func(s *runtimes.Spec) { s.CPU = 0.004 }, "enforceable minimum"},
+		{"cpu under the minimum", func(s *runtimes.Spec) { s.CPU = 0.0099 }, "enforceable minimum"},
 		{"cpu not a number", func(s *runtimes.Spec) { s.CPU = math.NaN() }, "invalid resource limits"},
 		{"negative memory", func(s *runtimes.Spec) { s.MemoryMB = -1 }, "invalid resource limits"},
 		{"memory under the minimum", func(s *runtimes.Spec) { s.MemoryMB = 5 }, "outside"},
 		{"env name with =", func(s *runtimes.Spec) { s.Env = map[string]string{"A=B": "x"} }, "invalid environment variable"},
 		{"env value with NUL", func(s *runtimes.Spec) { s.Env = map[string]string{"A": "x\x00"} }, "invalid environment variable"},
 		{"relative work dir", func(s *runtimes.Spec) { s.WorkDir = "work" }, "must be absolute"},
-		{"another cluster's label", func(s *runtimes.Spec) { s.Labels = map[string]string{runtimes.LabelCluster: "other"} }, "not this driver's cluster"},
 		{"label value Kubernetes cannot hold", func(s *runtimes.Spec) {
 			s.Labels = map[string]string{runtimes.LabelInstance: "host name with spaces"}
 		}, "cannot be a Kubernetes label"},

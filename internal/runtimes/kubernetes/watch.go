@@ -3,6 +3,7 @@ package kubernetes
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -114,7 +115,13 @@ func (r *Runtime) endEvent(p *corev1.Pod, end ending) runtimes.Event {
 	if end.deleted && !r.removals.has(p.Name) {
 		kind = runtimes.EventGone
 	}
-	return runtimes.Event{Kind: kind, ID: p.Name, Name: p.Name, Labels: p.Labels,
+	labels := map[string]string{}
+	for k, v := range p.Labels {
+		if strings.HasPrefix(k, runtimes.LabelManagedBy) {
+			labels[k] = v
+		}
+	}
+	return runtimes.Event{Kind: kind, ID: p.Name, Name: p.Name, Labels: labels,
 		ExitCode: end.exitCode, OOMKilled: end.oomKilled, Evicted: end.evicted}
 }
 
