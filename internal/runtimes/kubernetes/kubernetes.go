@@ -69,6 +69,7 @@ type Runtime struct {
 	rest *rest.Config
 	opts Options
 	log  *zap.Logger
+	in   *interactive // working inside sandboxes: see process.go
 
 	isolation isolation // the NetworkPolicy, ensured before the first Pod
 	removals  removals  // the Pods deleted through Stop and Remove, for Watch
@@ -97,7 +98,9 @@ func New(opts Options, log *zap.Logger) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: client: %w", err)
 	}
-	return &Runtime{cs: cs, rest: cfg, opts: opts, log: log.Named("kubernetes")}, nil
+	r := &Runtime{cs: cs, rest: cfg, opts: opts, log: log.Named("kubernetes")}
+	r.in = newInteractive(r)
+	return r, nil
 }
 
 // withDefaults fills the zero Options and refuses the invalid ones.
