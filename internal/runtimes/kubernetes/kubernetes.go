@@ -26,7 +26,7 @@ type Options struct {
 	Namespace  string // where sandbox Pods (and their NetworkPolicy) live; required
 	// Cluster is runtime.cluster: a Pod whose Spec has no LabelCluster gets this one, and with
 	// AllowNetwork the egress NetworkPolicy selects it, so orchestrators sharing a namespace keep
-	// their own network setting. Required; a DNS label, since it names that policy.
+	// their own network setting. A DNS label, since it names that policy; default runtime.cluster's.
 	Cluster         string
 	RuntimeClass    string // Pod runtimeClassName (gvisor, kata); empty: the cluster default
 	ImagePullPolicy corev1.PullPolicy
@@ -105,6 +105,9 @@ func New(opts Options, log *zap.Logger) (*Runtime, error) {
 
 // withDefaults fills the zero Options and refuses the invalid ones.
 func withDefaults(opts Options) (Options, error) {
+	if opts.Cluster == "" {
+		opts.Cluster = defaults.Runtime.Cluster
+	}
 	if opts.WorkDir == "" {
 		opts.WorkDir = defaultWorkDir
 	}
@@ -129,7 +132,7 @@ func withDefaults(opts Options) (Options, error) {
 	switch {
 	case opts.Namespace == "":
 		return opts, errors.New("kubernetes: Namespace is required")
-	case opts.Cluster == "" || len(content.IsDNS1123Label(egressPolicyPrefix+opts.Cluster)) > 0:
+	case len(content.IsDNS1123Label(egressPolicyPrefix+opts.Cluster)) > 0:
 		return opts, fmt.Errorf("kubernetes: Cluster %q must be a DNS label (lower case letters, digits and '-') of at most %d characters",
 			opts.Cluster, 63-len(egressPolicyPrefix))
 	case opts.TmpfsSizeMB < 0, opts.EphemeralStorageMB < 0, opts.StopGrace < 0, opts.MaxLifetime < 0,

@@ -272,7 +272,6 @@ func TestOptionsRefused(t *testing.T) {
 		want string
 	}{
 		{"no namespace", Options{Cluster: "c"}, "Namespace is required"},
-		{"no cluster", Options{Namespace: "ns"}, "must be a DNS label"},
 		{"cluster not a DNS label", Options{Namespace: "ns", Cluster: "Prod_EU"}, "must be a DNS label"},
 		{"negative size", Options{Namespace: "ns", Cluster: "c", TmpfsSizeMB: -1}, "must be positive"},
 	}
