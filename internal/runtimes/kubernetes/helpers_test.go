@@ -1,0 +1,118 @@
+package kubernetes
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/insien/orchestrator/internal/runtimes"
+	"github.com/insien/orchestrator/internal/testenv"
+)
+
+// clusterTest is a namespace of its own on the test cluster (the stream harness's), in which a
+// test makes drivers with the Options it needs.
+type clusterTest struct {
+	*streamHarness
+	kubeconfig string
+}
+
+func newClusterTest(t testing.TB) *clusterTest {
+	t.Helper()
+	c := &clusterTest{streamHarness: newStreamHarness(t), kubeconfig: testenv.Require(t, "ORCH_TEST_KUBECONFIG")}
+	// The namespace's default ServiceAccount, without which no Pod is admitted, appears a moment
+	// after the namespace.
+	ctx := c.ctx()
+	for {
+		_, err := c.rt.cs.CoreV1().ServiceAccounts(c.ns()).Get(ctx, "default", metav1.GetOptions{})
+		if err == nil {
+			return c
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no default ServiceAccount in %s: %v", c.ns(), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (c *clusterTest) ns() string { return c.rt.opts.Namespace }
+
+// runtime is a driver for the test's namespace: images are never pulled (the cluster has no
+// registry) and a stopped sandbox gets a second before SIGKILL, unless opts say otherwise.
+func (c *clusterTest) runtime(opts Options) *Runtime {
+	c.t.Helper()
+	opts.Kubeconfig, opts.Namespace = c.kubeconfig, c.ns()
+	if opts.ImagePullPolicy == "" {
+		opts.ImagePullPolicy = corev1.PullNever
+	}
+	if opts.StopGrace == 0 {
+		opts.StopGrace = time.Second
+	}
+	r, err := New(opts, zaptest.NewLogger(c.t))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return r
+}
+
+// spec is a small sandbox (0.25 CPU, 64 MiB) of the test image with a fresh name and sandbox id.
+func (c *clusterTest) spec() runtimes.Spec {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	id := hex.EncodeToString(b)
+	return runtimes.Spec{
+		Name: "sbx-" + id, Image: testenv.Image(c.t), CPU: 0.25, MemoryMB: 64,
+		Labels: map[string]string{runtimes.LabelCluster: "test", runtimes.LabelSandboxID: id, runtimes.LabelUserID: "user-1"},
+	}
+}
+
+// start creates and starts spec's sandbox with r, failing the test otherwise.
+func (c *clusterTest) start(r *Runtime, spec runtimes.Spec) string {
+	c.t.Helper()
+	id, err := r.Create(c.ctx(), spec)
+	if err == nil {
+		err = r.Start(c.ctx(), id)
+	}
+	if err != nil {
+		c.t.Fatalf("starting %s: %v", spec.Name, err)
+	}
+	return id
+}
+
+// get reads a Pod straight from the API server; nil when there is none.
+func (c *clusterTest) get(name string) *corev1.Pod {
+	c.t.Helper()
+	p, err := c.rt.pods().Get(c.ctx(), name, metav1.GetOptions{})
+	if err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		c.t.Fatal(err)
+	}
+	return p
+}
+
+// logs waits until the Pod's output contains until and returns it (read with client-go, not the
+// driver).
+func (c *clusterTest) logs(name, until string) string {
+	c.t.Helper()
+	ctx := c.ctx()
+	for {
+		out, err := c.rt.pods().GetLogs(name, &corev1.PodLogOptions{Container: sandboxContainer}).DoRaw(ctx)
+		if err == nil && strings.Contains(string(out), until) {
+			return string(out)
+		}
+		select {
+		case <-ctx.Done():
+			c.t.Fatalf("the output of %s never said %q: %q, %v", name, until, out, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
