@@ -1,6 +1,7 @@
-package kubernetes
+package kubernetes_test
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"strings"
@@ -11,51 +12,80 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8s "k8s.io/client-go/kubernetes"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/insien/orchestrator/internal/runtimes"
+	"github.com/insien/orchestrator/internal/runtimes/kubernetes"
 	"github.com/insien/orchestrator/internal/testenv"
 )
 
-// clusterTest is a namespace of its own on the test cluster (the stream harness's), in which a
-// test makes drivers with the Options it needs.
+// clusterTest is a namespace of its own on the test cluster, removed with its Pods when the test
+// ends, in which a test makes drivers with the Options it needs.
 type clusterTest struct {
-	*streamHarness
+	t          testing.TB
+	cs         k8s.Interface // straight to the API server, not through the driver
 	kubeconfig string
+	ns         string
 }
 
 func newClusterTest(t testing.TB) *clusterTest {
 	t.Helper()
-	c := &clusterTest{streamHarness: newStreamHarness(t), kubeconfig: testenv.Require(t, "ORCH_TEST_KUBECONFIG")}
+	c := &clusterTest{t: t, kubeconfig: testenv.Require(t, "ORCH_TEST_KUBECONFIG"), ns: "kl-test-" + randomHex(4)}
+	cfg, err := clientcmd.BuildConfigFromFlags("", c.kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.cs, err = k8s.NewForConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	ctx := c.ctx()
+	if _, err := c.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: c.ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = c.pods().DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}, metav1.ListOptions{})
+		_ = c.cs.CoreV1().Namespaces().Delete(ctx, c.ns, metav1.DeleteOptions{})
+	})
 	// The namespace's default ServiceAccount, without which no Pod is admitted, appears a moment
 	// after the namespace.
-	ctx := c.ctx()
 	for {
-		_, err := c.rt.cs.CoreV1().ServiceAccounts(c.ns()).Get(ctx, "default", metav1.GetOptions{})
+		_, err := c.cs.CoreV1().ServiceAccounts(c.ns).Get(ctx, "default", metav1.GetOptions{})
 		if err == nil {
 			return c
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("no default ServiceAccount in %s: %v", c.ns(), err)
+			t.Fatalf("no default ServiceAccount in %s: %v", c.ns, err)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
 
-func (c *clusterTest) ns() string { return c.rt.opts.Namespace }
+// ctx bounds one step of the test (a minute).
+func (c *clusterTest) ctx() context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	c.t.Cleanup(cancel)
+	return ctx
+}
+
+func (c *clusterTest) pods() typedcorev1.PodInterface { return c.cs.CoreV1().Pods(c.ns) }
 
 // runtime is a driver for the test's namespace: images are never pulled (the cluster has no
 // registry) and a stopped sandbox gets a second before SIGKILL, unless opts say otherwise.
-func (c *clusterTest) runtime(opts Options) *Runtime {
+func (c *clusterTest) runtime(opts kubernetes.Options) *kubernetes.Runtime {
 	c.t.Helper()
-	opts.Kubeconfig, opts.Namespace = c.kubeconfig, c.ns()
+	opts.Kubeconfig, opts.Namespace = c.kubeconfig, c.ns
 	if opts.ImagePullPolicy == "" {
 		opts.ImagePullPolicy = corev1.PullNever
 	}
 	if opts.StopGrace == 0 {
 		opts.StopGrace = time.Second
 	}
-	r, err := New(opts, zaptest.NewLogger(c.t))
+	r, err := kubernetes.New(opts, zaptest.NewLogger(c.t))
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -64,9 +94,7 @@ func (c *clusterTest) runtime(opts Options) *Runtime {
 
 // spec is a small sandbox (0.25 CPU, 64 MiB) of the test image with a fresh name and sandbox id.
 func (c *clusterTest) spec() runtimes.Spec {
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	id := hex.EncodeToString(b)
+	id := randomHex(6)
 	return runtimes.Spec{
 		Name: "sbx-" + id, Image: testenv.Image(c.t), CPU: 0.25, MemoryMB: 64,
 		Labels: map[string]string{runtimes.LabelCluster: "test", runtimes.LabelSandboxID: id, runtimes.LabelUserID: "user-1"},
@@ -74,7 +102,7 @@ func (c *clusterTest) spec() runtimes.Spec {
 }
 
 // start creates and starts spec's sandbox with r, failing the test otherwise.
-func (c *clusterTest) start(r *Runtime, spec runtimes.Spec) string {
+func (c *clusterTest) start(r *kubernetes.Runtime, spec runtimes.Spec) string {
 	c.t.Helper()
 	id, err := r.Create(c.ctx(), spec)
 	if err == nil {
@@ -89,11 +117,11 @@ func (c *clusterTest) start(r *Runtime, spec runtimes.Spec) string {
 // get reads a Pod straight from the API server; nil when there is none.
 func (c *clusterTest) get(name string) *corev1.Pod {
 	c.t.Helper()
-	p, err := c.rt.pods().Get(c.ctx(), name, metav1.GetOptions{})
+	p, err := c.pods().Get(c.ctx(), name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
 	if err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
 		c.t.Fatal(err)
 	}
 	return p
@@ -105,7 +133,7 @@ func (c *clusterTest) logs(name, until string) string {
 	c.t.Helper()
 	ctx := c.ctx()
 	for {
-		out, err := c.rt.pods().GetLogs(name, &corev1.PodLogOptions{Container: sandboxContainer}).DoRaw(ctx)
+		out, err := c.pods().GetLogs(name, &corev1.PodLogOptions{Container: "sandbox"}).DoRaw(ctx)
 		if err == nil && strings.Contains(string(out), until) {
 			return string(out)
 		}
@@ -115,4 +143,10 @@ func (c *clusterTest) logs(name, until string) string {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }

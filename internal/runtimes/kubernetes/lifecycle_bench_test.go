@@ -1,4 +1,4 @@
-package kubernetes
+package kubernetes_test
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/ptr"
+
+	"github.com/insien/orchestrator/internal/runtimes/kubernetes"
 )
 
 // BenchmarkCreateToRunning compares the driver's Create and Start of a sandbox with the plainest
@@ -20,12 +22,12 @@ import (
 // ≤ 1.15.
 func BenchmarkCreateToRunning(b *testing.B) {
 	c := newClusterTest(b)
-	r := c.runtime(Options{})
+	r := c.runtime(kubernetes.Options{})
 	ctx := context.Background()
 
 	driver := func() string { return c.start(r, c.spec()) }
 	direct := func() string {
-		p, err := r.podFor(c.spec())
+		p, err := r.PodFor(c.spec())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -64,8 +66,8 @@ func BenchmarkCreateToRunning(b *testing.B) {
 }
 
 // runPod creates p with client-go and waits on a watch until its container runs.
-func runPod(ctx context.Context, r *Runtime, p *corev1.Pod) error {
-	pods := r.cs.CoreV1().Pods(p.Namespace)
+func runPod(ctx context.Context, r *kubernetes.Runtime, p *corev1.Pod) error {
+	pods := r.Clientset().CoreV1().Pods(p.Namespace)
 	created, err := pods.Create(ctx, p, metav1.CreateOptions{})
 	if err != nil {
 		return err

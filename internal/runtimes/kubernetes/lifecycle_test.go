@@ -1,4 +1,4 @@
-package kubernetes
+package kubernetes_test
 
 import (
 	"errors"
@@ -13,6 +13,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/insien/orchestrator/internal/runtimes"
+	"github.com/insien/orchestrator/internal/runtimes/kubernetes"
 )
 
 // probe prints, as key=value lines, what the sandbox's kernel and filesystem enforce, then
@@ -40,7 +41,7 @@ func TestPodIsHardened(t *testing.T) {
 	c := newClusterTest(t)
 	class := c.runtimeClass()
 	toleration := corev1.Toleration{Key: "dev.insien/untrusted", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}
-	r := c.runtime(Options{ReadOnlyRoot: true, TmpfsSizeMB: 16, WorkDir: "/work", RuntimeClass: class,
+	r := c.runtime(kubernetes.Options{ReadOnlyRoot: true, TmpfsSizeMB: 16, WorkDir: "/work", RuntimeClass: class,
 		NodeSelector: map[string]string{"kubernetes.io/os": "linux"}, Tolerations: []corev1.Toleration{toleration},
 		MaxLifetime: time.Hour, StopGrace: 3 * time.Second, EphemeralStorageMB: 200})
 	spec := c.spec()
@@ -97,11 +98,11 @@ func TestPodIsHardened(t *testing.T) {
 // test ends, so that a Pod naming it is admitted and runs.
 func (c *clusterTest) runtimeClass() string {
 	c.t.Helper()
-	rc := &nodev1.RuntimeClass{ObjectMeta: metav1.ObjectMeta{Name: c.ns()}, Handler: "runc"}
-	if _, err := c.rt.cs.NodeV1().RuntimeClasses().Create(c.ctx(), rc, metav1.CreateOptions{}); err != nil {
+	rc := &nodev1.RuntimeClass{ObjectMeta: metav1.ObjectMeta{Name: c.ns}, Handler: "runc"}
+	if _, err := c.cs.NodeV1().RuntimeClasses().Create(c.ctx(), rc, metav1.CreateOptions{}); err != nil {
 		c.t.Fatal(err)
 	}
-	c.t.Cleanup(func() { _ = c.rt.cs.NodeV1().RuntimeClasses().Delete(c.ctx(), rc.Name, metav1.DeleteOptions{}) })
+	c.t.Cleanup(func() { _ = c.cs.NodeV1().RuntimeClasses().Delete(c.ctx(), rc.Name, metav1.DeleteOptions{}) })
 	return rc.Name
 }
 
@@ -109,7 +110,7 @@ func (c *clusterTest) runtimeClass() string {
 // in the Kubernetes scheduler's or kubelet's words, and leaves no Pod behind.
 func TestStartFailures(t *testing.T) {
 	c := newClusterTest(t)
-	r := c.runtime(Options{StartTimeout: 5 * time.Second})
+	r := c.runtime(kubernetes.Options{StartTimeout: 5 * time.Second})
 	tests := []struct {
 		name   string
 		change func(*runtimes.Spec)
@@ -148,10 +149,10 @@ func TestStartFailures(t *testing.T) {
 // Kubernetes' reason, and nothing is left.
 func TestQuotaRefusesThePod(t *testing.T) {
 	c := newClusterTest(t)
-	r := c.runtime(Options{})
+	r := c.runtime(kubernetes.Options{})
 	q := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "sandboxes"},
 		Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourceLimitsMemory: resource.MustParse("100Mi")}}}
-	if _, err := c.rt.cs.CoreV1().ResourceQuotas(c.ns()).Create(c.ctx(), q, metav1.CreateOptions{}); err != nil {
+	if _, err := c.cs.CoreV1().ResourceQuotas(c.ns).Create(c.ctx(), q, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	c.waitQuota(q.Name)
@@ -176,7 +177,7 @@ func (c *clusterTest) waitQuota(name string) {
 	c.t.Helper()
 	ctx := c.ctx()
 	for {
-		q, err := c.rt.cs.CoreV1().ResourceQuotas(c.ns()).Get(ctx, name, metav1.GetOptions{})
+		q, err := c.cs.CoreV1().ResourceQuotas(c.ns).Get(ctx, name, metav1.GetOptions{})
 		if err == nil && len(q.Status.Hard) > 0 {
 			return
 		}

@@ -1,4 +1,4 @@
-package kubernetes
+package kubernetes_test
 
 import (
 	"testing"
@@ -7,6 +7,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/insien/orchestrator/internal/runtimes/kubernetes"
 )
 
 // TestNetworkPolicies: the first create applies the namespace's policies, following the
@@ -16,9 +18,9 @@ import (
 // that they select the Pods), not the traffic.
 func TestNetworkPolicies(t *testing.T) {
 	c := newClusterTest(t)
-	policies := c.rt.cs.NetworkingV1().NetworkPolicies(c.ns())
+	policies := c.cs.NetworkingV1().NetworkPolicies(c.ns)
 	for _, allow := range []bool{false, true, false} {
-		r := c.runtime(Options{AllowNetwork: allow, Cluster: "test"})
+		r := c.runtime(kubernetes.Options{AllowNetwork: allow, Cluster: "test"})
 		spec := c.spec()
 		if _, err := r.Create(c.ctx(), spec); err != nil {
 			t.Fatal(err)

@@ -1,4 +1,4 @@
-package kubernetes
+package kubernetes_test
 
 import (
 	"cmp"
@@ -14,6 +14,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/insien/orchestrator/internal/runtimes"
+	"github.com/insien/orchestrator/internal/runtimes/kubernetes"
 )
 
 // hardened is what a sandbox Pod must look like, spelled out independently of the builder so that
@@ -165,7 +166,7 @@ func TestPodForHardensEveryPod(t *testing.T) {
 	labels := map[string]string{runtimes.LabelSandboxID: "0b9d", runtimes.LabelUserID: "u1", runtimes.LabelInstance: "replica-1"}
 	tests := []struct {
 		name string
-		opts Options
+		opts kubernetes.Options
 		spec runtimes.Spec
 		want hardened
 	}{{
@@ -188,19 +189,19 @@ func TestPodForHardensEveryPod(t *testing.T) {
 		want: hardened{cpu: "10m", memory: "6Mi", storage: "1Gi", workDir: "/workspace", grace: 5, pullPolicy: corev1.PullIfNotPresent},
 	}, {
 		name: "read-only root with memory emptyDirs",
-		opts: Options{ReadOnlyRoot: true, TmpfsSizeMB: 64, WorkDir: "/work"},
+		opts: kubernetes.Options{ReadOnlyRoot: true, TmpfsSizeMB: 64, WorkDir: "/work"},
 		spec: runtimes.Spec{Name: "sbx-1", Image: "busybox", Labels: labels},
 		want: hardened{cpu: "1", memory: "512Mi", storage: "1Gi", workDir: "/work", grace: 5, pullPolicy: corev1.PullIfNotPresent,
 			readOnlyRoot: true, tmpfsSize: "64Mi"},
 	}, {
 		name: "read-only root working in /tmp has one emptyDir",
-		opts: Options{ReadOnlyRoot: true},
+		opts: kubernetes.Options{ReadOnlyRoot: true},
 		spec: runtimes.Spec{Name: "sbx-1", Image: "busybox", Labels: labels, WorkDir: "/tmp"},
 		want: hardened{cpu: "1", memory: "512Mi", storage: "1Gi", workDir: "/tmp", grace: 5, pullPolicy: corev1.PullIfNotPresent,
 			readOnlyRoot: true, tmpfsSize: "256Mi"},
 	}, {
 		name: "network, placement, lifetime and grace from the operator",
-		opts: Options{AllowNetwork: true, RuntimeClass: "gvisor", NodeSelector: map[string]string{"pool": "sandboxes"},
+		opts: kubernetes.Options{AllowNetwork: true, RuntimeClass: "gvisor", NodeSelector: map[string]string{"pool": "sandboxes"},
 			Tolerations:     []corev1.Toleration{{Key: "untrusted", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}},
 			ImagePullPolicy: corev1.PullNever, EphemeralStorageMB: 100, StopGrace: 1500 * time.Millisecond, MaxLifetime: 24 * time.Hour},
 		spec: runtimes.Spec{Name: "sbx-1", Image: "busybox", Labels: labels},
@@ -211,7 +212,7 @@ func TestPodForHardensEveryPod(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := unitRuntime(t, tt.opts)
-			p, err := r.podFor(tt.spec)
+			p, err := r.PodFor(tt.spec)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -248,12 +249,12 @@ func TestPodForRefusesWhatCannotRun(t *testing.T) {
 			s.Labels = map[string]string{runtimes.LabelInstance: "host name with spaces"}
 		}, "cannot be a Kubernetes label"},
 	}
-	r := unitRuntime(t, Options{})
+	r := unitRuntime(t, kubernetes.Options{})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			spec := ok
 			tt.change(&spec)
-			_, err := r.podFor(spec)
+			_, err := r.PodFor(spec)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("podFor: %v, want an error saying %q", err, tt.want)
 			}
@@ -268,30 +269,30 @@ func TestPodForRefusesWhatCannotRun(t *testing.T) {
 func TestOptionsRefused(t *testing.T) {
 	tests := []struct {
 		name string
-		opts Options
+		opts kubernetes.Options
 		want string
 	}{
-		{"no namespace", Options{Cluster: "c"}, "Namespace is required"},
-		{"cluster not a DNS label", Options{Namespace: "ns", Cluster: "Prod_EU"}, "must be a DNS label"},
-		{"negative size", Options{Namespace: "ns", Cluster: "c", TmpfsSizeMB: -1}, "must be positive"},
+		{"no namespace", kubernetes.Options{Cluster: "c"}, "Namespace is required"},
+		{"cluster not a DNS label", kubernetes.Options{Namespace: "ns", Cluster: "Prod_EU"}, "must be a DNS label"},
+		{"negative size", kubernetes.Options{Namespace: "ns", Cluster: "c", TmpfsSizeMB: -1}, "must be positive"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := New(tt.opts, nil); err == nil || !strings.Contains(err.Error(), tt.want) {
+			if _, err := kubernetes.New(tt.opts, nil); err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("New: %v, want an error saying %q", err, tt.want)
 			}
 		})
 	}
 }
 
-// unitRuntime is a driver with opts (namespace "ns", cluster "test") that builds Pods without a
-// cluster.
-func unitRuntime(t *testing.T, opts Options) *Runtime {
+// unitRuntime is a driver with opts (namespace "ns", cluster "test") for an API server that is
+// never contacted: it builds Pods.
+func unitRuntime(t *testing.T, opts kubernetes.Options) *kubernetes.Runtime {
 	t.Helper()
-	opts.Namespace, opts.Cluster = "ns", "test"
-	opts, err := withDefaults(opts)
+	opts.Namespace, opts.Cluster, opts.Kubeconfig = "ns", "test", kubeconfigFor(t, closedAddress(t))
+	r, err := kubernetes.New(opts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Runtime{opts: opts}
+	return r
 }

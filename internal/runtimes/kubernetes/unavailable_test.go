@@ -1,4 +1,4 @@
-package kubernetes
+package kubernetes_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/insien/orchestrator/internal/runtimes"
+	"github.com/insien/orchestrator/internal/runtimes/kubernetes"
 )
 
 // TestUnreachableAPIServerIsUnavailable: with no API server at the kubeconfig's address, or one
@@ -25,7 +26,7 @@ func TestUnreachableAPIServerIsUnavailable(t *testing.T) {
 	}
 	for _, s := range servers {
 		t.Run(s.name, func(t *testing.T) {
-			r, err := New(Options{Kubeconfig: kubeconfigFor(t, s.addr), Namespace: "ns", Cluster: "test",
+			r, err := kubernetes.New(kubernetes.Options{Kubeconfig: kubeconfigFor(t, s.addr), Namespace: "ns", Cluster: "test",
 				RequestTimeout: 500 * time.Millisecond}, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -35,7 +36,7 @@ func TestUnreachableAPIServerIsUnavailable(t *testing.T) {
 	}
 }
 
-func everyCallUnavailable(t *testing.T, r *Runtime) {
+func everyCallUnavailable(t *testing.T, r *kubernetes.Runtime) {
 	spec := runtimes.Spec{Name: "sbx-unreachable", Image: "busybox", Labels: map[string]string{runtimes.LabelSandboxID: "1"}}
 	calls := []struct {
 		name string
@@ -68,7 +69,7 @@ func everyCallUnavailable(t *testing.T, r *Runtime) {
 // TestWatchOfUnreachableAPIServerWaits: a watch of an unreachable server sends no EventResync
 // (nothing was listed) while it retries, and closes its channel when its context ends.
 func TestWatchOfUnreachableAPIServerWaits(t *testing.T) {
-	r, err := New(Options{Kubeconfig: kubeconfigFor(t, closedAddress(t)), Namespace: "ns", Cluster: "test"}, nil)
+	r, err := kubernetes.New(kubernetes.Options{Kubeconfig: kubeconfigFor(t, closedAddress(t)), Namespace: "ns", Cluster: "test"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

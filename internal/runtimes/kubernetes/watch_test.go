@@ -1,4 +1,4 @@
-package kubernetes
+package kubernetes_test
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/insien/orchestrator/internal/runtimes"
+	"github.com/insien/orchestrator/internal/runtimes/kubernetes"
 )
 
 // TestWatchReportsEndsFromOutside: a Pod ended by anything but its own main process is reported
@@ -24,7 +25,7 @@ import (
 // MaxLifetime deadline (exit code -1); and a Pod the driver removes is an ordinary exit.
 func TestWatchReportsEndsFromOutside(t *testing.T) {
 	c := newClusterTest(t)
-	r := c.runtime(Options{})
+	r := c.runtime(kubernetes.Options{})
 	ctx, cancel := context.WithCancel(c.ctx())
 	events := r.Watch(ctx, map[string]string{runtimes.LabelCluster: "test"})
 	if ev := nextEvent(t, events); ev.Kind != runtimes.EventResync {
@@ -35,9 +36,9 @@ func TestWatchReportsEndsFromOutside(t *testing.T) {
 	evicted.Command = []string{"sh", "-c", "head -c 40000000 /dev/zero > /tmp/fill; exec sleep 3600"}
 	c.start(r, deleted)
 	c.start(r, removed)
-	c.start(c.runtime(Options{EphemeralStorageMB: 10}), evicted)
-	c.start(c.runtime(Options{MaxLifetime: 2 * time.Second}), expired)
-	if err := c.rt.pods().Delete(c.ctx(), deleted.Name, metav1.DeleteOptions{}); err != nil {
+	c.start(c.runtime(kubernetes.Options{EphemeralStorageMB: 10}), evicted)
+	c.start(c.runtime(kubernetes.Options{MaxLifetime: 2 * time.Second}), expired)
+	if err := c.pods().Delete(c.ctx(), deleted.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.Remove(c.ctx(), removed.Name); err != nil {
@@ -96,9 +97,8 @@ func TestWatchReportsEndsFromOutside(t *testing.T) {
 func TestWatchResyncsAfterOutage(t *testing.T) {
 	c := newClusterTest(t)
 	p := newProxy(t, c.kubeconfig)
-	r := c.runtime(Options{})
-	r.opts.Kubeconfig = p.kubeconfig
-	viaProxy, err := New(r.opts, nil)
+	r := c.runtime(kubernetes.Options{})
+	viaProxy, err := kubernetes.New(kubernetes.Options{Kubeconfig: p.kubeconfig, Namespace: c.ns}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
