@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -81,9 +82,12 @@ func (r *Runtime) Create(ctx context.Context, spec runtimes.Spec) (string, error
 	case apierrors.IsNotFound(err):
 		// The only thing a create can miss is its namespace: a configuration error.
 		return "", fmt.Errorf("kubernetes: create %s: namespace %q: %w", spec.Name, r.opts.Namespace, err)
-	case refused(err):
-		// The message is Kubernetes' reason (the quota exceeded and by how much, the LimitRange
-		// or Pod Security rule): the client is told it. It names fields, never the env's values.
+	case admissionRefusal(err) && quotaWords.MatchString(err.Error()):
+		// The reason is Kubernetes' own (which quota, requested, used and limited; the
+		// LimitRange's bound): the client is told it. It names resources, never the env's values.
+		return "", fmt.Errorf("kubernetes: create %s: %w", spec.Name, &runtimes.QuotaError{Reason: err.Error()})
+	case admissionRefusal(err) || apierrors.IsInvalid(err):
+		// Another admission rule (Pod Security, a webhook) or validation refused the Pod.
 		return "", fmt.Errorf("kubernetes: create %s: %w: %w", spec.Name, runtimes.ErrSpecRefused, err)
 	case err != nil:
 		return "", r.apiErr(ctx, "create", spec.Name, err)
@@ -92,21 +96,24 @@ func (r *Runtime) Create(ctx context.Context, spec runtimes.Spec) (string, error
 	return created.Name, nil
 }
 
-// refused reports an API server's refusal of the Pod itself: invalid for this server, or denied
-// by an admission plugin (ResourceQuota, LimitRange, Pod Security). The authorizer's refusal is
-// not one (the driver's Role lacks a permission): it comes before the Pod is read, so it names
-// no Pod, while admission's names the one refused.
-func refused(err error) bool {
+// admissionRefusal reports an admission plugin's refusal of the Pod (ResourceQuota, LimitRange,
+// Pod Security, a webhook). The authorizer's refusal is not one (the driver's Role lacks a
+// permission): it comes before the Pod is read, so it names no Pod, while admission's names the
+// one refused.
+func admissionRefusal(err error) bool {
 	var status apierrors.APIStatus
-	if !errors.As(err, &status) {
+	if !errors.As(err, &status) || !apierrors.IsForbidden(err) {
 		return false
 	}
-	if apierrors.IsInvalid(err) {
-		return true
-	}
 	d := status.Status().Details
-	return apierrors.IsForbidden(err) && d != nil && d.Name != ""
+	return d != nil && d.Name != ""
 }
+
+// quotaWords are in the refusals of the ResourceQuota admission plugin ("exceeded quota: ...",
+// "failed quota: ...", "status unknown for quota: ...") and of the LimitRanger ("maximum cpu usage
+// per Container is ...", "... limit to request ratio per Pod is ..."), which the API server
+// reports as plain Forbidden errors.
+var quotaWords = regexp.MustCompile(`quota|usage per |ratio per |limit ranges`)
 
 // adoptExisting returns the name of the Pod already holding spec.Name if it belongs to the same
 // sandbox, so that a retried create is idempotent; a name held by anything else is an error.

@@ -145,8 +145,8 @@ func TestStartFailures(t *testing.T) {
 	}
 }
 
-// TestQuotaRefusesThePod: a ResourceQuota that the sandbox would exceed refuses it at Create, with
-// Kubernetes' reason, and nothing is left.
+// TestQuotaRefusesThePod: a ResourceQuota that the sandbox would exceed refuses it at Create with
+// a QuotaError that gives Kubernetes' reason, and nothing is left; within the quota it runs.
 func TestQuotaRefusesThePod(t *testing.T) {
 	c := newClusterTest(t)
 	r := c.runtime(kubernetes.Options{})
@@ -160,9 +160,10 @@ func TestQuotaRefusesThePod(t *testing.T) {
 	spec := c.spec()
 	spec.MemoryMB = 200
 	_, err := r.Create(c.ctx(), spec)
-	if !errors.Is(err, runtimes.ErrSpecRefused) || !strings.Contains(err.Error(), "exceeded quota: sandboxes") ||
-		!strings.Contains(err.Error(), "limits.memory=200Mi") {
-		t.Fatalf("Create: %v, want ErrSpecRefused with the quota's reason", err)
+	var quota *runtimes.QuotaError
+	if !errors.As(err, &quota) || !strings.Contains(quota.Reason, "exceeded quota: sandboxes") ||
+		!strings.Contains(quota.Reason, "requested: limits.memory=200Mi") || !strings.Contains(quota.Reason, "limited: limits.memory=100Mi") {
+		t.Fatalf("Create: %v, want a QuotaError with the quota's reason", err)
 	}
 	if got, err := r.List(c.ctx(), map[string]string{runtimes.LabelSandboxID: spec.Labels[runtimes.LabelSandboxID]}); err != nil || len(got) != 0 {
 		t.Errorf("List after a refused create = %v, %v; want nothing", got, err)
