@@ -145,31 +145,62 @@ func TestStartFailures(t *testing.T) {
 	}
 }
 
-// TestQuotaRefusesThePod: a ResourceQuota that the sandbox would exceed refuses it at Create with
-// a QuotaError that gives Kubernetes' reason, and nothing is left; within the quota it runs.
+// TestQuotaRefusesThePod: the namespace's ResourceQuota or LimitRange that a sandbox would exceed
+// refuses it at Create with a QuotaError that gives Kubernetes' reason, and nothing is left; a
+// sandbox within them runs.
 func TestQuotaRefusesThePod(t *testing.T) {
-	c := newClusterTest(t)
-	r := c.runtime(kubernetes.Options{})
-	q := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "sandboxes"},
-		Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourceLimitsMemory: resource.MustParse("100Mi")}}}
-	if _, err := c.cs.CoreV1().ResourceQuotas(c.ns).Create(c.ctx(), q, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name   string
+		limit  func(c *clusterTest)
+		exceed func(*runtimes.Spec)
+		says   []string
+	}{{
+		name: "ResourceQuota",
+		limit: func(c *clusterTest) {
+			q := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "sandboxes"},
+				Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourceLimitsMemory: resource.MustParse("100Mi")}}}
+			if _, err := c.cs.CoreV1().ResourceQuotas(c.ns).Create(c.ctx(), q, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			c.waitQuota(q.Name)
+		},
+		exceed: func(s *runtimes.Spec) { s.MemoryMB = 200 },
+		says:   []string{"exceeded quota: sandboxes", "requested: limits.memory=200Mi", "limited: limits.memory=100Mi"},
+	}, {
+		name: "LimitRange",
+		limit: func(c *clusterTest) {
+			lr := &corev1.LimitRange{ObjectMeta: metav1.ObjectMeta{Name: "sandboxes"}, Spec: corev1.LimitRangeSpec{Limits: []corev1.LimitRangeItem{{
+				Type: corev1.LimitTypeContainer, Max: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m")}}}}}
+			if _, err := c.cs.CoreV1().LimitRanges(c.ns).Create(c.ctx(), lr, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		},
+		exceed: func(s *runtimes.Spec) { s.CPU = 2 },
+		says:   []string{"maximum cpu usage per Container is 500m, but limit is 2"},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newClusterTest(t)
+			r := c.runtime(kubernetes.Options{})
+			tt.limit(c)
+			spec := c.spec()
+			tt.exceed(&spec)
+			_, err := r.Create(c.ctx(), spec)
+			var quota *runtimes.QuotaError
+			if !errors.As(err, &quota) {
+				t.Fatalf("Create: %v, want a QuotaError", err)
+			}
+			for _, s := range tt.says {
+				if !strings.Contains(quota.Reason, s) {
+					t.Errorf("the reason %q does not say %q", quota.Reason, s)
+				}
+			}
+			if got, err := r.List(c.ctx(), map[string]string{runtimes.LabelSandboxID: spec.Labels[runtimes.LabelSandboxID]}); err != nil || len(got) != 0 {
+				t.Errorf("List after a refused create = %v, %v; want nothing", got, err)
+			}
+			c.start(r, c.spec()) // within the limits
+		})
 	}
-	c.waitQuota(q.Name)
-
-	spec := c.spec()
-	spec.MemoryMB = 200
-	_, err := r.Create(c.ctx(), spec)
-	var quota *runtimes.QuotaError
-	if !errors.As(err, &quota) || !strings.Contains(quota.Reason, "exceeded quota: sandboxes") ||
-		!strings.Contains(quota.Reason, "requested: limits.memory=200Mi") || !strings.Contains(quota.Reason, "limited: limits.memory=100Mi") {
-		t.Fatalf("Create: %v, want a QuotaError with the quota's reason", err)
-	}
-	if got, err := r.List(c.ctx(), map[string]string{runtimes.LabelSandboxID: spec.Labels[runtimes.LabelSandboxID]}); err != nil || len(got) != 0 {
-		t.Errorf("List after a refused create = %v, %v; want nothing", got, err)
-	}
-	spec.MemoryMB = 64 // within the quota
-	c.start(r, spec)
 }
 
 // waitQuota waits until the quota controller has computed the quota's use: until then the
