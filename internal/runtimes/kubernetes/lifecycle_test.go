@@ -160,7 +160,7 @@ func TestQuotaRefusesThePod(t *testing.T) {
 			q := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "sandboxes"},
 				Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourceLimitsMemory: resource.MustParse("100Mi")}}}
 			if _, err := c.cs.CoreV1().ResourceQuotas(c.ns).Create(c.ctx(), q, metav1.CreateOptions{}); err != nil {
-				t.Fatal(err)
+				c.t.Fatal(err)
 			}
 			c.waitQuota(q.Name)
 		},
@@ -172,7 +172,7 @@ func TestQuotaRefusesThePod(t *testing.T) {
 			lr := &corev1.LimitRange{ObjectMeta: metav1.ObjectMeta{Name: "sandboxes"}, Spec: corev1.LimitRangeSpec{Limits: []corev1.LimitRangeItem{{
 				Type: corev1.LimitTypeContainer, Max: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m")}}}}}
 			if _, err := c.cs.CoreV1().LimitRanges(c.ns).Create(c.ctx(), lr, metav1.CreateOptions{}); err != nil {
-				t.Fatal(err)
+				c.t.Fatal(err)
 			}
 		},
 		exceed: func(s *runtimes.Spec) { s.CPU = 2 },
