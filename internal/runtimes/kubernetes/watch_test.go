@@ -17,6 +17,7 @@ import (
 
 	"github.com/insien/orchestrator/internal/runtimes"
 	"github.com/insien/orchestrator/internal/runtimes/kubernetes"
+	"github.com/insien/orchestrator/internal/runtimes/runtimetest"
 )
 
 // TestWatchReportsEndsFromOutside: a Pod ended by anything but its own main process is reported
@@ -28,7 +29,7 @@ func TestWatchReportsEndsFromOutside(t *testing.T) {
 	r := c.runtime(kubernetes.Options{})
 	ctx, cancel := context.WithCancel(c.ctx())
 	events := r.Watch(ctx, map[string]string{runtimes.LabelCluster: "test"})
-	if ev := nextEvent(t, events); ev.Kind != runtimes.EventResync {
+	if ev := runtimetest.NextEvent(t, events, 30*time.Second); ev.Kind != runtimes.EventResync {
 		t.Fatalf("first event %+v, want a resync", ev)
 	}
 
@@ -105,7 +106,7 @@ func TestWatchResyncsAfterOutage(t *testing.T) {
 	ctx, cancel := context.WithCancel(c.ctx())
 	defer cancel()
 	events := viaProxy.Watch(ctx, map[string]string{runtimes.LabelCluster: "test"})
-	if ev := nextEvent(t, events); ev.Kind != runtimes.EventResync {
+	if ev := runtimetest.NextEvent(t, events, 30*time.Second); ev.Kind != runtimes.EventResync {
 		t.Fatalf("first event %+v, want a resync", ev)
 	}
 
@@ -118,7 +119,7 @@ func TestWatchResyncsAfterOutage(t *testing.T) {
 	c.start(r, spec) // through the API server itself: it ends during the outage
 	p.up()
 
-	if ev := nextEvent(t, events); ev.Kind != runtimes.EventResync {
+	if ev := runtimetest.NextEvent(t, events, 30*time.Second); ev.Kind != runtimes.EventResync {
 		t.Fatalf("first event after the outage %+v, want a resync", ev)
 	}
 	if err := viaProxy.Ping(c.ctx()); err != nil {
@@ -128,7 +129,7 @@ func TestWatchResyncsAfterOutage(t *testing.T) {
 	again.Command = []string{"sh", "-c", "exit 5"}
 	c.start(r, again)
 	for {
-		ev := nextEvent(t, events)
+		ev := runtimetest.NextEvent(t, events, 30*time.Second)
 		if ev.Name == again.Name {
 			if ev.Kind != runtimes.EventExited || ev.ExitCode != 5 {
 				t.Errorf("event %+v, want an exit with 5", ev)
@@ -136,20 +137,6 @@ func TestWatchResyncsAfterOutage(t *testing.T) {
 			return
 		}
 	}
-}
-
-func nextEvent(t *testing.T, events <-chan runtimes.Event) runtimes.Event {
-	t.Helper()
-	select {
-	case ev, ok := <-events:
-		if !ok {
-			t.Fatal("the event channel closed")
-		}
-		return ev
-	case <-time.After(30 * time.Second):
-		t.Fatal("no event within 30 s")
-	}
-	panic("unreachable")
 }
 
 // proxy forwards TCP connections to the test cluster's API server, and can cut them all and
