@@ -95,7 +95,7 @@ func (h *streamHarness) pod(name string, command ...string) string {
 		if err != nil {
 			h.t.Fatal(err)
 		}
-		if state, _, _ := podState(p); state == runtimes.StateRunning || state == runtimes.StateExited {
+		if state := podInfo(p).State; state == runtimes.StateRunning || state == runtimes.StateExited {
 			return name
 		}
 		select {
