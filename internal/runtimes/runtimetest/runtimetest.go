@@ -33,6 +33,9 @@ type Options struct {
 	ReadOnlyRoot bool
 	TmpfsSizeMB  int64
 	Log          *zap.Logger // nil: no logging
+	// Cluster is the driver's cluster label (runtime.cluster): the test's own (Env.Cluster), set
+	// by the suite whatever a test passes. A driver that scopes itself to one cluster needs it.
+	Cluster string
 }
 
 // Harness plugs a driver into the suite.
@@ -104,7 +107,7 @@ type Env struct {
 func NewEnv(t *testing.T, h Harness) *Env {
 	t.Helper()
 	e := &Env{t: t, h: h, Cluster: "test-" + randHex(6)}
-	janitor := h.New(t, Options{})
+	janitor := h.New(t, Options{Cluster: e.Cluster})
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -125,6 +128,7 @@ func NewEnv(t *testing.T, h Harness) *Env {
 // runtime builds a driver with opts.
 func (e *Env) runtime(opts Options) Driver {
 	e.t.Helper()
+	opts.Cluster = e.Cluster
 	return e.h.New(e.t, opts)
 }
 
