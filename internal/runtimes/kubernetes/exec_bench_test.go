@@ -16,27 +16,35 @@ import (
 	"k8s.io/streaming/pkg/httpstream"
 
 	"github.com/insien/orchestrator/internal/runtimes"
+	"github.com/insien/orchestrator/internal/testenv"
 )
 
 // BenchmarkExecEcho compares `echo hi` through the driver's Exec (pid wrapper, output budget,
 // exit status) with the plainest client-go exec of the same command (kubectl's executor), run in
 // turns in the same loop so both see the same cluster. Target: ratio ≤ 1.2.
 func BenchmarkExecEcho(b *testing.B) {
-	h := newStreamHarness(b)
-	pod := h.pod("bench", "sleep", "3600")
+	kubeconfig := testenv.Require(b, "ORCH_TEST_KUBECONFIG")
+	rt := testDriver(b, kubeconfig, testNamespace(b, kubeconfig), Options{Cluster: "bench"}, nil)
 	ctx := context.Background()
+	pod, err := rt.Create(ctx, runtimes.Spec{Name: "sbx-bench", Image: testenv.Image(b), CPU: 1, MemoryMB: 64})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := rt.Start(ctx, pod); err != nil {
+		b.Fatal(err)
+	}
 	cmd := []string{"echo", "hi"}
 
 	driver := func() {
 		var out bytes.Buffer
-		res, err := h.rt.Exec(ctx, pod, runtimes.ExecSpec{Cmd: cmd}, &out, nil, time.Minute, 0)
+		res, err := rt.Exec(ctx, pod, runtimes.ExecSpec{Cmd: cmd}, &out, nil, time.Minute, 0)
 		if err != nil || res.ExitCode != 0 || out.String() != "hi\n" {
 			b.Fatalf("driver: %q %+v %v", out.String(), res, err)
 		}
 	}
 	direct := func() {
 		var out bytes.Buffer
-		if code, err := directExec(ctx, h.rt, pod, cmd, &out); err != nil || code != 0 || out.String() != "hi\n" {
+		if code, err := directExec(ctx, rt, pod, cmd, &out); err != nil || code != 0 || out.String() != "hi\n" {
 			b.Fatalf("direct: %q %d %v", out.String(), code, err)
 		}
 	}

@@ -3,8 +3,6 @@ package kubernetes
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -12,42 +10,24 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap/zaptest"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/insien/orchestrator/internal/runtimes"
-	"github.com/insien/orchestrator/internal/testenv"
+	"github.com/insien/orchestrator/internal/runtimes/runtimetest"
 )
 
-// streamHarness is a namespace of its own on the test cluster and a driver for it.
+// streamHarness is a driver on the test cluster, in a namespace of the test's own, with the
+// suite's Env to make sandboxes.
 type streamHarness struct {
-	t  testing.TB
-	rt *Runtime
+	t   testing.TB
+	rt  *Runtime
+	env *runtimetest.Env
 }
 
-func newStreamHarness(t testing.TB) *streamHarness {
+func newStreamHarness(t *testing.T) *streamHarness {
 	t.Helper()
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	ns := "ki-test-" + hex.EncodeToString(b)
-	rt, err := New(Options{Kubeconfig: testenv.Require(t, "ORCH_TEST_KUBECONFIG"), Namespace: ns}, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := rt.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		zero := int64(0)
-		_ = rt.cs.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{GracePeriodSeconds: &zero})
-	})
-	return &streamHarness{t: t, rt: rt}
+	h := suiteHarness(t)
+	env := runtimetest.NewEnv(t, h)
+	rt := h.New(t, runtimetest.Options{Cluster: env.Cluster}).(*Runtime)
+	return &streamHarness{t: t, rt: rt, env: env}
 }
 
 func (h *streamHarness) ctx() context.Context {
@@ -56,54 +36,13 @@ func (h *streamHarness) ctx() context.Context {
 	return ctx
 }
 
-// pod creates a plain Pod running command and waits until its container runs (or has ended,
-// when the command ends at once).
-func (h *streamHarness) pod(name string, command ...string) string {
+// sandbox creates and starts a sandbox running command (empty: the image's, which runs until
+// stopped) and returns its id.
+func (h *streamHarness) sandbox(command ...string) string {
 	h.t.Helper()
-	no := false
-	zero := int64(0)
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: corev1.PodSpec{
-			AutomountServiceAccountToken:  &no,
-			EnableServiceLinks:            &no,
-			RestartPolicy:                 corev1.RestartPolicyNever,
-			TerminationGracePeriodSeconds: &zero,
-			Containers: []corev1.Container{{
-				Name:            sandboxContainer,
-				Image:           testenv.Image(h.t),
-				ImagePullPolicy: corev1.PullNever,
-				Command:         command,
-			}},
-		},
-	}
-	pods := h.rt.cs.CoreV1().Pods(h.rt.opts.Namespace)
-	ctx := h.ctx()
-	for {
-		_, err := pods.Create(ctx, pod, metav1.CreateOptions{})
-		if err == nil {
-			break
-		}
-		// The namespace's default ServiceAccount appears a moment after the namespace.
-		if !apierrors.IsForbidden(err) || ctx.Err() != nil {
-			h.t.Fatalf("creating pod %s: %v", name, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	for {
-		p, err := pods.Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			h.t.Fatal(err)
-		}
-		if state := podInfo(p).State; state == runtimes.StateRunning || state == runtimes.StateExited {
-			return name
-		}
-		select {
-		case <-ctx.Done():
-			h.t.Fatalf("pod %s did not start: %+v", name, p.Status)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	spec := h.env.Spec()
+	spec.Command = command
+	return h.env.MustStart(h.rt, spec)
 }
 
 // run streams cmd to its end and returns what it printed and how it ended.
@@ -132,7 +71,7 @@ func copyInBackground(st *execStream) (*syncBuffer, <-chan error) {
 
 func TestExecStream(t *testing.T) {
 	h := newStreamHarness(t)
-	pod := h.pod("sleeper", "sleep", "3600")
+	pod := h.sandbox()
 
 	tests := []struct {
 		name           string
@@ -220,10 +159,10 @@ func TestExecStream(t *testing.T) {
 
 func TestStreamErrors(t *testing.T) {
 	h := newStreamHarness(t)
-	ended := h.pod("ended", "sh", "-c", "exit 7")
-	waitFor(t, 30*time.Second, "the pod to end", func() bool {
-		p, err := h.rt.cs.CoreV1().Pods(h.rt.opts.Namespace).Get(h.ctx(), ended, metav1.GetOptions{})
-		return err == nil && (p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded)
+	ended := h.sandbox("sh", "-c", "exit 7")
+	waitFor(t, 30*time.Second, "the sandbox to end", func() bool {
+		info, err := h.rt.Inspect(h.ctx(), ended)
+		return err == nil && info.State == runtimes.StateExited
 	})
 	tests := []struct {
 		pod   string
