@@ -37,9 +37,6 @@ type Options struct {
 	ReadOnlyRoot bool
 	TmpfsSizeMB  int64
 	Log          *zap.Logger // nil: no logging
-	// Cluster is the driver's cluster label (runtime.cluster): the test's own (Env.Cluster), set
-	// by the suite whatever a test passes. A driver that scopes itself to one cluster needs it.
-	Cluster string
 }
 
 // Harness plugs a driver into the suite.
