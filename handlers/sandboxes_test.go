@@ -2,7 +2,6 @@ package handlers_test
 
 import (
 	"archive/tar"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
