@@ -104,10 +104,11 @@ func (st *execStream) run(sctx context.Context, ex remotecommand.Executor, opts 
 	defer close(st.done)
 	err := ex.StreamWithContext(sctx, opts)
 	// The executor may return (when cut) while its copies still run: nothing reaches the caller's
-	// writers from now on, and nothing waits on stdin or on a resize.
+	// writers from now on, and nothing waits on stdin or on a resize. (The stdin copy sees end of
+	// input, not an error, which remotecommand would log.)
 	st.out.shut()
 	if st.stdinR != nil {
-		st.stdinR.CloseWithError(errCut)
+		st.stdinR.Close()
 	}
 	if st.sizes != nil {
 		st.sizes.close()
@@ -247,7 +248,7 @@ func (st *execStream) detach() {
 		close(st.detached)
 		st.out.shut()
 		if st.stdinR != nil {
-			st.stdinR.CloseWithError(errDetached)
+			st.stdinR.Close() // Write fails from now on; the command reads end of input
 		}
 		if st.sizes != nil {
 			st.sizes.close()
