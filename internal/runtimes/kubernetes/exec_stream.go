@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -34,7 +35,6 @@ const detachLimit = 30 * time.Second
 // execStream is one command attached through the API server.
 type execStream struct {
 	stdin  *io.PipeWriter // nil without stdin; closing it is the command's end of input
-	stdinR *io.PipeReader
 	sizes  *sizeQueue // nil without a TTY
 	out    *outputGate
 	cut    context.CancelFunc
@@ -77,8 +77,9 @@ func (r *Runtime) startStream(ctx context.Context, op, pod string, s streamSpec)
 	st := &execStream{out: newOutputGate(), cut: cut, done: make(chan struct{}), code: -1, detached: make(chan struct{})}
 	opts := remotecommand.StreamOptions{Stdout: st.out.writer(0), Tty: s.tty}
 	if s.stdin {
-		st.stdinR, st.stdin = io.Pipe()
-		opts.Stdin = st.stdinR
+		var stdinR *io.PipeReader
+		stdinR, st.stdin = io.Pipe()
+		opts.Stdin = stdinR
 	}
 	if s.tty {
 		st.sizes = newSizeQueue(s.rows, s.cols)
@@ -107,8 +108,8 @@ func (st *execStream) run(sctx context.Context, ex remotecommand.Executor, opts 
 	// writers from now on, and nothing waits on stdin or on a resize. (The stdin copy sees end of
 	// input, not an error, which remotecommand would log.)
 	st.out.shut()
-	if st.stdinR != nil {
-		st.stdinR.Close()
+	if st.stdin != nil {
+		st.stdin.Close()
 	}
 	if st.sizes != nil {
 		st.sizes.close()
@@ -207,11 +208,13 @@ func (st *execStream) Copy(stdout, stderr io.Writer) error {
 	case <-st.done:
 	case <-st.out.failed:
 	case <-st.detached:
-		return errDetached
+	}
+	if err := st.out.settle(); err != nil {
+		return err
 	}
 	select {
-	case <-st.out.failed:
-		return st.out.writeErr()
+	case <-st.detached:
+		return errDetached
 	default:
 	}
 	if errors.Is(st.err, errCut) {
@@ -247,8 +250,8 @@ func (st *execStream) detach() {
 	st.detachOnce.Do(func() {
 		close(st.detached)
 		st.out.shut()
-		if st.stdinR != nil {
-			st.stdinR.Close() // Write fails from now on; the command reads end of input
+		if st.stdin != nil {
+			st.stdin.Close() // Write fails from now on; the command reads end of input
 		}
 		if st.sizes != nil {
 			st.sizes.close()
@@ -283,15 +286,17 @@ func (st *execStream) Resize(_ context.Context, rows, cols uint) error {
 
 // outputGate hands the output of a stream's stdout and stderr copies (remotecommand runs one
 // goroutine each) to the writers Copy installs, one write at a time; copies wait for Copy. Once
-// the gate is shut, or one of those writers failed, every write is dropped (the copies go on
-// draining the stream, so the command is never blocked on a full pipe).
+// the gate is shut, or one of those writers failed, every later write is dropped (the copies go
+// on draining the stream, so the command is never blocked on a full pipe). Shutting never waits
+// for a write in progress, which may be stuck on a reader that is gone: Copy does, before it
+// returns, so that nothing is written once it has returned.
 type outputGate struct {
 	ready     chan struct{} // closed by install or shut
 	readyOnce sync.Once
 	failed    chan struct{} // closed when a writer failed; err says how
-	mu        sync.Mutex
+	closed    atomic.Bool
+	mu        sync.Mutex   // held by the write in progress
 	to        [2]io.Writer // stdout, stderr
-	closed    bool
 	err       error
 }
 
@@ -313,16 +318,15 @@ func (g *outputGate) install(stdout, stderr io.Writer) {
 	g.readyOnce.Do(func() { close(g.ready) })
 }
 
-// shut waits for a write in progress and drops every later one.
+// shut drops every write that has not started yet.
 func (g *outputGate) shut() {
-	g.mu.Lock()
-	g.closed = true
-	g.mu.Unlock()
+	g.closed.Store(true)
 	g.readyOnce.Do(func() { close(g.ready) })
 }
 
-// writeErr is the error of the writer that failed; read once failed is closed.
-func (g *outputGate) writeErr() error {
+// settle waits for the write in progress, if any, and returns the error of the writer that
+// failed, if one did.
+func (g *outputGate) settle() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.err
@@ -338,7 +342,7 @@ func (gw *gatedWriter) Write(p []byte) (int, error) {
 	<-g.ready
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.closed || g.err != nil {
+	if g.closed.Load() || g.err != nil {
 		return len(p), nil
 	}
 	if _, err := g.to[gw.which].Write(p); err != nil {
