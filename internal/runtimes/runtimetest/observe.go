@@ -121,7 +121,7 @@ n=0; while :; do if [ -e /tmp/go ]; then rm /tmp/go; n=$((n+1)); echo "late $n";
 			t.Fatal("Logs kept following a stopped sandbox")
 		}
 		// A stopped sandbox's logs are still readable.
-		if out, _ := logs(runtimes.LogOptions{Tail: -1}); !strings.HasPrefix(out, "one\n") {
+		if out, _ := logs(runtimes.LogOptions{Tail: -1}); !strings.Contains(out, "one\ntwo\nthree\n") {
 			t.Errorf("logs of the stopped sandbox = %q", out)
 		}
 	})
