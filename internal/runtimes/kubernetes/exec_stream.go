@@ -276,12 +276,13 @@ func (st *execStream) Wait(ctx context.Context) (int, error) {
 	}
 }
 
-// Resize sets the terminal's size in character cells.
-func (st *execStream) Resize(_ context.Context, rows, cols uint) error {
+// Resize sets the terminal's size in character cells; input sent after it returns finds the
+// terminal at its new size.
+func (st *execStream) Resize(ctx context.Context, rows, cols uint) error {
 	if st.sizes == nil {
 		return errors.New("not a terminal")
 	}
-	return st.sizes.set(rows, cols)
+	return st.sizes.set(ctx, rows, cols)
 }
 
 // outputGate hands the output of a stream's stdout and stderr copies (remotecommand runs one
@@ -352,20 +353,32 @@ func (gw *gatedWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// sizeQueue hands terminal sizes to the stream (remotecommand.TerminalSizeQueue): only the latest
-// size not yet sent is kept, and Next returns nil once the stream is over.
+// sizeQueue hands terminal sizes to the stream (remotecommand.TerminalSizeQueue, whose reader
+// loops on Next and writes each size on the stream's resize channel). Next returns nil once the
+// stream is over.
 type sizeQueue struct {
-	mu        sync.Mutex
-	next      chan remotecommand.TerminalSize
+	next      chan sizeRequest
+	last      *sizeRequest // the size Next returned last: sent once Next is called again
 	done      chan struct{}
 	closeOnce sync.Once
 }
 
+// sizeRequest is one size to send; sent is closed once it is on the wire.
+type sizeRequest struct {
+	size remotecommand.TerminalSize
+	sent chan struct{}
+}
+
+// resizeSettle is how long Resize waits after the new size is on the wire: the server applies a
+// size on a goroutine of its own, apart from the input, so input typed at once could otherwise be
+// read by the program (`stty size`) before the terminal has its new size.
+const resizeSettle = 50 * time.Millisecond
+
 // newSizeQueue starts with rows×cols queued (nothing when either is 0).
 func newSizeQueue(rows, cols uint) *sizeQueue {
-	q := &sizeQueue{next: make(chan remotecommand.TerminalSize, 1), done: make(chan struct{})}
+	q := &sizeQueue{next: make(chan sizeRequest, 1), done: make(chan struct{})}
 	if rows > 0 && cols > 0 {
-		q.next <- termSize(rows, cols)
+		q.next <- sizeRequest{size: termSize(rows, cols), sent: make(chan struct{})}
 	}
 	return q
 }
@@ -374,11 +387,17 @@ func termSize(rows, cols uint) remotecommand.TerminalSize {
 	return remotecommand.TerminalSize{Height: uint16(min(rows, 0xffff)), Width: uint16(min(cols, 0xffff))}
 }
 
-// Next blocks until a size is set or the stream is over (nil).
+// Next blocks until a size is set or the stream is over (nil). Being called again means the size
+// it returned before has been written.
 func (q *sizeQueue) Next() *remotecommand.TerminalSize {
+	if q.last != nil {
+		close(q.last.sent)
+		q.last = nil
+	}
 	select {
-	case s := <-q.next:
-		return &s
+	case r := <-q.next:
+		q.last = &r
+		return &r.size
 	case <-q.done:
 		return nil
 	}
@@ -387,21 +406,29 @@ func (q *sizeQueue) Next() *remotecommand.TerminalSize {
 // errSessionOver is Resize's error once the terminal's stream has ended.
 var errSessionOver = errors.New("the terminal session is over")
 
-// set queues rows×cols, replacing a size not sent yet.
-func (q *sizeQueue) set(rows, cols uint) error {
-	q.mu.Lock()
-	defer q.mu.Unlock()
+// set sends rows×cols and returns once it is on the wire and has had resizeSettle to apply.
+func (q *sizeQueue) set(ctx context.Context, rows, cols uint) error {
+	r := sizeRequest{size: termSize(rows, cols), sent: make(chan struct{})}
 	select {
+	case q.next <- r:
 	case <-q.done:
 		return errSessionOver
-	default:
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 	select {
-	case <-q.next:
-	default:
+	case <-r.sent:
+	case <-q.done: // the stream ended with it taken: sent, or of no use any more
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	q.next <- termSize(rows, cols)
-	return nil
+	select {
+	case <-time.After(resizeSettle):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (q *sizeQueue) close() { q.closeOnce.Do(func() { close(q.done) }) }
