@@ -34,11 +34,11 @@ const detachLimit = 30 * time.Second
 
 // execStream is one command attached through the API server.
 type execStream struct {
-	stdin  *io.PipeWriter // nil without stdin; closing it is the command's end of input
-	sizes  *sizeQueue // nil without a TTY
-	out    *outputGate
-	cut    context.CancelFunc
-	done   chan struct{}
+	stdin *io.PipeWriter // nil without stdin; closing it is the command's end of input
+	sizes *sizeQueue     // nil without a TTY
+	out   *outputGate
+	cut   context.CancelFunc
+	done  chan struct{}
 	// code and err are set before done is closed: the exit status (-1 when unknown) and, when
 	// unknown, why (the request failed, or the stream was cut).
 	code int
