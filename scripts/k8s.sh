@@ -681,30 +681,28 @@ cmd_import() {
 	fi
 }
 
-usage() {
-	sed -n '5,13p' "$0" | sed 's/^# \{0,1\}//' >&2
-	exit 2
-}
-
 main() {
-	local cmd="${1:-}"
-	case "$cmd" in
+	case "${1:-}" in
 	up | down | env | status)
 		set_profile "${2:-dev}"
-		if [[ "$cmd" == up || "$cmd" == down ]]; then
+		if [[ "$1" == up || "$1" == down ]]; then
 			# One `up` or `down` of a profile at a time; the lock sits beside the state directory
-			# that `down` removes.
+			# that `down` removes, and launch keeps it from the daemons.
 			exec 8>"$K.lock"
 			flock 8
 		fi
-		"cmd_$cmd"
+		"cmd_$1"
 		;;
 	import)
-		[[ -n "${2:-}" ]] || usage
+		[[ -n "${2:-}" ]] || die "usage: scripts/k8s.sh import IMAGE|TARBALL [dev|test]"
 		set_profile "${3:-dev}"
 		cmd_import "$2"
 		;;
-	*) usage ;;
+	*)
+		# The usage block at the top of this file.
+		awk 'NR >= 5 && NR <= 16 { sub(/^# ?/, ""); print }' "$0" >&2
+		exit 2
+		;;
 	esac
 }
 
