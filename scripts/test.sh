@@ -34,11 +34,21 @@ eval "$("$SCRIPT_DIR/stack.sh" env test)"
 "$SCRIPT_DIR/k8s.sh" up test
 eval "$("$SCRIPT_DIR/k8s.sh" env test)"
 
+# The HTTP tests that hold for every driver (they read the runtime through testenv.Workloads, never
+# Docker itself). Run one by hand with ORCH_TEST_DRIVER=kubernetes go tool task test -- ./handlers -run X.
+DRIVER_NEUTRAL_API_TESTS='^(TestSandboxLifecycle|TestRuntimeCapabilities|TestCreateValidation|TestIdempotentCreate|TestSandboxTenancy|TestTimeoutAndKeepalive|TestExpiryReapsWithinSeconds|TestReconciliation|TestFailedStartLeavesNoContainer|TestExec|TestExecStreaming|TestExecTimeoutKillsTheProcessTree|TestExecOutputIsCapped|TestFiles|TestLogs|TestMetrics|TestTerminal|TestActivityExtendsExpiry|TestOpsTenancyAndScopes|TestKillDuringCreatesThenRestart)$'
+
 if [[ $# -eq 0 ]]; then
 	# The whole suite: gotestsum prints one line per package, the failures in full, and a closing
 	# "DONE N tests" summary.
 	echo "[test] go test -race -count=1 -timeout 15m ./..." >&2
 	go tool gotestsum --format pkgname-and-test-fails -- -race -count=1 -timeout 15m ./...
+	# The API's driver-neutral tests once more, on the Kubernetes driver: the same table of tests
+	# holds both drivers to the same behaviour through HTTP (the drivers' own conformance suite,
+	# internal/runtimes/runtimetest, already ran for both above).
+	echo "[test] the API's driver-neutral tests on the Kubernetes driver (ORCH_TEST_DRIVER=kubernetes)" >&2
+	ORCH_TEST_DRIVER=kubernetes go tool gotestsum --format pkgname-and-test-fails -- -race -count=1 -timeout 15m \
+		-run "$DRIVER_NEUTRAL_API_TESTS" ./handlers/ ./cmd/orchestrator/
 	# Then every fuzz target briefly: the seeds and a few seconds of new inputs (longer: task fuzz).
 	"$SCRIPT_DIR/fuzz.sh" "${FUZZTIME:-3s}"
 else
