@@ -45,7 +45,12 @@ func (h *Sandboxes) Register(r gin.IRouter) {
 	g.POST("/:id/keepalive", write, h.keepAlive)
 	g.POST("/:id/pause", write, h.pause)
 	g.POST("/:id/resume", write, h.resume)
+	rt, read, _ := sandboxGroup(r, h.auth, "/api/runtime")
+	rt.GET("", read, h.runtime)
 }
+
+// runtime answers which driver runs sandboxes and what it can do.
+func (h *Sandboxes) runtime(c *gin.Context) { c.JSON(http.StatusOK, h.sandboxes.Runtime()) }
 
 type createSandboxRequest struct {
 	Image          string            `json:"image"`

@@ -32,7 +32,7 @@ var (
 // Capabilities says what a driver can do beyond the calls every driver supports, so that the API
 // can tell clients before they try.
 type Capabilities struct {
-	Pause bool // Pause and Resume work; false: they return ErrNotSupported
+	Pause bool `json:"pause"` // Pause and Resume work; false: they return ErrNotSupported
 }
 
 // The smallest limits a driver can enforce. A limit below them is not a smaller limit: an engine
@@ -81,6 +81,7 @@ type Info struct {
 	ExitCode int
 	// OOMKilled: the out-of-memory killer ended the main process (not merely one of its children).
 	OOMKilled  bool
+	Evicted    bool // the node ended the workload to reclaim resources (see Event.Evicted)
 	Error      string
 	Labels     map[string]string
 	StartedAt  time.Time
@@ -93,6 +94,9 @@ type EventKind string
 const (
 	// EventExited: the workload's main process ended; ExitCode and OOMKilled say how.
 	EventExited EventKind = "exited"
+	// EventGone: the workload was deleted by someone else (an operator, a node's failure), not
+	// through Remove; it ran until then.
+	EventGone EventKind = "gone"
 	// EventResync: the event stream was (re)connected and events may have been lost before it;
 	// the receiver must compare its state with List and Inspect.
 	EventResync EventKind = "resync"
@@ -108,6 +112,9 @@ type Event struct {
 	// the driver could not learn it.
 	ExitCode  int
 	OOMKilled bool // the out-of-memory killer ended the main process
+	// Evicted: the node ended the workload to reclaim resources (disk, memory pressure, its
+	// ephemeral-storage limit), not its own process; ExitCode is then -1 or what was recorded.
+	Evicted bool
 }
 
 // Runtime is implemented by each sandbox backend (Docker today, Kubernetes later).

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/insien/orchestrator/internal/runtimes"
+	"github.com/insien/orchestrator/internal/runtimes/shell"
 )
 
 // Options configures the driver. Zero values get the defaults documented on each field.
@@ -32,9 +33,10 @@ type Options struct {
 
 // Runtime is the Docker implementation of runtimes.Runtime. It is safe for concurrent use.
 type Runtime struct {
-	cli  *client.Client
-	opts Options
-	log  *zap.Logger
+	*shell.Runner // exec, files and terminals, through starter
+	cli           *client.Client
+	opts          Options
+	log           *zap.Logger
 }
 
 var _ runtimes.Runtime = (*Runtime)(nil)
@@ -75,7 +77,9 @@ func New(opts Options, log *zap.Logger) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker: client for %q: %w", opts.Host, err)
 	}
-	return &Runtime{cli: cli, opts: opts, log: log.Named("docker")}, nil
+	r := &Runtime{cli: cli, opts: opts, log: log.Named("docker")}
+	r.Runner = shell.NewRunner(starter{r}, shell.Options{Name: "docker", ShortID: shortID, Log: r.log})
+	return r, nil
 }
 
 // Close releases the client's idle connections.

@@ -1,204 +1,158 @@
 package docker
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"path"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/client"
 	"go.uber.org/zap"
 
 	"github.com/insien/orchestrator/internal/runtimes"
+	"github.com/insien/orchestrator/internal/runtimes/shell"
 )
 
-var _ runtimes.Interactive = (*Runtime)(nil)
+// Exec, files and terminals are the shell package's (shell.Runner, which Runtime embeds), over
+// the engine's exec API: this file is that API's side.
 
-// errTimedOut is the cause of an exec's context when its timeout passes.
-var errTimedOut = errors.New("timed out")
+var (
+	_ runtimes.Interactive = (*Runtime)(nil)
+	_ shell.Starter        = starter{}
+)
 
-// Exec runs spec.Cmd inside the sandbox; see runtimes.Interactive for the contract.
-func (r *Runtime) Exec(ctx context.Context, id string, spec runtimes.ExecSpec, stdout, stderr io.Writer,
-	timeout time.Duration, maxOutput int64) (runtimes.ExecResult, error) {
-	opts, err := execOptions(spec)
+// inspectTimeout bounds one status query to the engine.
+const inspectTimeout = 10 * time.Second
+
+// starter starts shell.Runner's processes as execs.
+type starter struct{ r *Runtime }
+
+// Start creates and starts an exec, attached. The engine refuses (409) to exec in a paused or
+// stopped container: that becomes a *runtimes.NotRunningError saying what the container is.
+func (s starter) Start(ctx context.Context, op, id string, cmd shell.Command) (shell.Session, error) {
+	r := s.r
+	opts := client.ExecCreateOptions{
+		User:         cmd.User,
+		TTY:          cmd.TTY,
+		AttachStdin:  cmd.Stdin,
+		AttachStdout: true,
+		AttachStderr: true,
+		Env:          cmd.Env,
+		Cmd:          cmd.Argv,
+	}
+	if cmd.TTY {
+		opts.ConsoleSize = client.ConsoleSize{Height: cmd.Rows, Width: cmd.Cols} // honoured from API 1.42
+	}
+	created, err := r.cli.ExecCreate(ctx, id, opts)
 	if err != nil {
-		return runtimes.ExecResult{ExitCode: -1}, err
-	}
-	opts.AttachStdin = spec.Stdin != nil
-	e, err := r.startExecution(ctx, id, spec, opts, stdout, timeout, maxOutput)
-	if err != nil {
-		return runtimes.ExecResult{ExitCode: -1}, err
-	}
-	defer e.close()
-	pumpErr := e.stream(stderr)
-	// The output has ended, but the command may run on (it closed its output): run still bounds it.
-	code, waitErr := e.p.wait(e.p.ctx, e.run.Done())
-	return e.result(code, waitErr, pumpErr)
-}
-
-// execution is one Exec under way: the command's process and what bounds it.
-type execution struct {
-	r    *Runtime
-	id   string
-	spec runtimes.ExecSpec
-	ctx  context.Context // the caller's
-	// run ends when the command must stop: ctx ended, the timeout passed or a writer failed (nobody
-	// reads the output any more). Its cause says which.
-	run   context.Context
-	stop  context.CancelCauseFunc // ends run with a cause
-	out   *outputBudget
-	p     *process
-	start time.Time
-}
-
-// startExecution bounds the command by ctx and timeout, and starts it with its stdout going
-// through the output budget.
-func (r *Runtime) startExecution(ctx context.Context, id string, spec runtimes.ExecSpec, opts client.ExecCreateOptions,
-	stdout io.Writer, timeout time.Duration, maxOutput int64) (*execution, error) {
-	run, stop := runContext(ctx, timeout)
-	e := &execution{r: r, id: id, spec: spec, ctx: ctx, run: run, stop: stop, start: time.Now()}
-	e.out = newOutputBudget(maxOutput, stop)
-	p, err := r.startProcess(ctx, "exec", id, opts, spec.WorkDir, e.out.writer(stdout), spec.Started)
-	if err != nil {
-		stop(nil)
-		return nil, err
-	}
-	e.p = p
-	return e, nil
-}
-
-// runContext returns a context that ends when ctx does, when timeout passes (with the cause
-// errTimedOut; 0: never) or when the returned function is called, with its cause.
-func runContext(ctx context.Context, timeout time.Duration) (context.Context, context.CancelCauseFunc) {
-	run, cancelRun := context.WithCancelCause(ctx)
-	if timeout <= 0 {
-		return run, cancelRun
-	}
-	timed, cancelTimer := context.WithTimeoutCause(run, timeout, errTimedOut)
-	return timed, func(cause error) {
-		cancelRun(cause)
-		cancelTimer()
-	}
-}
-
-// close ends the command if it still runs and frees what bounded it.
-func (e *execution) close() {
-	e.p.release()
-	e.stop(nil)
-}
-
-// stream copies the output (and feeds the input) until the output ends, and returns the error
-// that ended the copy. When run ends first the command is killed, and its output gets drainGrace
-// to end before the connection is cut: a process outside the killed session can hold it open.
-func (e *execution) stream(stderr io.Writer) error {
-	pumped := e.p.startPump(e.spec.TTY, e.out.writer(stderr))
-	if e.spec.Stdin != nil {
-		go feedStdin(e.p, e.spec, pumped.done)
-	}
-	select {
-	case <-pumped.done:
-	case <-e.run.Done():
-		e.p.kill()
-		select {
-		case <-pumped.done:
-		case <-time.After(drainGrace):
-			e.p.hj.Close()
-			<-pumped.done
+		if cerrdefs.IsConflict(err) {
+			return nil, fmt.Errorf("docker: %s in %s: %w (%w)", op, shortID(id), r.whyNotRunning(ctx, id), err)
 		}
+		return nil, mapErr(op, id, err)
 	}
-	e.p.hj.Close()
-	return pumped.err
+	hj, err := r.cli.ExecAttach(ctx, created.ID, client.ExecAttachOptions{TTY: opts.TTY, ConsoleSize: opts.ConsoleSize})
+	if err != nil {
+		// A container paused or stopped between create and start is refused with a bare status
+		// code here: ask the container what happened.
+		if nr := r.whyNotRunning(ctx, id); nr.State != runtimes.StateUnknown {
+			return nil, fmt.Errorf("docker: %s in %s: %w (%w)", op, shortID(id), nr, err)
+		}
+		return nil, mapErr(op+": attach", id, err)
+	}
+	return &session{r: r, op: op, id: id, execID: created.ID, tty: cmd.TTY, hj: hj.HijackedResponse}, nil
 }
 
-// result reports how the command ended: its exit code when known, whether it was cut short, and
-// the first error that applies (see failure).
-func (e *execution) result(code int, waitErr, pumpErr error) (runtimes.ExecResult, error) {
-	res := runtimes.ExecResult{ExitCode: -1, Duration: time.Since(e.start), Truncated: e.out.truncated}
-	if waitErr == nil {
-		res.ExitCode = code
-	}
-	killed := e.p.killed.Load()
-	res.TimedOut = killed && errors.Is(context.Cause(e.run), errTimedOut) && e.ctx.Err() == nil
-	if err := e.failure(waitErr, pumpErr, killed); err != nil {
-		return res, err
-	}
-	if code == 137 && !killed {
-		res.OOMKilled = e.r.oomSince(e.ctx, e.id, e.start)
-	}
-	return res, nil
+// session is an exec with its hijacked connection.
+type session struct {
+	r      *Runtime
+	op, id string
+	execID string
+	tty    bool
+	hj     client.HijackedResponse
 }
 
-// failure is the error an exec ends with, in order: the caller gave up, the caller's writer
-// failed, the exit status is unknown, the work directory could not be entered, or the output
-// could not be read (a copy cut by our own kill is not a failure).
-func (e *execution) failure(waitErr, pumpErr error, killed bool) error {
-	switch {
-	case e.ctx.Err() != nil:
-		return fmt.Errorf("docker: exec in %s: %w", shortID(e.id), e.ctx.Err())
-	case e.out.writeErr != nil:
-		return fmt.Errorf("docker: exec in %s: writing output: %w", shortID(e.id), e.out.writeErr)
-	case waitErr != nil:
-		return waitErr
-	case e.p.head.workDirFailed():
-		return fmt.Errorf("docker: exec in %s: entering %q: %w", shortID(e.id), e.spec.WorkDir, runtimes.ErrWorkDirNotFound)
-	case pumpErr != nil && !killed:
-		return fmt.Errorf("docker: exec in %s: reading output: %w", shortID(e.id), pumpErr)
+// Copy demultiplexes the connection (a TTY's is one raw stream).
+func (s *session) Copy(stdout, stderr io.Writer) error {
+	if s.tty {
+		_, err := io.Copy(stdout, s.hj.Reader)
+		return err
 	}
+	_, err := stdcopy.StdCopy(stdout, stderr, s.hj.Reader)
+	return err
+}
+
+func (s *session) Write(p []byte) (int, error) { return s.hj.Conn.Write(p) }
+
+func (s *session) CloseStdin() error { return s.hj.CloseWrite() }
+
+func (s *session) Close() error {
+	s.hj.Close()
 	return nil
 }
 
-// feedStdin copies spec.Stdin into the command once it runs. A Read of Stdin in progress when
-// Exec returns completes later and is discarded.
-func feedStdin(p *process, spec runtimes.ExecSpec, pumpDone <-chan struct{}) {
-	// Input waits for the pid line: under a TTY, the echo of early input would come before it.
-	select {
-	case <-p.head.known:
-	case <-pumpDone:
-		return
+// Wait polls the exec until it has ended: the engine tells an exec's end only when asked.
+func (s *session) Wait(ctx context.Context) (int, error) {
+	delay := 5 * time.Millisecond
+	for {
+		inspectCtx, cancel := context.WithTimeout(ctx, inspectTimeout)
+		res, err := s.r.cli.ExecInspect(inspectCtx, s.execID, client.ExecInspectOptions{})
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return -1, fmt.Errorf("docker: %s in %s: %w", s.op, shortID(s.id), ctx.Err())
+			}
+			return -1, mapErr(s.op+": inspect", s.id, err)
+		}
+		if !res.Running {
+			return res.ExitCode, nil
+		}
+		select {
+		case <-ctx.Done():
+			return -1, fmt.Errorf("docker: %s in %s: %w", s.op, shortID(s.id), ctx.Err())
+		case <-time.After(delay):
+			delay = min(2*delay, 100*time.Millisecond)
+		}
 	}
-	if _, err := io.Copy(p.hj.Conn, spec.Stdin); err != nil || spec.TTY {
-		// A terminal has no end of input (a ^D in Stdin is what a program sees as one), and the
-		// engine stops forwarding a TTY's output once its input is closed.
-		return
-	}
-	_ = p.hj.CloseWrite()
 }
 
-// execOptions turns a driver-neutral ExecSpec into the engine's options (startProcess adds the
-// wrapper and the work directory).
-func execOptions(spec runtimes.ExecSpec) (client.ExecCreateOptions, error) {
-	if len(spec.Cmd) == 0 || spec.Cmd[0] == "" {
-		return client.ExecCreateOptions{}, errors.New("docker: exec: empty command")
+func (s *session) Resize(ctx context.Context, rows, cols uint) error {
+	_, err := s.r.cli.ExecResize(ctx, s.execID, client.ExecResizeOptions{Height: rows, Width: cols})
+	return mapErr("terminal: resize", s.id, err)
+}
+
+// whyNotRunning reads what keeps anything from running in the container: paused, or stopped (with
+// its main process's exit status, and whether the OOM killer ended it). State is StateUnknown
+// when the container cannot be inspected or runs after all (it was resumed meanwhile).
+func (r *Runtime) whyNotRunning(ctx context.Context, id string) *runtimes.NotRunningError {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), inspectTimeout)
+	defer cancel()
+	nr := &runtimes.NotRunningError{State: runtimes.StateUnknown}
+	res, err := r.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err != nil || res.Container.State == nil {
+		return nr
 	}
-	if spec.WorkDir != "" && !path.IsAbs(spec.WorkDir) {
-		return client.ExecCreateOptions{}, fmt.Errorf("docker: exec: work dir %q must be absolute", spec.WorkDir)
+	s := res.Container.State
+	switch state := mapState(s.Status); state {
+	case runtimes.StateRunning, runtimes.StateUnknown:
+	case runtimes.StateExited:
+		nr.State, nr.ExitCode, nr.OOMKilled = state, s.ExitCode, s.OOMKilled
+	default:
+		nr.State = state
 	}
-	env, err := envList(spec.Env)
-	if err != nil {
-		return client.ExecCreateOptions{}, fmt.Errorf("docker: exec: %w", err)
-	}
-	return client.ExecCreateOptions{
-		User:         spec.User,
-		TTY:          spec.TTY,
-		AttachStdout: true,
-		AttachStderr: true,
-		Env:          env,
-		Cmd:          spec.Cmd,
-	}, nil
+	return nr
 }
 
 // oomGrace is how long after a command's end the engine may take to report an out-of-memory kill
 // that caused it: the event comes from the kernel's cgroup notification, apart from the exit.
 const oomGrace = 500 * time.Millisecond
 
-// oomSince asks the engine whether the kernel's OOM killer struck in the container since t (its
-// past events, up to oomGrace from now). A query that fails is logged and answers false.
-func (r *Runtime) oomSince(ctx context.Context, id string, t time.Time) bool {
+// OOMKilledSince asks the engine whether the kernel's OOM killer struck in the container since t
+// (its past events, up to oomGrace from now). A query that fails is logged and answers false.
+func (s starter) OOMKilledSince(ctx context.Context, id string, t time.Time) bool {
+	r := s.r
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), inspectTimeout)
 	defer cancel()
 	f := client.Filters{}
@@ -218,199 +172,4 @@ func (r *Runtime) oomSince(ctx context.Context, id string, t time.Time) bool {
 			return false
 		}
 	}
-}
-
-// helperTimeout bounds a helper script that moves no content (remove, list, ...) whatever the
-// caller's context says, so that no helper runs for long.
-const helperTimeout = time.Minute
-
-// scriptResult is how an internal helper script ended.
-type scriptResult struct {
-	code   int
-	stdout []byte
-	stderr []byte // the first stderrKeep bytes
-}
-
-// runScript runs `/bin/sh -c script sh args...` as a process (killed with its tree on every way
-// out), feeding its stdin (when feed is not nil) from feed, and collects up to maxStdout bytes of
-// stdout (more is errOutputTooLarge; 0: stdout is discarded). It is for internal commands whose
-// output is small; a non-zero exit code is reported in the result, not as an error. Without feed
-// it lasts at most helperTimeout.
-func (r *Runtime) runScript(ctx context.Context, op, id, user, script string, args []string,
-	feed func(w io.Writer) error, maxStdout int64) (scriptResult, error) {
-	if feed == nil {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, helperTimeout)
-		defer cancel()
-	}
-	var stdout io.Writer = io.Discard
-	var kept *limitedBuffer
-	if maxStdout > 0 {
-		kept = &limitedBuffer{max: maxStdout}
-		stdout = kept
-	}
-	p, err := r.startProcess(ctx, op, id, client.ExecCreateOptions{
-		User:         user,
-		AttachStdin:  feed != nil,
-		AttachStdout: true,
-		AttachStderr: true,
-		Cmd:          append([]string{"/bin/sh", "-c", script, "sh"}, args...),
-	}, "", stdout, nil)
-	if err != nil {
-		return scriptResult{code: -1}, err
-	}
-	defer p.release()
-	// The hijacked connection does not follow ctx once established. Cutting it ends the script's
-	// input, so a write script sees its content end short and removes its temporary file before
-	// release kills whatever is left.
-	stopCut := context.AfterFunc(ctx, func() { p.hj.Close() })
-	defer stopCut()
-
-	// feedErr receives the feeder's error before the stream is cut, so whoever sees the cut also
-	// finds its cause.
-	feedErr := make(chan error, 1)
-	if feed != nil {
-		go func() {
-			err := feed(p.hj.Conn)
-			if err == nil {
-				err = p.hj.CloseWrite()
-			}
-			feedErr <- err
-			if err != nil {
-				// Cut the stream so the script sees its input end short.
-				p.hj.Close()
-			}
-		}()
-	}
-	fed := func() error {
-		select {
-		case err := <-feedErr:
-			feedErr <- err
-			return err
-		default:
-			return nil
-		}
-	}
-
-	stderr := &limitedBuffer{max: stderrKeep, truncate: true}
-	copyErr := p.pump(false, stderr)
-	fail := func(err error) (scriptResult, error) {
-		return scriptResult{code: -1}, fmt.Errorf("docker: %s in %s: %w", op, shortID(id), err)
-	}
-	switch {
-	case fed() != nil:
-		return fail(fed())
-	case ctx.Err() != nil:
-		return fail(ctx.Err())
-	case copyErr != nil:
-		// Too much output (errOutputTooLarge) or a broken stream: release kills the script.
-		return fail(fmt.Errorf("reading output: %w", copyErr))
-	}
-	// The script has closed its output (it has ended, normally). Its input is no longer needed: a
-	// feeder still blocked writing fails now instead of waiting for the script's exit to reach it.
-	p.hj.Close()
-	code, err := p.wait(p.ctx, ctx.Done())
-	if err != nil {
-		return scriptResult{code: -1}, err
-	}
-	if ctx.Err() != nil {
-		return fail(ctx.Err())
-	}
-	if feed != nil && code == 0 {
-		// A script that succeeded has read all its input, so the feeder is done or about to be.
-		select {
-		case err := <-feedErr:
-			if err != nil {
-				return fail(err)
-			}
-		case <-ctx.Done():
-			return fail(ctx.Err())
-		}
-	}
-	res := scriptResult{code: code, stderr: stderr.Bytes()}
-	if kept != nil {
-		res.stdout = kept.Bytes()
-	}
-	return res, nil
-}
-
-// limitedBuffer keeps at most max bytes. Past that it either drops the rest (truncate) or fails
-// the write, which stops the copy.
-type limitedBuffer struct {
-	bytes.Buffer
-	max      int64
-	truncate bool
-}
-
-var errOutputTooLarge = errors.New("output too large")
-
-func (b *limitedBuffer) Write(p []byte) (int, error) {
-	room := b.max - int64(b.Len())
-	if int64(len(p)) <= room {
-		return b.Buffer.Write(p)
-	}
-	if !b.truncate {
-		return 0, errOutputTooLarge
-	}
-	if room > 0 {
-		b.Buffer.Write(p[:room])
-	}
-	return len(p), nil
-}
-
-// outputBudget shares a byte budget between the stdout and stderr of one command. Writes come
-// from a single goroutine (the demultiplexer), so it needs no lock.
-type outputBudget struct {
-	left      int64
-	unlimited bool
-	truncated bool
-	writeErr  error             // the first error of a caller's writer; output is discarded from then on
-	failed    func(cause error) // told of that error, once
-}
-
-func newOutputBudget(limit int64, failed func(error)) *outputBudget {
-	return &outputBudget{left: limit, unlimited: limit <= 0, failed: failed}
-}
-
-func (b *outputBudget) writer(w io.Writer) io.Writer {
-	if w == nil {
-		w = io.Discard
-	}
-	return &budgetWriter{b: b, w: w}
-}
-
-type budgetWriter struct {
-	b *outputBudget
-	w io.Writer
-}
-
-// Write passes on what the budget allows and swallows the rest, never failing, so the stream
-// keeps being drained and the command is never blocked on a full pipe. A caller's writer that
-// fails (its reader left or stalled past its deadline) is reported once, so the command is killed.
-func (bw *budgetWriter) Write(p []byte) (int, error) {
-	b := bw.b
-	keep := p
-	if !b.unlimited {
-		if int64(len(keep)) > b.left {
-			keep = keep[:b.left]
-			b.truncated = true
-		}
-		b.left -= int64(len(keep))
-	}
-	if len(keep) > 0 && b.writeErr == nil {
-		if _, err := bw.w.Write(keep); err != nil {
-			b.writeErr = err
-			if b.failed != nil {
-				b.failed(err)
-			}
-		}
-	}
-	return len(p), nil
-}
-
-// randSuffix makes temporary names unique.
-func randSuffix() string {
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

@@ -6,13 +6,12 @@ import (
 	"math"
 	"path"
 	"slices"
-	"sort"
-	"strings"
 
 	"github.com/moby/moby/api/types/container"
 
 	"github.com/insien/orchestrator/internal/platform/config"
 	"github.com/insien/orchestrator/internal/runtimes"
+	"github.com/insien/orchestrator/internal/runtimes/shell"
 )
 
 // Defaults applied when neither Options nor Spec say otherwise.
@@ -74,7 +73,7 @@ func (r *Runtime) containerConfig(spec runtimes.Spec) (*container.Config, *conta
 	if err := enforceable(spec); err != nil {
 		return nil, nil, fmt.Errorf("docker: spec %q: %w", spec.Name, err)
 	}
-	env, err := envList(spec.Env)
+	env, err := shell.EnvList(spec.Env)
 	if err != nil {
 		return nil, nil, fmt.Errorf("docker: spec %q: %w", spec.Name, err)
 	}
@@ -188,26 +187,6 @@ func enforceable(spec runtimes.Spec) error {
 		return fmt.Errorf("memory %d MiB is outside %d to %d MiB", spec.MemoryMB, runtimes.MinMemoryMB, int64(maxMemoryMB))
 	}
 	return nil
-}
-
-// envList renders Env as KEY=VALUE in a stable order. Values are never logged or put in errors.
-func envList(env map[string]string) ([]string, error) {
-	keys := make([]string, 0, len(env))
-	for k := range env {
-		if k == "" || strings.ContainsAny(k, "=\x00") {
-			return nil, fmt.Errorf("invalid environment variable name %q", k)
-		}
-		if strings.ContainsRune(env[k], 0) {
-			return nil, fmt.Errorf("environment variable %q has a NUL byte in its value", k)
-		}
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	out := make([]string, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, k+"="+env[k])
-	}
-	return out, nil
 }
 
 func truncate(s string, n int) string {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/insien/orchestrator/internal/runtimes"
 	"github.com/insien/orchestrator/internal/runtimes/docker"
+	"github.com/insien/orchestrator/internal/runtimes/shell"
 )
 
 // strangers lists the processes in the container that were not in base (pid → command line),
@@ -148,7 +149,7 @@ func TestHelpersLeaveNothingRunning(t *testing.T) {
 		{"an exec stopped long after it started", func(t *testing.T) {
 			// The kill's deadline counts from the kill, not from the start: a command cut off
 			// after running longer than the whole cleanup budget is still killed.
-			defer docker.SetCleanupTimeout(time.Second)()
+			defer shell.SetCleanupTimeout(time.Second)()
 			ctx, cancel := context.WithCancel(h.ctx())
 			time.AfterFunc(2500*time.Millisecond, cancel)
 			_, err := rt.Exec(ctx, id, runtimes.ExecSpec{Cmd: []string{"sh", "-c", "sleep 301 & sleep 302"}}, nil, nil, time.Minute, 0)

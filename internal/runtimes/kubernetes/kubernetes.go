@@ -7,10 +7,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/validate/content"
 	k8s "k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -20,8 +22,12 @@ import (
 
 // Options configures the driver. Zero values get the defaults documented on each field.
 type Options struct {
-	Kubeconfig      string // path; empty: the in-cluster service account
-	Namespace       string // where sandbox Pods (and their NetworkPolicy) live; required
+	Kubeconfig string // path; empty: the in-cluster service account
+	Namespace  string // where sandbox Pods (and their NetworkPolicy) live; required
+	// Cluster is runtime.cluster: every Pod carries it as LabelCluster and the NetworkPolicy
+	// selects on it, so orchestrators sharing a namespace keep their own policy. Required; a
+	// DNS label, since it is part of the policy's name.
+	Cluster         string
 	RuntimeClass    string // Pod runtimeClassName (gvisor, kata); empty: the cluster default
 	ImagePullPolicy corev1.PullPolicy
 	NodeSelector    map[string]string
@@ -36,7 +42,25 @@ type Options struct {
 	// MaxLifetime becomes the Pod's activeDeadlineSeconds: a backstop that ends a sandbox the
 	// orchestrator forgot (its database lost, every replica down), 0: none.
 	MaxLifetime time.Duration
+	// StartTimeout bounds Start's wait for the Pod to run (scheduling, image pull, container
+	// start); default 90 s.
+	StartTimeout time.Duration
+	// RequestTimeout bounds each call to the API server (watches excepted), so that a server
+	// that stopped answering is ErrUnavailable rather than a hang; default 30 s.
+	RequestTimeout time.Duration
 }
+
+// Defaults of the Options that have no configuration key.
+const (
+	defaultStartTimeout   = 90 * time.Second
+	defaultRequestTimeout = 30 * time.Second
+	// dialTimeout bounds a TCP connection to the API server: one that does not answer is down.
+	dialTimeout = 5 * time.Second
+	// Client-side rate limit: client-go's default (5 requests/s, bursts of 10) would queue a
+	// few concurrent creates behind each other; the API server has its own fairness.
+	clientQPS   = 50
+	clientBurst = 100
+)
 
 // Runtime is the Kubernetes implementation of runtimes.Runtime and runtimes.Interactive. It is
 // safe for concurrent use.
@@ -45,8 +69,12 @@ type Runtime struct {
 	rest *rest.Config
 	opts Options
 	log  *zap.Logger
+	in   *interactive // working inside sandboxes: see process.go
+
+	isolation isolation // the NetworkPolicy, ensured before the first Pod
 }
 
+var _ runtimes.Runtime = (*Runtime)(nil)
 
 // New builds a driver for the cluster that opts.Kubeconfig (or the in-cluster environment) names.
 // It does not contact the API server: call Ping to check it is reachable.
@@ -54,18 +82,60 @@ func New(opts Options, log *zap.Logger) (*Runtime, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	if opts.Namespace == "" {
-		return nil, errors.New("kubernetes: Namespace is required")
+	opts, err := withDefaults(opts)
+	if err != nil {
+		return nil, err
 	}
 	cfg, err := restConfig(opts.Kubeconfig)
 	if err != nil {
 		return nil, err
 	}
+	cfg.QPS, cfg.Burst = clientQPS, clientBurst
+	cfg.UserAgent = "insien-orchestrator"
+	cfg.Dial = (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext
 	cs, err := k8s.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: client: %w", err)
 	}
-	return &Runtime{cs: cs, rest: cfg, opts: opts, log: log.Named("kubernetes")}, nil
+	r := &Runtime{cs: cs, rest: cfg, opts: opts, log: log.Named("kubernetes")}
+	r.in = newInteractive(r)
+	return r, nil
+}
+
+// withDefaults fills the zero Options and refuses the invalid ones.
+func withDefaults(opts Options) (Options, error) {
+	if opts.WorkDir == "" {
+		opts.WorkDir = defaultWorkDir
+	}
+	if opts.ImagePullPolicy == "" {
+		opts.ImagePullPolicy = corev1.PullPolicy(defaults.Runtime.Kubernetes.ImagePullPolicy)
+	}
+	if opts.TmpfsSizeMB == 0 {
+		opts.TmpfsSizeMB = defaults.Runtime.TmpfsSizeMB
+	}
+	if opts.EphemeralStorageMB == 0 {
+		opts.EphemeralStorageMB = defaults.Runtime.Kubernetes.EphemeralStorageMB
+	}
+	if opts.StopGrace == 0 {
+		opts.StopGrace = defaults.Runtime.StopGrace
+	}
+	if opts.StartTimeout == 0 {
+		opts.StartTimeout = defaultStartTimeout
+	}
+	if opts.RequestTimeout == 0 {
+		opts.RequestTimeout = defaultRequestTimeout
+	}
+	switch {
+	case opts.Namespace == "":
+		return opts, errors.New("kubernetes: Namespace is required")
+	case len(content.IsDNS1123Label(policyName(opts.Cluster))) > 0 || opts.Cluster == "":
+		return opts, fmt.Errorf("kubernetes: Cluster %q must be a DNS label (lower case letters, digits and '-') of at most %d characters",
+			opts.Cluster, 63-len(policyName("")))
+	case opts.TmpfsSizeMB < 0, opts.EphemeralStorageMB < 0, opts.StopGrace < 0, opts.MaxLifetime < 0,
+		opts.StartTimeout < 0, opts.RequestTimeout < 0:
+		return opts, errors.New("kubernetes: sizes and durations must be positive")
+	}
+	return opts, nil
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {

@@ -105,6 +105,10 @@ func (s *Service) freeze(ctx context.Context, userID, id uuid.UUID, from, to mod
 	if err != nil {
 		return nil, err
 	}
+	if !s.rt.Capabilities().Pause {
+		return nil, apierror.Conflict("not_supported_by_runtime",
+			"the %s runtime cannot pause or resume a sandbox (GET /api/runtime lists what it can do)", s.rt.Name())
+	}
 	if sb.Status == to {
 		return sb, nil
 	}

@@ -83,6 +83,18 @@ func NewService(p Params) *Service {
 		conns: p.Conns, cfg: p.Sandbox, instance: p.App.InstanceName(), started: time.Now(), log: p.Log.Named("sandboxes")}
 }
 
+// RuntimeInfo is what clients may know of the runtime behind their sandboxes.
+type RuntimeInfo struct {
+	Driver       string                `json:"driver"`
+	Capabilities runtimes.Capabilities `json:"capabilities"`
+}
+
+// Runtime says which driver runs sandboxes and what it can do, so that clients know before they
+// try (a Kubernetes runtime cannot pause).
+func (s *Service) Runtime() RuntimeInfo {
+	return RuntimeInfo{Driver: s.rt.Name(), Capabilities: s.rt.Capabilities()}
+}
+
 // Reaped counts the sandboxes this replica has expired (for tests and metrics).
 func (s *Service) Reaped() int64 { return s.reaped.Load() }
 

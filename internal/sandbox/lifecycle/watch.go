@@ -20,11 +20,15 @@ type ending struct {
 	exitCode *int // nil when unknown (a container that vanished)
 }
 
-// exited is the ending of a main process that ended with code (-1: unknown).
-func exited(code int, oomKilled bool) ending {
+// exited is the ending of a main process that ended with code (-1: unknown), by itself, by the
+// out-of-memory killer or by the node's eviction.
+func exited(code int, oomKilled, evicted bool) ending {
 	e := ending{reason: model.EndProcessExited}
-	if oomKilled {
+	switch {
+	case oomKilled:
 		e.reason = model.EndOOMKilled
+	case evicted:
+		e.reason = model.EndEvicted
 	}
 	if code >= 0 {
 		e.exitCode = &code
@@ -44,12 +48,16 @@ func (s *Service) watch(ctx context.Context) {
 			if err := s.Reconcile(ctx); err != nil && ctx.Err() == nil {
 				s.log.Warn("reconciling after the runtime's event stream (re)connected", zap.Error(err))
 			}
-		case runtimes.EventExited:
+		case runtimes.EventExited, runtimes.EventGone:
 			id, err := uuid.Parse(ev.Labels[runtimes.LabelSandboxID])
 			if err != nil {
 				continue
 			}
-			if !s.recordEnd(ctx, id, exited(ev.ExitCode, ev.OOMKilled)) {
+			end := exited(ev.ExitCode, ev.OOMKilled, ev.Evicted)
+			if ev.Kind == runtimes.EventGone {
+				end = ending{reason: model.EndRuntimeLost}
+			}
+			if !s.recordEnd(ctx, id, end) {
 				continue
 			}
 			// Removal takes the engine a while; the next event must not wait for it. The loop
@@ -116,7 +124,7 @@ func (s *Service) inspectEnd(ctx context.Context, name string) (ending, bool) {
 	case info.State != runtimes.StateExited:
 		return ending{}, false
 	}
-	return exited(info.ExitCode, info.OOMKilled), true
+	return exited(info.ExitCode, info.OOMKilled, info.Evicted), true
 }
 
 // settle checks whether a live sandbox's container has ended and, if so, records it and removes

@@ -85,6 +85,7 @@ const (
 	EndProcessExited      = "process_exited"      // its main process exited; exit_code says how
 	EndOOMKilled          = "oom_killed"          // the out-of-memory killer ended its main process
 	EndRuntimeLost        = "runtime_lost"        // its container disappeared from the runtime
+	EndEvicted            = "evicted"             // the node ended it to reclaim disk or memory (Kubernetes)
 	EndStartFailed        = "start_failed"        // the runtime refused to create or start it
 	EndImageUnavailable   = "image_unavailable"   // its image is not on the server
 	EndRuntimeUnavailable = "runtime_unavailable" // the runtime did not answer while creating it

@@ -1,4 +1,4 @@
-package docker
+package shell
 
 import (
 	"bufio"
@@ -13,17 +13,16 @@ import (
 	"strings"
 	"time"
 
-	"github.com/moby/moby/client"
-
 	"github.com/insien/orchestrator/internal/runtimes"
 )
 
-// Files move through exec'd shell commands (cat, mkdir, stat, ...), not the engine's archive API
-// (CopyToContainer/CopyFromContainer): the archive API works on the container's root filesystem
-// from the host's side, so it cannot see tmpfs mounts (our /tmp and work directory when ReadOnlyRoot
-// is on: the copy fails with "container rootfs is marked read-only" or reads the wrong file) nor a
-// gVisor sandbox's in-memory overlay. An exec sees exactly what the sandbox's processes see, runs
-// as the sandbox's user (so new files belong to it), and streams both ways without buffering.
+// Files move through shell commands run in the sandbox (cat, mkdir, stat, ...), not through a
+// runtime's archive API (Docker's CopyToContainer/CopyFromContainer, kubectl cp's tar): Docker's
+// archive API works on the container's root filesystem from the host's side, so it cannot see tmpfs
+// mounts (our /tmp and work directory when ReadOnlyRoot is on: the copy fails with "container
+// rootfs is marked read-only" or reads the wrong file) nor a gVisor sandbox's in-memory overlay. A
+// process in the sandbox sees exactly what the sandbox's processes see, runs as the sandbox's user
+// (so new files belong to it), and streams both ways without buffering.
 //
 // The scripts report outcomes through exit codes chosen to stay clear of the shell's own (1, 2, 126,
 // 127); a failure of a command inside them (mkdir, mv, rm, ...) is told by its message on stderr
@@ -119,7 +118,7 @@ const maxListing = 32 << 20
 // sandbox's working directory; it gets a "./" prefix so no path can be read as an option.
 func sandboxPath(op, p string) (string, error) {
 	if p == "" || strings.ContainsRune(p, 0) {
-		return "", fmt.Errorf("docker: %s: invalid path %q", op, p)
+		return "", fmt.Errorf("%s: invalid path %q", op, p)
 	}
 	clean := path.Clean(p)
 	if path.IsAbs(clean) {
@@ -129,6 +128,15 @@ func sandboxPath(op, p string) (string, error) {
 		return ".", nil
 	}
 	return "./" + clean, nil
+}
+
+// sandboxPath is the package function's check, its error prefixed with the driver's name.
+func (r *Runner) sandboxPath(op, p string) (string, error) {
+	clean, err := sandboxPath(op, p)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", r.name, err)
+	}
+	return clean, nil
 }
 
 // exitSentinels are the exit codes the scripts report a known condition with.
@@ -143,24 +151,24 @@ var exitSentinels = map[int]error{
 
 // fileErr maps a script's exit code to the runtimes sentinels, then its stderr (see refusal),
 // keeping the stderr otherwise.
-func fileErr(op, p string, run scriptResult) error {
+func (r *Runner) fileErr(op, p string, run scriptResult) error {
 	switch run.code {
 	case 0:
 		return nil
 	case exitShort:
-		return fmt.Errorf("docker: %s %q: the content did not have the announced size", op, p)
+		return fmt.Errorf("%s: %s %q: the content did not have the announced size", r.name, op, p)
 	}
 	if sentinel, ok := exitSentinels[run.code]; ok {
-		return fmt.Errorf("docker: %s %q: %w", op, p, sentinel)
+		return fmt.Errorf("%s: %s %q: %w", r.name, op, p, sentinel)
 	}
 	msg := strings.TrimSpace(string(run.stderr))
 	if msg == "" {
 		msg = "no message"
 	}
 	if sentinel := refusal(msg, run.code == exitNoCreate || op == "remove file"); sentinel != nil {
-		return fmt.Errorf("docker: %s %q: %w: %s", op, p, sentinel, msg)
+		return fmt.Errorf("%s: %s %q: %w: %s", r.name, op, p, sentinel, msg)
 	}
-	return fmt.Errorf("docker: %s %q: exit status %d: %s", op, p, run.code, msg)
+	return fmt.Errorf("%s: %s %q: exit status %d: %s", r.name, op, p, run.code, msg)
 }
 
 // refusal recognises, in the message of a command that failed inside the sandbox, the kernel
@@ -192,30 +200,30 @@ func refusal(msg string, pathExists bool) error {
 }
 
 // WriteFile stores content at path; see runtimes.Interactive for the contract.
-func (r *Runtime) WriteFile(ctx context.Context, id, p string, mode fs.FileMode, content io.Reader, size int64) error {
-	p, err := sandboxPath("write file", p)
+func (r *Runner) WriteFile(ctx context.Context, id, p string, mode fs.FileMode, content io.Reader, size int64) error {
+	p, err := r.sandboxPath("write file", p)
 	if err != nil {
 		return err
 	}
 	if size < 0 {
-		return fmt.Errorf("docker: write file %q: negative size %d", p, size)
+		return fmt.Errorf("%s: write file %q: negative size %d", r.name, p, size)
 	}
 	if p == "/" || p == "." {
-		return fmt.Errorf("docker: write file %q: %w", p, runtimes.ErrIsDirectory)
+		return fmt.Errorf("%s: write file %q: %w", r.name, p, runtimes.ErrIsDirectory)
 	}
 	if mode == 0 {
 		mode = 0o644
 	}
 	dir, base := path.Split(p)
 	dir = path.Clean(dir)
-	tmp := path.Join(dir, "."+truncate(base, 100)+".upload-"+randSuffix())
+	tmp := path.Join(dir, "."+base[:min(len(base), 100)]+".upload-"+randSuffix())
 	args := []string{dir, p, tmp, strconv.FormatUint(uint64(mode.Perm()), 8), strconv.FormatInt(size, 10)}
 	feed := func(w io.Writer) error { return copyExactly(w, content, size) }
-	run, err := r.runScript(ctx, "write file", id, "", writeScript, args, feed, 0)
+	run, err := r.runScript(ctx, "write file", id, writeScript, args, feed, 0)
 	if err != nil {
 		return err
 	}
-	return fileErr("write file", p, run)
+	return r.fileErr("write file", p, run)
 }
 
 // copyExactly copies size bytes and fails unless content ends right there. The last byte is held
@@ -253,16 +261,14 @@ func copyExactly(w io.Writer, content io.Reader, size int64) error {
 
 // ReadFile streams the file at path; see runtimes.Interactive for the contract. ctx bounds the
 // whole read, not just the opening.
-func (r *Runtime) ReadFile(ctx context.Context, id, p string) (io.ReadCloser, runtimes.FileInfo, error) {
-	p, err := sandboxPath("read file", p)
+func (r *Runner) ReadFile(ctx context.Context, id, p string) (io.ReadCloser, runtimes.FileInfo, error) {
+	p, err := r.sandboxPath("read file", p)
 	if err != nil {
 		return nil, runtimes.FileInfo{}, err
 	}
 	pr, pw := io.Pipe()
-	proc, err := r.startProcess(ctx, "read file", id, client.ExecCreateOptions{
-		AttachStdout: true,
-		AttachStderr: true,
-		Cmd:          []string{"/bin/sh", "-c", readScript, "sh", p, strconv.Itoa(runtimes.PseudoFileLimit)},
+	proc, err := r.start(ctx, "read file", id, Command{
+		Argv: []string{"/bin/sh", "-c", readScript, "sh", p, strconv.Itoa(runtimes.PseudoFileLimit)},
 	}, "", pw, nil)
 	if err != nil {
 		return nil, runtimes.FileInfo{}, err
@@ -281,14 +287,17 @@ func (r *Runtime) ReadFile(ctx context.Context, id, p string) (io.ReadCloser, ru
 		f.Close()
 		var ended *scriptEnded
 		if errors.As(err, &ended) {
-			return nil, runtimes.FileInfo{}, fileErr("read file", p, ended.run)
+			return nil, runtimes.FileInfo{}, r.fileErr("read file", p, ended.run)
+		}
+		if errors.Is(err, errMalformedHeader) {
+			err = fmt.Errorf("%s: read file %q: %w", r.name, p, err)
 		}
 		return nil, runtimes.FileInfo{}, err
 	}
 	info, exact, err := parseReadHeader(strings.TrimSuffix(header, "\n"))
 	if err != nil {
 		f.Close()
-		return nil, runtimes.FileInfo{}, fmt.Errorf("docker: read file %q: %w", p, err)
+		return nil, runtimes.FileInfo{}, fmt.Errorf("%s: read file %q: %w", r.name, p, err)
 	}
 	info.Name, info.Path = path.Base(p), p
 	f.left = runtimes.PseudoFileLimit
@@ -344,11 +353,11 @@ func (e *scriptEnded) Error() string { return fmt.Sprintf("exit status %d", e.ru
 // pump demultiplexes the stream into the pipe and ends the pipe with the script's outcome.
 func (f *fileReader) pump(ctx context.Context, pw *io.PipeWriter) {
 	stderr := &limitedBuffer{max: stderrKeep, truncate: true}
-	if err := f.p.pump(false, stderr); err != nil {
+	if err := f.p.pump(stderr); err != nil {
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		pw.CloseWithError(fmt.Errorf("docker: read file %q: %w", f.path, err))
+		pw.CloseWithError(fmt.Errorf("%s: read file %q: %w", f.p.r.name, f.path, err))
 		return
 	}
 	code, err := f.p.wait(f.p.ctx, ctx.Done())
@@ -374,7 +383,7 @@ func (f *fileReader) Read(b []byte) (int, error) {
 	f.left -= int64(n)
 	var ended *scriptEnded
 	if errors.As(err, &ended) {
-		err = fileErr("read file", f.path, ended.run)
+		err = f.p.r.fileErr("read file", f.path, ended.run)
 	}
 	return n, err
 }
@@ -433,56 +442,56 @@ func unixMode(m uint32) fs.FileMode {
 }
 
 // RemoveFile removes path; see runtimes.Interactive for the contract.
-func (r *Runtime) RemoveFile(ctx context.Context, id, p string, recursive bool) error {
-	p, err := sandboxPath("remove file", p)
+func (r *Runner) RemoveFile(ctx context.Context, id, p string, recursive bool) error {
+	p, err := r.sandboxPath("remove file", p)
 	if err != nil {
 		return err
 	}
 	if p == "/" || p == "." {
-		return fmt.Errorf("docker: remove file: refusing to remove %q", p)
+		return fmt.Errorf("%s: remove file: refusing to remove %q", r.name, p)
 	}
 	rec := "0"
 	if recursive {
 		rec = "1"
 	}
-	run, err := r.runScript(ctx, "remove file", id, "", removeScript, []string{p, rec}, nil, 0)
+	run, err := r.runScript(ctx, "remove file", id, removeScript, []string{p, rec}, nil, 0)
 	if err != nil {
 		return err
 	}
-	return fileErr("remove file", p, run)
+	return r.fileErr("remove file", p, run)
 }
 
 // ListDir describes the entries of a directory; see runtimes.Interactive for the contract.
-func (r *Runtime) ListDir(ctx context.Context, id, p string) ([]runtimes.FileInfo, error) {
-	p, err := sandboxPath("list dir", p)
+func (r *Runner) ListDir(ctx context.Context, id, p string) ([]runtimes.FileInfo, error) {
+	p, err := r.sandboxPath("list dir", p)
 	if err != nil {
 		return nil, err
 	}
 	args := []string{p, strconv.Itoa(runtimes.MaxListEntries)}
 	for attempt := 0; ; attempt++ {
-		run, err := r.runScript(ctx, "list dir", id, "", listScript, args, nil, maxListing)
+		run, err := r.runScript(ctx, "list dir", id, listScript, args, nil, maxListing)
 		if errors.Is(err, errOutputTooLarge) {
-			return nil, fmt.Errorf("docker: list dir %q: more than %d MiB of entries: %w", p, maxListing>>20, runtimes.ErrTooManyEntries)
+			return nil, fmt.Errorf("%s: list dir %q: more than %d MiB of entries: %w", r.name, p, maxListing>>20, runtimes.ErrTooManyEntries)
 		}
 		if err != nil {
 			return nil, err
 		}
 		if run.code == exitNotFound || run.code == exitNotDir || run.code == exitTooMany {
-			return nil, fileErr("list dir", p, run)
+			return nil, r.fileErr("list dir", p, run)
 		}
 		infos, perr := parseListing(p, run.stdout)
 		if run.code == 0 && perr == nil {
 			return infos, nil
 		}
 		if errors.Is(perr, runtimes.ErrTooManyEntries) {
-			return nil, fmt.Errorf("docker: list dir %q: %w", p, perr)
+			return nil, fmt.Errorf("%s: list dir %q: %w", r.name, p, perr)
 		}
 		// An entry vanished between the glob and stat (the directory is changing): list again.
 		if attempt == 2 {
 			if run.code != 0 {
-				return nil, fileErr("list dir", p, run)
+				return nil, r.fileErr("list dir", p, run)
 			}
-			return nil, fmt.Errorf("docker: list dir %q: %w", p, perr)
+			return nil, fmt.Errorf("%s: list dir %q: %w", r.name, p, perr)
 		}
 	}
 }
@@ -490,13 +499,16 @@ func (r *Runtime) ListDir(ctx context.Context, id, p string) ([]runtimes.FileInf
 // maxHeader bounds the stat line ReadFile reads before the content.
 const maxHeader = 4096
 
+// errMalformedHeader: what came before a file's content is not readScript's header.
+var errMalformedHeader = errors.New("malformed header from the sandbox")
+
 func readHeader(br *bufio.Reader) (string, error) {
 	var line []byte
 	for {
 		chunk, err := br.ReadSlice('\n')
 		line = append(line, chunk...)
 		if len(line) > maxHeader {
-			return "", errors.New("docker: read file: malformed header from the sandbox")
+			return "", errMalformedHeader
 		}
 		if err == bufio.ErrBufferFull {
 			continue
