@@ -27,6 +27,10 @@ var (
 // inspectTimeout bounds one status query to the engine.
 const inspectTimeout = 10 * time.Second
 
+// rootUser runs the killer (shell.Command.Killer) as root whatever the image's USER, by number so
+// an image without /etc/passwd works too.
+const rootUser = "0"
+
 // starter starts shell.Runner's processes as execs.
 type starter struct{ r *Runtime }
 
@@ -34,6 +38,9 @@ type starter struct{ r *Runtime }
 // stopped container: that becomes a *runtimes.NotRunningError saying what the container is.
 func (s starter) Start(ctx context.Context, op, id string, cmd shell.Command) (shell.Session, error) {
 	r := s.r
+	if cmd.Killer {
+		cmd.User = rootUser
+	}
 	opts := client.ExecCreateOptions{
 		User:         cmd.User,
 		TTY:          cmd.TTY,

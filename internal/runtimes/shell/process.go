@@ -81,10 +81,6 @@ echo left`
 	stderrKeep = 4 << 10
 )
 
-// rootUser runs the killer as root whatever the image's USER, by number so an image without
-// /etc/passwd works too.
-const rootUser = "0"
-
 // process is one command started in a sandbox under the wrapper. Whoever starts one must call
 // release on every way out; the output (with the wrapper's line) must go through head.
 type process struct {
@@ -254,8 +250,8 @@ func (r *Runner) killTree(ctx context.Context, id string, pid int) error {
 // wrapper: it ends by itself, and killing the killer would need a killer.
 func (r *Runner) runKiller(ctx context.Context, id string, pid int) error {
 	s, err := r.startSession(ctx, "kill", id, Command{
-		User: rootUser,
-		Argv: []string{"/bin/sh", "-c", killScript, "sh", strconv.Itoa(pid)},
+		Killer: true,
+		Argv:   []string{"/bin/sh", "-c", killScript, "sh", strconv.Itoa(pid)},
 	})
 	if err != nil {
 		return err

@@ -31,8 +31,12 @@ type Starter interface {
 
 // Command is a process for Starter.Start to run.
 type Command struct {
-	Argv       []string // Argv[0] is looked up in the sandbox's PATH
-	User       string   // "uid", "uid:gid" or a name; empty: the sandbox's user
+	Argv []string // Argv[0] is looked up in the sandbox's PATH
+	User string   // "uid", "uid:gid" or a name; empty: the sandbox's user
+	// Killer marks the kill script (User is empty then): run it with the most power over the
+	// sandbox's processes the driver can give (Docker: root, whatever the image's USER; a runtime
+	// whose exec cannot choose a user, as Kubernetes': the sandbox's own user).
+	Killer     bool
 	Env        []string // KEY=VALUE added to the sandbox's environment; never logged
 	TTY        bool     // on a pseudo-terminal: one output stream, input echoed
 	Stdin      bool     // input is sent with Session.Write; false: the process's stdin is empty
@@ -41,9 +45,10 @@ type Command struct {
 
 // Session is a process that Starter.Start started, seen from the orchestrator.
 type Session interface {
-	// Copy writes the output to stdout and stderr (a TTY's all to stdout) as it arrives, until it
-	// ends (every process holding it open has ended) or Close is called, and returns why it ended
-	// (nil at the end of the output). Called once.
+	// Copy writes the output to stdout and stderr (a TTY's all to stdout) as it arrives, from one
+	// goroutine at a time, until it ends (every process holding it open has ended) or Close is
+	// called, and returns why it ended: nil at the end of the output, a writer's error as soon as
+	// a writer fails (ListDir's bounded buffer relies on it). Called once.
 	Copy(stdout, stderr io.Writer) error
 	// Write sends input to the process (Command.Stdin).
 	Write(p []byte) (int, error)

@@ -1,4 +1,4 @@
-package docker_test
+package runtimetest
 
 import (
 	"context"
@@ -10,22 +10,21 @@ import (
 	"time"
 
 	"github.com/insien/orchestrator/internal/runtimes"
-	"github.com/insien/orchestrator/internal/runtimes/docker"
 )
 
-func TestLogs(t *testing.T) {
-	h := newHarness(t)
-	rt := h.runtime(docker.Options{StopGrace: time.Second})
-	spec := h.spec()
+// Logs: the main process's output, streams apart, with tail, since, timestamps and follow.
+func testLogs(t *testing.T, e *Env) {
+	rt := e.runtime(Options{StopGrace: time.Second})
+	spec := e.Spec()
 	// A line on stderr, three on stdout, then one more line each time /tmp/go appears.
 	spec.Command = []string{"sh", "-c", `echo oops >&2; sleep 0.1; echo one; echo two; echo three
 n=0; while :; do if [ -e /tmp/go ]; then rm /tmp/go; n=$((n+1)); echo "late $n"; fi; sleep 0.05; done`}
-	id := h.mustStart(rt, spec)
+	id := e.MustStart(rt, spec)
 
 	logs := func(opts runtimes.LogOptions) (string, string) {
 		t.Helper()
 		var stdout, stderr syncBuffer
-		if err := rt.Logs(h.ctx(), id, opts, &stdout, &stderr); err != nil {
+		if err := rt.Logs(e.Ctx(), id, opts, &stdout, &stderr); err != nil {
 			t.Fatalf("Logs(%+v): %v", opts, err)
 		}
 		return stdout.String(), stderr.String()
@@ -36,7 +35,7 @@ n=0; while :; do if [ -e /tmp/go ]; then rm /tmp/go; n=$((n+1)); echo "late $n";
 	})
 	trigger := func(want string, sinks ...*syncBuffer) {
 		t.Helper()
-		if code, out := h.exec(t, id, "touch", "/tmp/go"); code != 0 {
+		if code, out := e.Run(t, id, "touch", "/tmp/go"); code != 0 {
 			t.Fatalf("touch: %s", out)
 		}
 		waitFor(t, 10*time.Second, want, func() bool {
@@ -79,7 +78,7 @@ n=0; while :; do if [ -e /tmp/go ]; then rm /tmp/go; n=$((n+1)); echo "late $n";
 		}
 	})
 	t.Run("follow", func(t *testing.T) {
-		ctx, cancel := context.WithCancel(h.ctx())
+		ctx, cancel := context.WithCancel(e.Ctx())
 		defer cancel()
 		var stdout syncBuffer
 		done := make(chan error, 1)
@@ -99,43 +98,43 @@ n=0; while :; do if [ -e /tmp/go ]; then rm /tmp/go; n=$((n+1)); echo "late $n";
 			t.Errorf("followed %q, want only the new line", got)
 		}
 	})
-	t.Run("follow ends when the container stops", func(t *testing.T) {
+	t.Run("follow ends when the sandbox stops", func(t *testing.T) {
 		done := make(chan error, 1)
 		go func() {
-			done <- rt.Logs(h.ctx(), id, runtimes.LogOptions{Tail: 0, Follow: true}, io.Discard, io.Discard)
+			done <- rt.Logs(e.Ctx(), id, runtimes.LogOptions{Tail: 0, Follow: true}, io.Discard, io.Discard)
 		}()
 		time.Sleep(200 * time.Millisecond)
-		if err := rt.Stop(h.ctx(), id, time.Second); err != nil {
+		if err := rt.Stop(e.Ctx(), id, time.Second); err != nil {
 			t.Fatalf("Stop: %v", err)
 		}
 		select {
 		case err := <-done:
 			if err != nil {
-				t.Errorf("Logs after the container stopped: %v, want nil", err)
+				t.Errorf("Logs after the sandbox stopped: %v, want nil", err)
 			}
 		case <-time.After(10 * time.Second):
-			t.Fatal("Logs kept following a stopped container")
+			t.Fatal("Logs kept following a stopped sandbox")
 		}
-		// A stopped container's logs are still readable.
+		// A stopped sandbox's logs are still readable.
 		if out, _ := logs(runtimes.LogOptions{Tail: -1}); !strings.HasPrefix(out, "one\n") {
-			t.Errorf("logs of the stopped container = %q", out)
+			t.Errorf("logs of the stopped sandbox = %q", out)
 		}
 	})
-	t.Run("missing container", func(t *testing.T) {
-		err := rt.Logs(h.ctx(), "sbx-test-does-not-exist", runtimes.LogOptions{Tail: -1}, io.Discard, io.Discard)
+	t.Run("missing sandbox", func(t *testing.T) {
+		err := rt.Logs(e.Ctx(), "sbx-test-does-not-exist", runtimes.LogOptions{Tail: -1}, io.Discard, io.Discard)
 		if !errors.Is(err, runtimes.ErrNotFound) {
 			t.Errorf("Logs: %v, want ErrNotFound", err)
 		}
 	})
 }
 
-func TestStats(t *testing.T) {
-	h := newHarness(t)
-	rt := h.runtime(docker.Options{StopGrace: time.Second})
-	spec := h.spec() // 64 MiB, 0.5 CPU
-	id := h.mustStart(rt, spec)
+// Stats: memory against its limit, processes, and CPU use bounded by the sandbox's CPU limit.
+func testStats(t *testing.T, e *Env) {
+	rt := e.runtime(Options{StopGrace: time.Second})
+	spec := e.Spec() // 64 MiB, 0.5 CPU
+	id := e.MustStart(rt, spec)
 
-	s, err := rt.Stats(h.ctx(), id)
+	s, err := rt.Stats(e.Ctx(), id)
 	if err != nil {
 		t.Fatalf("Stats: %v", err)
 	}
@@ -151,30 +150,32 @@ func TestStats(t *testing.T) {
 	}
 
 	// A busy loop, left running in the background.
-	if _, err := rt.Exec(h.ctx(), id, runtimes.ExecSpec{Cmd: []string{"sh", "-c", "while :; do :; done >/dev/null 2>&1 &"}}, nil, nil, time.Minute, 0); err != nil {
+	if _, err := rt.Exec(e.Ctx(), id, runtimes.ExecSpec{Cmd: []string{"sh", "-c", "while :; do :; done >/dev/null 2>&1 &"}}, nil, nil, time.Minute, 0); err != nil {
 		t.Fatalf("Exec: %v", err)
 	}
-	s, err = rt.Stats(h.ctx(), id)
+	s, err = rt.Stats(e.Ctx(), id)
 	if err != nil {
 		t.Fatalf("Stats: %v", err)
 	}
 	t.Logf("busy: %+v", s)
-	// The container is limited to half a core: the loop shows about 50%.
+	// The sandbox is limited to half a core: the loop shows about 50%.
 	if s.CPUPercent < 10 || s.CPUPercent > 80 {
 		t.Errorf("CPUPercent with a busy loop under a 0.5 CPU limit = %.1f, want about 50", s.CPUPercent)
 	}
 
-	if err := rt.Pause(h.ctx(), id); err != nil {
-		t.Fatalf("Pause: %v", err)
+	if e.canPause(rt) {
+		if err := rt.Pause(e.Ctx(), id); err != nil {
+			t.Fatalf("Pause: %v", err)
+		}
+		if s, err := rt.Stats(e.Ctx(), id); err != nil || s.CPUPercent > 1 {
+			t.Errorf("Stats of a paused sandbox = %+v, %v; want a sample with no CPU use", s, err)
+		}
 	}
-	if s, err := rt.Stats(h.ctx(), id); err != nil || s.CPUPercent > 1 {
-		t.Errorf("Stats of a paused container = %+v, %v; want a sample with no CPU use", s, err)
-	}
-	if err := rt.Stop(h.ctx(), id, time.Second); err != nil {
+	if err := rt.Stop(e.Ctx(), id, time.Second); err != nil {
 		t.Fatalf("Stop: %v", err)
 	}
-	if _, err := rt.Stats(h.ctx(), id); !errors.Is(err, runtimes.ErrNotRunning) {
-		t.Errorf("Stats of a stopped container: %v, want ErrNotRunning", err)
+	if _, err := rt.Stats(e.Ctx(), id); !errors.Is(err, runtimes.ErrNotRunning) {
+		t.Errorf("Stats of a stopped sandbox: %v, want ErrNotRunning", err)
 	}
 }
 
@@ -190,13 +191,13 @@ func screen(t *testing.T, term runtimes.Terminal) (*syncBuffer, <-chan struct{})
 	return &out, eof
 }
 
-func TestTerminal(t *testing.T) {
-	h := newHarness(t)
-	rt := h.runtime(docker.Options{})
-	id := h.mustStart(rt, h.spec())
+// Terminal: an interactive shell with resize, its exit status, Close killing what it started.
+func testTerminal(t *testing.T, e *Env) {
+	rt := e.runtime(Options{})
+	id := e.MustStart(rt, e.Spec())
 
 	t.Run("shell session", func(t *testing.T) {
-		term, err := rt.Terminal(h.ctx(), id, runtimes.ExecSpec{Cmd: []string{"sh"}}, 24, 80)
+		term, err := rt.Terminal(e.Ctx(), id, runtimes.ExecSpec{Cmd: []string{"sh"}}, 24, 80)
 		if err != nil {
 			t.Fatalf("Terminal: %v", err)
 		}
@@ -213,13 +214,13 @@ func TestTerminal(t *testing.T) {
 		waitFor(t, 10*time.Second, "hello", func() bool { return strings.Contains(out.String(), "hello\r\n") })
 		send("stty size\n")
 		waitFor(t, 10*time.Second, "24 80", func() bool { return strings.Contains(out.String(), "24 80") })
-		if err := term.Resize(h.ctx(), 40, 100); err != nil {
+		if err := term.Resize(e.Ctx(), 40, 100); err != nil {
 			t.Fatalf("Resize: %v", err)
 		}
 		send("stty size\n")
 		waitFor(t, 10*time.Second, "40 100", func() bool { return strings.Contains(out.String(), "40 100") })
 		send("exit\n")
-		code, err := term.Wait(h.ctx())
+		code, err := term.Wait(e.Ctx())
 		if err != nil || code != 0 {
 			t.Errorf("Wait = %d, %v; want 0", code, err)
 		}
@@ -234,31 +235,31 @@ func TestTerminal(t *testing.T) {
 	})
 
 	t.Run("exit status", func(t *testing.T) {
-		term, err := rt.Terminal(h.ctx(), id, runtimes.ExecSpec{Cmd: []string{"sh", "-c", "read x; exit $x"}}, 24, 80)
+		term, err := rt.Terminal(e.Ctx(), id, runtimes.ExecSpec{Cmd: []string{"sh", "-c", "read x; exit $x"}}, 24, 80)
 		if err != nil {
 			t.Fatalf("Terminal: %v", err)
 		}
 		defer term.Close()
 		_, _ = screen(t, term)
 		_, _ = io.WriteString(term, "5\n")
-		if code, err := term.Wait(h.ctx()); err != nil || code != 5 {
+		if code, err := term.Wait(e.Ctx()); err != nil || code != 5 {
 			t.Errorf("Wait = %d, %v; want 5", code, err)
 		}
 	})
 
 	t.Run("close kills the session", func(t *testing.T) {
-		term, err := rt.Terminal(h.ctx(), id, runtimes.ExecSpec{Cmd: []string{"sh"}}, 24, 80)
+		term, err := rt.Terminal(e.Ctx(), id, runtimes.ExecSpec{Cmd: []string{"sh"}}, 24, 80)
 		if err != nil {
 			t.Fatalf("Terminal: %v", err)
 		}
 		out, eof := screen(t, term)
 		_, _ = io.WriteString(term, "sleep 301 & sleep 302\n")
-		waitFor(t, 10*time.Second, "the sleeps", func() bool { return leftover(t, h, id, "sleep 30") != "" })
+		waitFor(t, 10*time.Second, "the sleeps", func() bool { return leftover(t, e, id, "sleep 30") != "" })
 		if err := term.Close(); err != nil {
 			t.Fatalf("Close: %v", err)
 		}
 		<-eof
-		if left := leftover(t, h, id, "sleep 30"); left != "" {
+		if left := leftover(t, e, id, "sleep 30"); left != "" {
 			t.Errorf("processes left after Close: %s (screen %q)", left, out.String())
 		}
 		if err := term.Close(); err != nil {
@@ -267,12 +268,10 @@ func TestTerminal(t *testing.T) {
 	})
 
 	t.Run("not running", func(t *testing.T) {
-		paused := h.mustStart(rt, h.spec())
-		if err := rt.Pause(h.ctx(), paused); err != nil {
-			t.Fatalf("Pause: %v", err)
-		}
-		if _, err := rt.Terminal(h.ctx(), paused, runtimes.ExecSpec{Cmd: []string{"sh"}}, 24, 80); !errors.Is(err, runtimes.ErrNotRunning) {
-			t.Errorf("Terminal in a paused container: %v, want ErrNotRunning", err)
+		for state, id := range e.notRunning(rt) {
+			if _, err := rt.Terminal(e.Ctx(), id, runtimes.ExecSpec{Cmd: []string{"sh"}}, 24, 80); !errors.Is(err, runtimes.ErrNotRunning) {
+				t.Errorf("Terminal in a %s sandbox: %v, want ErrNotRunning", state, err)
+			}
 		}
 	})
 }

@@ -1,4 +1,4 @@
-package docker_test
+package runtimetest
 
 import (
 	"bytes"
@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/insien/orchestrator/internal/runtimes"
-	"github.com/insien/orchestrator/internal/runtimes/docker"
 )
 
 // syncBuffer is an io.Writer that a test can read while Exec (or a follower) writes to it.
@@ -43,10 +42,10 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-func TestExec(t *testing.T) {
-	h := newHarness(t)
-	rt := h.runtime(docker.Options{})
-	id := h.mustStart(rt, h.spec())
+// Exec: exit codes, stdout and stderr apart (merged on a TTY), env, work directory, stdin, user, argv passed as is.
+func testExec(t *testing.T, e *Env) {
+	rt := e.runtime(Options{})
+	id := e.MustStart(rt, e.Spec())
 
 	cases := []struct {
 		name       string
@@ -75,7 +74,7 @@ func TestExec(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			var stdout, stderr syncBuffer
-			res, err := rt.Exec(h.ctx(), id, c.spec, &stdout, &stderr, 30*time.Second, 0)
+			res, err := rt.Exec(e.Ctx(), id, c.spec, &stdout, &stderr, 30*time.Second, 0)
 			if err != nil {
 				t.Fatalf("Exec: %v", err)
 			}
@@ -93,7 +92,7 @@ func TestExec(t *testing.T) {
 
 	t.Run("command not found", func(t *testing.T) {
 		var stderr syncBuffer
-		res, err := rt.Exec(h.ctx(), id, runtimes.ExecSpec{Cmd: []string{"no-such-command"}}, nil, &stderr, 0, 0)
+		res, err := rt.Exec(e.Ctx(), id, runtimes.ExecSpec{Cmd: []string{"no-such-command"}}, nil, &stderr, 0, 0)
 		if err != nil {
 			t.Fatalf("Exec: %v", err)
 		}
@@ -102,16 +101,16 @@ func TestExec(t *testing.T) {
 		}
 	})
 	t.Run("empty command", func(t *testing.T) {
-		if _, err := rt.Exec(h.ctx(), id, runtimes.ExecSpec{}, nil, nil, 0, 0); err == nil {
+		if _, err := rt.Exec(e.Ctx(), id, runtimes.ExecSpec{}, nil, nil, 0, 0); err == nil {
 			t.Error("Exec of an empty command: nil error")
 		}
 	})
 }
 
 // leftover reports the processes whose command line contains marker.
-func leftover(t *testing.T, h *harness, id, marker string) string {
+func leftover(t *testing.T, e *Env, id, marker string) string {
 	t.Helper()
-	_, ps := h.exec(t, id, "ps", "-o", "pid,args")
+	_, ps := e.Run(t, id, "ps", "-o", "pid,args")
 	var found []string
 	for line := range strings.SplitSeq(ps, "\n") {
 		if strings.Contains(line, marker) {
@@ -121,10 +120,11 @@ func leftover(t *testing.T, h *harness, id, marker string) string {
 	return strings.Join(found, "; ")
 }
 
-func TestExecTimeoutKillsProcessTree(t *testing.T) {
-	h := newHarness(t)
-	rt := h.runtime(docker.Options{})
-	id := h.mustStart(rt, h.spec())
+// ExecTimeoutKillsProcessTree: at the timeout every process the command started is killed, however it
+// hid (in the background, in nested shells, ignoring TERM, holding or closing its output).
+func testExecTimeoutKillsProcessTree(t *testing.T, e *Env) {
+	rt := e.runtime(Options{})
+	id := e.MustStart(rt, e.Spec())
 
 	cases := []struct {
 		name   string
@@ -143,7 +143,7 @@ func TestExecTimeoutKillsProcessTree(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			var stdout syncBuffer
 			start := time.Now()
-			res, err := rt.Exec(h.ctx(), id, runtimes.ExecSpec{Cmd: []string{"sh", "-c", "echo started; " + c.script}}, &stdout, nil, time.Second, 0)
+			res, err := rt.Exec(e.Ctx(), id, runtimes.ExecSpec{Cmd: []string{"sh", "-c", "echo started; " + c.script}}, &stdout, nil, time.Second, 0)
 			took := time.Since(start)
 			if err != nil {
 				t.Fatalf("Exec: %v", err)
@@ -157,19 +157,19 @@ func TestExecTimeoutKillsProcessTree(t *testing.T) {
 			if stdout.String() != "started\n" {
 				t.Errorf("stdout = %q, want the output before the kill", stdout.String())
 			}
-			if left := leftover(t, h, id, c.marker); left != "" {
+			if left := leftover(t, e, id, c.marker); left != "" {
 				t.Errorf("processes left after the timeout: %s", left)
 			}
 		})
 	}
 }
 
-func TestExecCancelKillsProcessTree(t *testing.T) {
-	h := newHarness(t)
-	rt := h.runtime(docker.Options{})
-	id := h.mustStart(rt, h.spec())
+// ExecCancelKillsProcessTree: a cancelled caller returns at once, and the command's processes are gone.
+func testExecCancelKillsProcessTree(t *testing.T, e *Env) {
+	rt := e.runtime(Options{})
+	id := e.MustStart(rt, e.Spec())
 
-	ctx, cancel := context.WithCancel(h.ctx())
+	ctx, cancel := context.WithCancel(e.Ctx())
 	time.AfterFunc(500*time.Millisecond, cancel)
 	start := time.Now()
 	res, err := rt.Exec(ctx, id, runtimes.ExecSpec{Cmd: []string{"sh", "-c", "sleep 201 & sleep 202"}}, nil, nil, time.Minute, 0)
@@ -182,7 +182,7 @@ func TestExecCancelKillsProcessTree(t *testing.T) {
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("Exec returned %v after start; it was cancelled after 0.5s", took)
 	}
-	if left := leftover(t, h, id, "sleep 20"); left != "" {
+	if left := leftover(t, e, id, "sleep 20"); left != "" {
 		t.Errorf("processes left after cancellation: %s", left)
 	}
 }
@@ -200,16 +200,16 @@ func (w *countingWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func TestExecOutputCap(t *testing.T) {
-	h := newHarness(t)
-	rt := h.runtime(docker.Options{})
-	id := h.mustStart(rt, h.spec())
+// ExecOutputCap: output past maxOutput, counted over both streams, is drained and dropped, not buffered.
+func testExecOutputCap(t *testing.T, e *Env) {
+	rt := e.runtime(Options{})
+	id := e.MustStart(rt, e.Spec())
 	const limit = 1 << 20
 
 	t.Run("200 MB is cut at the cap", func(t *testing.T) {
 		var stdout, stderr countingWriter
-		cmd := sh(`$(tool head) -c 200000000 /dev/zero; echo done >&2`)
-		res, err := rt.Exec(h.ctx(), id, runtimes.ExecSpec{Cmd: cmd}, &stdout, &stderr, time.Minute, limit)
+		cmd := Script(`$(tool head) -c 200000000 /dev/zero; echo done >&2`)
+		res, err := rt.Exec(e.Ctx(), id, runtimes.ExecSpec{Cmd: cmd}, &stdout, &stderr, time.Minute, limit)
 		if err != nil {
 			t.Fatalf("Exec: %v", err)
 		}
@@ -223,7 +223,7 @@ func TestExecOutputCap(t *testing.T) {
 	})
 	t.Run("the cap spans both streams", func(t *testing.T) {
 		var stdout, stderr syncBuffer
-		res, err := rt.Exec(h.ctx(), id, runtimes.ExecSpec{Cmd: []string{"sh", "-c", "echo 12345; sleep 0.2; echo 67890 >&2"}}, &stdout, &stderr, time.Minute, 8)
+		res, err := rt.Exec(e.Ctx(), id, runtimes.ExecSpec{Cmd: []string{"sh", "-c", "echo 12345; sleep 0.2; echo 67890 >&2"}}, &stdout, &stderr, time.Minute, 8)
 		if err != nil {
 			t.Fatalf("Exec: %v", err)
 		}
@@ -233,7 +233,7 @@ func TestExecOutputCap(t *testing.T) {
 	})
 	t.Run("exactly the cap is not truncated", func(t *testing.T) {
 		var stdout syncBuffer
-		res, err := rt.Exec(h.ctx(), id, runtimes.ExecSpec{Cmd: []string{"echo", "1234"}}, &stdout, nil, time.Minute, 5)
+		res, err := rt.Exec(e.Ctx(), id, runtimes.ExecSpec{Cmd: []string{"echo", "1234"}}, &stdout, nil, time.Minute, 5)
 		if err != nil || res.Truncated || stdout.String() != "1234\n" {
 			t.Errorf("Exec = %+v, %v, stdout %q; want all 5 bytes, not truncated", res, err, stdout.String())
 		}
@@ -252,13 +252,13 @@ func (w *firstWrite) Write(p []byte) (int, error) {
 	return w.syncBuffer.Write(p)
 }
 
-func TestExecStreamsIncrementally(t *testing.T) {
-	h := newHarness(t)
-	rt := h.runtime(docker.Options{})
-	id := h.mustStart(rt, h.spec())
+// ExecStreamsIncrementally: output reaches the writer as it is printed, not when the command ends.
+func testExecStreamsIncrementally(t *testing.T, e *Env) {
+	rt := e.runtime(Options{})
+	id := e.MustStart(rt, e.Spec())
 
 	w := &firstWrite{at: make(chan time.Time, 1)}
-	res, err := rt.Exec(h.ctx(), id, runtimes.ExecSpec{Cmd: []string{"sh", "-c", "echo a; sleep 1; echo b"}}, w, nil, time.Minute, 0)
+	res, err := rt.Exec(e.Ctx(), id, runtimes.ExecSpec{Cmd: []string{"sh", "-c", "echo a; sleep 1; echo b"}}, w, nil, time.Minute, 0)
 	returned := time.Now()
 	if err != nil || res.ExitCode != 0 {
 		t.Fatalf("Exec = %+v, %v", res, err)
@@ -272,34 +272,102 @@ func TestExecStreamsIncrementally(t *testing.T) {
 	}
 }
 
-func TestExecNotRunning(t *testing.T) {
-	h := newHarness(t)
-	rt := h.runtime(docker.Options{StopGrace: time.Second})
-	paused := h.mustStart(rt, h.spec())
-	if err := rt.Pause(h.ctx(), paused); err != nil {
-		t.Fatalf("Pause: %v", err)
-	}
-	stopped := h.mustStart(rt, h.spec())
-	if err := rt.Stop(h.ctx(), stopped, time.Second); err != nil {
-		t.Fatalf("Stop: %v", err)
-	}
-	created := h.mustCreate(rt, h.spec())
-
-	for name, id := range map[string]string{"paused": paused, "stopped": stopped, "created": created} {
+// ExecNotRunning: nothing runs in a sandbox that is stopped, only created or paused: ErrNotRunning; in a
+// missing one: ErrNotFound.
+func testExecNotRunning(t *testing.T, e *Env) {
+	rt := e.runtime(Options{StopGrace: time.Second})
+	for name, id := range e.notRunning(rt) {
 		t.Run(name, func(t *testing.T) {
-			_, err := rt.Exec(h.ctx(), id, runtimes.ExecSpec{Cmd: []string{"true"}}, nil, nil, time.Minute, 0)
+			_, err := rt.Exec(e.Ctx(), id, runtimes.ExecSpec{Cmd: []string{"true"}}, nil, nil, time.Minute, 0)
 			if !errors.Is(err, runtimes.ErrNotRunning) {
 				t.Errorf("Exec: %v, want ErrNotRunning", err)
 			}
-			if _, _, err := rt.ReadFile(h.ctx(), id, "/etc/hostname"); !errors.Is(err, runtimes.ErrNotRunning) {
+			if _, _, err := rt.ReadFile(e.Ctx(), id, "/etc/hostname"); !errors.Is(err, runtimes.ErrNotRunning) {
 				t.Errorf("ReadFile: %v, want ErrNotRunning", err)
 			}
 		})
 	}
 	t.Run("missing", func(t *testing.T) {
-		_, err := rt.Exec(h.ctx(), "sbx-test-does-not-exist", runtimes.ExecSpec{Cmd: []string{"true"}}, nil, nil, time.Minute, 0)
+		_, err := rt.Exec(e.Ctx(), "sbx-test-does-not-exist", runtimes.ExecSpec{Cmd: []string{"true"}}, nil, nil, time.Minute, 0)
 		if !errors.Is(err, runtimes.ErrNotFound) {
 			t.Errorf("Exec: %v, want ErrNotFound", err)
 		}
 	})
+}
+
+// ExecWorkDir: the command's work directory is entered by the wrapper, so a missing one is
+// told apart from the command's own failure, with nothing run.
+func testExecWorkDir(t *testing.T, e *Env) {
+	rt := e.runtime(Options{})
+	id := e.MustStart(rt, e.Spec())
+	for _, dir := range []string{"/no/such/dir", "/etc/hostname"} {
+		var out bytes.Buffer
+		started := false
+		res, err := rt.Exec(e.Ctx(), id, runtimes.ExecSpec{Cmd: []string{"touch", "/tmp/ran"}, WorkDir: dir, Started: func() { started = true }},
+			&out, &out, time.Minute, 0)
+		if !errors.Is(err, runtimes.ErrWorkDirNotFound) || started || out.Len() > 0 {
+			t.Errorf("WorkDir %s: %+v, %v, started %v, output %q", dir, res, err, started, out.String())
+		}
+	}
+	if code, _ := e.Run(t, id, "ls", "/tmp/ran"); code == 0 {
+		t.Error("the command ran although its work directory is missing")
+	}
+	var out syncBuffer
+	started := false
+	if _, err := rt.Exec(e.Ctx(), id, runtimes.ExecSpec{Cmd: []string{"pwd"}, WorkDir: "/tmp", Started: func() { started = out.String() == "" }},
+		&out, nil, time.Minute, 0); err != nil || out.String() != "/tmp\n" || !started {
+		t.Errorf("pwd in /tmp: %q, %v, started before output %v", out.String(), err, started)
+	}
+}
+
+// ExecOOMKilled: a command the kernel's OOM killer ends says so; one killed otherwise does not.
+func testExecOOMKilled(t *testing.T, e *Env) {
+	rt := e.runtime(Options{})
+	spec := e.Spec()
+	spec.MemoryMB = 32
+	id := e.MustStart(rt, spec)
+	res, err := rt.Exec(e.Ctx(), id, runtimes.ExecSpec{Cmd: []string{"sh", "-c", "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived"}}, nil, nil, time.Minute, 0)
+	if err != nil || res.ExitCode != 137 || !res.OOMKilled {
+		t.Errorf("memory hog: %+v, %v; want 137 and OOMKilled", res, err)
+	}
+	res, err = rt.Exec(e.Ctx(), id, runtimes.ExecSpec{Cmd: []string{"sh", "-c", "kill -9 $$"}}, nil, nil, time.Minute, 0)
+	if err != nil || res.ExitCode != 137 || res.OOMKilled {
+		t.Errorf("kill -9: %+v, %v; want 137 without OOMKilled", res, err)
+	}
+}
+
+// NotRunningSaysWhy: an exec in a sandbox whose main process ended says how it ended.
+func testNotRunningSaysWhy(t *testing.T, e *Env) {
+	rt := e.runtime(Options{})
+	exited := e.Spec()
+	exited.Command = []string{"sh", "-c", "exit 3"}
+	oom := e.Spec()
+	oom.MemoryMB = 32
+	oom.Command = []string{"sh", "-c", "x=$(head -c 100000000 /dev/zero | tr '\\0' a)"}
+	var wg sync.WaitGroup
+	for _, c := range []struct {
+		spec runtimes.Spec
+		want runtimes.NotRunningError
+	}{
+		{exited, runtimes.NotRunningError{State: runtimes.StateExited, ExitCode: 3}},
+		{oom, runtimes.NotRunningError{State: runtimes.StateExited, ExitCode: 137, OOMKilled: true}},
+	} {
+		wg.Go(func() {
+			id := e.MustStart(rt, c.spec)
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				info, err := rt.Inspect(e.Ctx(), id)
+				if err == nil && info.State == runtimes.StateExited || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			_, err := rt.Exec(e.Ctx(), id, runtimes.ExecSpec{Cmd: []string{"true"}}, nil, nil, time.Minute, 0)
+			var got *runtimes.NotRunningError
+			if !errors.As(err, &got) || *got != c.want || !errors.Is(err, runtimes.ErrNotRunning) {
+				t.Errorf("%v: %v, want %+v", c.spec.Command, err, c.want)
+			}
+		})
+	}
+	wg.Wait()
 }
