@@ -66,6 +66,7 @@ func newHarness(t *testing.T) *harness {
 func (h *harness) suite() runtimetest.Harness {
 	return runtimetest.Harness{
 		New: func(t *testing.T, o runtimetest.Options) runtimetest.Driver {
+			// The Docker driver reads a sandbox's cluster from its Spec's labels: o.Cluster is not needed.
 			return h.runtime(t, docker.Options{StopGrace: o.StopGrace, ReadOnlyRoot: o.ReadOnlyRoot, TmpfsSizeMB: o.TmpfsSizeMB}, o.Log)
 		},
 		Image: h.image,

@@ -1,256 +1,205 @@
-package kubernetes
+package kubernetes_test
 
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"go.uber.org/zap/zaptest"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/insien/orchestrator/internal/runtimes"
-	"github.com/insien/orchestrator/internal/testenv"
+	"github.com/insien/orchestrator/internal/runtimes/kubernetes"
+	"github.com/insien/orchestrator/internal/runtimes/runtimetest"
+	"github.com/insien/orchestrator/internal/runtimes/shell"
 )
 
-// streamHarness is a namespace of its own on the test cluster and a driver for it.
+// The exec stream is the one thing the driver gives the shell layer (shell.Starter): these tests
+// hold it to shell.Session's contract on a real cluster, below the conformance suite.
+
+// streamHarness is a driver on the test cluster with the suite's Env to make sandboxes.
 type streamHarness struct {
-	t  testing.TB
-	rt *Runtime
+	t   *testing.T
+	rt  *kubernetes.Runtime
+	st  shell.Starter
+	env *runtimetest.Env
 }
 
-func newStreamHarness(t testing.TB) *streamHarness {
+func newStreamHarness(t *testing.T) *streamHarness {
 	t.Helper()
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	ns := "ki-test-" + hex.EncodeToString(b)
-	rt, err := New(Options{Kubeconfig: testenv.Require(t, "ORCH_TEST_KUBECONFIG"), Namespace: ns}, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := rt.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		zero := int64(0)
-		_ = rt.cs.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{GracePeriodSeconds: &zero})
-	})
-	return &streamHarness{t: t, rt: rt}
+	c := newCluster(t)
+	env := runtimetest.NewEnv(t, c.harness(t))
+	rt := c.driver(t, kubernetes.Options{Cluster: env.Cluster}, nil)
+	return &streamHarness{t: t, rt: rt, st: kubernetes.NewStarter(rt), env: env}
 }
 
-func (h *streamHarness) ctx() context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	h.t.Cleanup(cancel)
-	return ctx
-}
+func (h *streamHarness) ctx() context.Context { return h.env.Ctx() }
 
-// pod creates a plain Pod running command and waits until its container runs (or has ended,
-// when the command ends at once).
-func (h *streamHarness) pod(name string, command ...string) string {
+// sandbox creates and starts a sandbox running command (empty: the image's, which runs until
+// stopped) and returns its id.
+func (h *streamHarness) sandbox(command ...string) string {
 	h.t.Helper()
-	no := false
-	zero := int64(0)
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: corev1.PodSpec{
-			AutomountServiceAccountToken:  &no,
-			EnableServiceLinks:            &no,
-			RestartPolicy:                 corev1.RestartPolicyNever,
-			TerminationGracePeriodSeconds: &zero,
-			Containers: []corev1.Container{{
-				Name:            sandboxContainer,
-				Image:           testenv.Image(h.t),
-				ImagePullPolicy: corev1.PullNever,
-				Command:         command,
-			}},
-		},
-	}
-	pods := h.rt.cs.CoreV1().Pods(h.rt.opts.Namespace)
-	ctx := h.ctx()
-	for {
-		_, err := pods.Create(ctx, pod, metav1.CreateOptions{})
-		if err == nil {
-			break
-		}
-		// The namespace's default ServiceAccount appears a moment after the namespace.
-		if !apierrors.IsForbidden(err) || ctx.Err() != nil {
-			h.t.Fatalf("creating pod %s: %v", name, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	for {
-		p, err := pods.Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			h.t.Fatal(err)
-		}
-		if state, _, _ := podState(p); state == runtimes.StateRunning || state == runtimes.StateExited {
-			return name
-		}
-		select {
-		case <-ctx.Done():
-			h.t.Fatalf("pod %s did not start: %+v", name, p.Status)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	spec := h.env.Spec()
+	spec.Command = command
+	return h.env.MustStart(h.rt, spec)
 }
 
 // run streams cmd to its end and returns what it printed and how it ended.
-func (h *streamHarness) run(pod string, s streamSpec) (stdout, stderr string, code int, err error) {
+func (h *streamHarness) run(id string, cmd shell.Command) (stdout, stderr string, code int, err error) {
 	h.t.Helper()
-	st, err := h.rt.startStream(h.ctx(), "exec", pod, s)
+	s, err := h.st.Start(h.ctx(), "exec", id, cmd)
 	if err != nil {
 		return "", "", -1, err
 	}
-	defer st.Close()
+	defer s.Close()
 	var out, errOut bytes.Buffer
-	if err := st.Copy(&out, &errOut); err != nil {
+	if err := s.Copy(&out, &errOut); err != nil {
 		return out.String(), errOut.String(), -1, err
 	}
-	code, err = st.Wait(h.ctx())
+	code, err = s.Wait(h.ctx())
 	return out.String(), errOut.String(), code, err
 }
 
-// copyInBackground copies a stream's output into a buffer the test can read meanwhile.
-func copyInBackground(st *execStream) (*syncBuffer, <-chan error) {
+// copyInBackground copies a session's output into a buffer the test can read meanwhile.
+func copyInBackground(s shell.Session) (*syncBuffer, <-chan error) {
 	var out syncBuffer
 	copied := make(chan error, 1)
-	go func() { copied <- st.Copy(&out, &out) }()
+	go func() { copied <- s.Copy(&out, &out) }()
 	return &out, copied
 }
 
 func TestExecStream(t *testing.T) {
 	h := newStreamHarness(t)
-	pod := h.pod("sleeper", "sleep", "3600")
+	id := h.sandbox()
 
 	tests := []struct {
 		name           string
-		cmd            []string
+		cmd            shell.Command
 		stdout, stderr string
 		code           int
 	}{
-		{"output apart and exit status", []string{"sh", "-c", "echo out; echo err >&2; exit 3"}, "out\n", "err\n", 3},
-		{"success", []string{"true"}, "", "", 0},
-		{"killed by a signal", []string{"sh", "-c", "kill -9 $$"}, "", "", 137},
-		{"missing program", []string{"/no/such/program"}, "", "", -2},
+		{"output apart and exit status", shell.Command{Argv: []string{"sh", "-c", "echo out; echo err >&2; exit 3"}}, "out\n", "err\n", 3},
+		{"success", shell.Command{Argv: []string{"true"}}, "", "", 0},
+		{"killed by a signal", shell.Command{Argv: []string{"sh", "-c", "kill -9 $$"}}, "", "", 137},
+		{"environment, values kept whole", shell.Command{Argv: []string{"sh", "-c", `printf '%s|' "$A" "$B"`}, Env: []string{"A=x y", "B=a=b\nc"}}, "x y|a=b\nc|", "", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			stdout, stderr, code, err := h.run(pod, streamSpec{cmd: tt.cmd})
-			if tt.code == -2 {
-				// The runtime refuses to start it: an error, never a zero status.
-				if err == nil && code == 0 {
-					t.Fatalf("a missing program ran: %q %q", stdout, stderr)
-				}
-				t.Logf("missing program: code %d, %v", code, err)
-				return
-			}
+			stdout, stderr, code, err := h.run(id, tt.cmd)
 			if err != nil || code != tt.code || stdout != tt.stdout || stderr != tt.stderr {
 				t.Errorf("got %q %q code %d err %v, want %q %q code %d", stdout, stderr, code, err, tt.stdout, tt.stderr, tt.code)
 			}
 		})
 	}
 
-	t.Run("stdin ends with its writer", func(t *testing.T) {
-		st, err := h.rt.startStream(h.ctx(), "exec", pod, streamSpec{cmd: []string{"sh", "-c", "wc -c; echo done"}, stdin: true})
+	t.Run("no user but the sandbox's", func(t *testing.T) {
+		if _, _, _, err := h.run(id, shell.Command{Argv: []string{"id"}, User: "1234"}); !errors.Is(err, runtimes.ErrNotSupported) {
+			t.Errorf("exec as user 1234: %v, want ErrNotSupported", err)
+		}
+	})
+
+	t.Run("stdin ends with CloseStdin", func(t *testing.T) {
+		s, err := h.st.Start(h.ctx(), "exec", id, shell.Command{Argv: []string{"sh", "-c", "wc -c; echo done"}, Stdin: true})
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer st.Close()
-		out, _ := copyInBackground(st)
-		if _, err := st.Write(bytes.Repeat([]byte{0, 255, '\n'}, 100_000)); err != nil {
+		defer s.Close()
+		out, _ := copyInBackground(s)
+		if _, err := s.Write(bytes.Repeat([]byte{0, 255, '\n'}, 100_000)); err != nil {
 			t.Fatal(err)
 		}
-		if err := st.CloseStdin(); err != nil {
+		if err := s.CloseStdin(); err != nil {
 			t.Fatal(err)
 		}
-		if code, err := st.Wait(h.ctx()); err != nil || code != 0 || out.String() != "300000\ndone\n" {
+		if code, err := s.Wait(h.ctx()); err != nil || code != 0 || strings.Fields(out.String())[0] != "300000" {
 			t.Errorf("got %q code %d err %v", out.String(), code, err)
 		}
 	})
 
-	t.Run("terminal size", func(t *testing.T) {
-		st, err := h.rt.startStream(h.ctx(), "terminal", pod, streamSpec{cmd: []string{"sh", "-c", "stty size; read x; stty size"}, stdin: true, tty: true, rows: 33, cols: 101})
+	t.Run("terminal size, then a resize", func(t *testing.T) {
+		s, err := h.st.Start(h.ctx(), "terminal", id, shell.Command{Argv: []string{"sh", "-c", "stty size; read x; stty size"}, Stdin: true, TTY: true, Rows: 33, Cols: 101})
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer st.Close()
-		out, _ := copyInBackground(st)
+		defer s.Close()
+		out, _ := copyInBackground(s)
 		waitFor(t, 10*time.Second, "the first size", func() bool { return strings.Contains(out.String(), "33 101") })
-		if err := st.Resize(h.ctx(), 40, 120); err != nil {
+		if err := s.Resize(h.ctx(), 40, 120); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(200 * time.Millisecond) // the resize travels on its own channel
-		if _, err := st.Write([]byte("go\r")); err != nil {
+		time.Sleep(200 * time.Millisecond) // the resize travels on a channel of its own
+		if _, err := s.Write([]byte("go\r")); err != nil {
 			t.Fatal(err)
 		}
-		if code, err := st.Wait(h.ctx()); err != nil || code != 0 || !strings.Contains(out.String(), "40 120") {
+		if code, err := s.Wait(h.ctx()); err != nil || code != 0 || !strings.Contains(out.String(), "40 120") {
 			t.Errorf("got %q code %d err %v", out.String(), code, err)
 		}
 	})
 
-	t.Run("closed before the end", func(t *testing.T) {
-		// Close detaches: the output stops at once, and the exit status still arrives.
-		st, err := h.rt.startStream(h.ctx(), "exec", pod, streamSpec{cmd: []string{"sh", "-c", "echo started; sleep 1; echo late; exit 4"}})
+	t.Run("Close detaches, the exit status still arrives", func(t *testing.T) {
+		s, err := h.st.Start(h.ctx(), "exec", id, shell.Command{Argv: []string{"sh", "-c", "echo started; sleep 1; echo late; exit 4"}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		out, copied := copyInBackground(st)
+		out, copied := copyInBackground(s)
 		waitFor(t, 10*time.Second, "the first line", func() bool { return out.String() == "started\n" })
-		st.Close()
-		if err := <-copied; !errors.Is(err, errDetached) {
-			t.Errorf("Copy after Close: %v, want errDetached", err)
+		s.Close()
+		if err := <-copied; err == nil {
+			t.Error("Copy after Close returned nil, want the session's end")
 		}
-		if code, err := st.Wait(h.ctx()); code != 4 || err != nil || out.String() != "started\n" {
+		if code, err := s.Wait(h.ctx()); code != 4 || err != nil || out.String() != "started\n" {
 			t.Errorf("after Close: code %d err %v output %q, want 4 and no more output", code, err, out.String())
+		}
+	})
+
+	t.Run("a failing writer ends Copy at once", func(t *testing.T) {
+		s, err := h.st.Start(h.ctx(), "exec", id, shell.Command{Argv: []string{"sh", "-c", "echo one; sleep 30"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		start := time.Now()
+		if err := s.Copy(failingWriter{}, nil); !errors.Is(err, errWriter) || time.Since(start) > 10*time.Second {
+			t.Errorf("Copy into a failing writer: %v after %s, want its error at once", err, time.Since(start))
 		}
 	})
 }
 
-func TestStreamErrors(t *testing.T) {
+var errWriter = errors.New("writer gone")
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errWriter }
+
+func TestExecStreamRefusals(t *testing.T) {
 	h := newStreamHarness(t)
-	ended := h.pod("ended", "sh", "-c", "exit 7")
-	waitFor(t, 30*time.Second, "the pod to end", func() bool {
-		p, err := h.rt.cs.CoreV1().Pods(h.rt.opts.Namespace).Get(h.ctx(), ended, metav1.GetOptions{})
-		return err == nil && (p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded)
+	ended := h.sandbox("sh", "-c", "exit 7")
+	waitFor(t, 30*time.Second, "the sandbox to end", func() bool {
+		info, err := h.rt.Inspect(h.ctx(), ended)
+		return err == nil && info.State == runtimes.StateExited
 	})
 	tests := []struct {
-		pod   string
-		check func(error) error
+		name string
+		id   string
+		want error
 	}{
-		{"missing", func(err error) error {
-			if !errors.Is(err, runtimes.ErrNotFound) {
-				return fmt.Errorf("%v, want ErrNotFound", err)
-			}
-			return nil
-		}},
-		{ended, func(err error) error {
-			var nr *runtimes.NotRunningError
-			if !errors.As(err, &nr) || nr.State != runtimes.StateExited || nr.ExitCode != 7 {
-				return fmt.Errorf("%v, want NotRunningError exited with 7", err)
-			}
-			return nil
-		}},
+		{"missing", "sbx-test-missing", runtimes.ErrNotFound},
+		{"exited with 7", ended, &runtimes.NotRunningError{State: runtimes.StateExited, ExitCode: 7}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.pod, func(t *testing.T) {
-			_, _, code, err := h.run(tt.pod, streamSpec{cmd: []string{"true"}})
-			if err == nil {
-				t.Fatalf("exec in %s ran (code %d)", tt.pod, code)
-			}
-			if cerr := tt.check(err); cerr != nil {
-				t.Error(cerr)
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := h.st.Start(h.ctx(), "exec", tt.id, shell.Command{Argv: []string{"true"}})
+			var nr *runtimes.NotRunningError
+			switch want := tt.want.(type) {
+			case *runtimes.NotRunningError:
+				if !errors.As(err, &nr) || *nr != *want {
+					t.Errorf("Start: %v, want %v", err, want)
+				}
+			default:
+				if !errors.Is(err, want) {
+					t.Errorf("Start: %v, want %v", err, want)
+				}
 			}
 		})
 	}

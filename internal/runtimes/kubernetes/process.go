@@ -122,11 +122,11 @@ type starter struct{ r *Runtime }
 var _ shell.Session = (*execStream)(nil)
 
 // Start opens an exec stream of cmd. Kubernetes exec has no user and no environment of its own:
-// a user other than the sandbox's cannot be had (ErrNotSupported), except for the killer, which
-// runs as the sandbox's user (the owner of every process the orchestrator starts in it), and the
+// a user other than the sandbox's cannot be had (ErrNotSupported; the killer, cmd.Killer, runs as
+// the sandbox's user, which owns every process the orchestrator starts in it), and the
 // environment is set by env(1) in front of the command.
 func (s starter) Start(ctx context.Context, op, id string, cmd shell.Command) (shell.Session, error) {
-	if cmd.User != "" && op != "kill" {
+	if cmd.User != "" {
 		return nil, fmt.Errorf("kubernetes: %s in %s: choosing the user %q: %w", op, id, cmd.User, runtimes.ErrNotSupported)
 	}
 	argv := cmd.Argv

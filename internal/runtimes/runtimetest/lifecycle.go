@@ -227,7 +227,7 @@ func testList(t *testing.T, e *Env) {
 
 	// Another cluster on the same engine must stay invisible.
 	other := NewEnv(t, e.h)
-	other.MustCreate(rt, other.Spec())
+	other.MustCreate(other.runtime(Options{}), other.Spec())
 
 	cases := []struct {
 		name   string
@@ -348,6 +348,7 @@ func testWatch(t *testing.T, e *Env) {
 	other := NewEnv(t, e.h) // another cluster: its sandboxes must not be reported
 	otherSpec := other.Spec()
 	otherSpec.Command = Script("exit 9")
+	other.MustStart(other.runtime(Options{}), otherSpec)
 
 	// Each waits a moment, as a sandbox's command would: the engine arms its OOM notification
 	// only after the start, late on a loaded machine, and misses a kill before that.
@@ -362,7 +363,7 @@ func testWatch(t *testing.T, e *Env) {
 		{"main process OOM-killed", "sleep 1; " + hog, 137, true},
 		{"a child OOM-killed, the main process exits 0", "sleep 1; (" + hog + "); exit 0", 0, false},
 	}
-	specs := []runtimes.Spec{otherSpec}
+	var specs []runtimes.Spec
 	names := make([]string, len(cases))
 	for i, c := range cases {
 		spec := e.Spec()

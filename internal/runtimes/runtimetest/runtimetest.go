@@ -27,6 +27,10 @@ type Driver interface {
 // Options are the driver settings that some tests need, in the suite's terms; Harness.New maps
 // them onto the driver's own options. Zero values are the driver's defaults.
 type Options struct {
+	// Cluster is the driver's cluster label (runtime.cluster): the suite sets it to the test's
+	// Env.Cluster, whatever a test passes. A driver that scopes itself to one cluster (the
+	// Kubernetes driver labels its Pods and NetworkPolicy with it) must be built with it.
+	Cluster   string
 	StopGrace time.Duration // SIGTERM-to-SIGKILL delay when Stop is given none
 	// ReadOnlyRoot: the image's filesystem is read-only; /tmp and the work directory are
 	// writable mounts of TmpfsSizeMB each, charged to the sandbox's memory.
@@ -104,7 +108,7 @@ type Env struct {
 func NewEnv(t *testing.T, h Harness) *Env {
 	t.Helper()
 	e := &Env{t: t, h: h, Cluster: "test-" + randHex(6)}
-	janitor := h.New(t, Options{})
+	janitor := h.New(t, Options{Cluster: e.Cluster})
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -122,9 +126,10 @@ func NewEnv(t *testing.T, h Harness) *Env {
 	return e
 }
 
-// runtime builds a driver with opts.
+// runtime builds a driver of the test's cluster with opts.
 func (e *Env) runtime(opts Options) Driver {
 	e.t.Helper()
+	opts.Cluster = e.Cluster
 	return e.h.New(e.t, opts)
 }
 
