@@ -46,6 +46,10 @@ func TestDeployedOrchestratorDrainsAndKeepsItsSandboxes(t *testing.T) {
 	if out := api.exec(t, sb, "echo hello from $(hostname)"); out != "hello from "+sandboxPod.Name+"\n" {
 		t.Fatalf("exec in the sandbox printed %q, want the greeting from Pod %s", out, sandboxPod.Name)
 	}
+	// The rest of what the Role must allow the driver: pods/log, and exec for files and stats.
+	for _, path := range []string{"/logs", "/metrics", "/files/list?path=/tmp"} {
+		api.do(t, http.MethodGet, "/api/sandboxes/"+sb+path, nil, http.StatusOK, nil)
+	}
 
 	drain := d.deleteAndWatch(t, first.Name, api, sb)
 	t.Logf("drain of %s: %s", first.Name, drain)
