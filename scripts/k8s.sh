@@ -10,9 +10,9 @@
 #        scripts/k8s.sh import IMAGE|TARBALL [dev|test]   # a Docker image (docker save) or an
 #                                            # image tarball into the cluster's containerd
 #
-# Profile  apiserver         etcd             kubelet  scheduler  controller-mgr  pod subnet
-# dev      127.0.0.1:16443   127.0.0.1:16379  16250    16259      16257           10.244.16.0/24
-# test     127.0.0.1:17443   127.0.0.1:17379  17250    17259      17257           10.244.17.0/24
+# Profile  apiserver        etcd             node (on lo)  kubelet  scheduler  ctrl-mgr  pods
+# dev      127.0.0.1:16443  127.0.0.1:16379  10.255.16.1   16250    16259      16257     10.244.16.0/24
+# test     127.0.0.1:17443  127.0.0.1:17379  10.255.17.1   17250    17259      17257     10.244.17.0/24
 #
 # Everything lives under $STACK_DIR/k8s-<profile> (default <repo>/.stack): certificates,
 # kubeconfigs, data, sockets, logs and pidfiles. Its containerd has its own root, state, socket and
@@ -41,7 +41,6 @@ CNI_PLUGINS_DIR="${CNI_PLUGINS_DIR:-/usr/lib/cni}"
 
 SANDBOX_IMAGE="${SANDBOX_IMAGE:-insien/sandbox:busybox}"
 PAUSE_IMAGE="insien/pause:1"
-NODE="127.0.0.1"
 COMPONENTS=(etcd containerd kube-apiserver kube-controller-manager kube-scheduler kubelet)
 
 say() { printf '[k8s] %s\n' "$*" >&2; }
@@ -67,6 +66,10 @@ set_profile() {
 	POD_SUBNET="10.244.${base}.0/24"
 	SERVICE_CIDR="10.96.0.0/16" SERVICE_API_IP="10.96.0.1"
 	NAME="insien-k8s-$PROFILE"
+	# The node's address: a private IP on lo. The API server refuses to proxy to a loopback node
+	# address (nodes/proxy, hence the kubelet's stats), and a kubelet rejects --node-ip=127.0.0.1;
+	# traffic to an address of lo still never leaves the loopback device.
+	NODE="$NAME" NODE_IP="10.255.${base}.1"
 	BRIDGE="ik8s-$PROFILE"
 	CGROUP_ROOT="/$NAME"
 	K="$STACK_DIR/k8s-$PROFILE"
@@ -192,7 +195,7 @@ issue() {
 make_pki() {
 	local client='basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth'
 	local pids=() pid name
-	[[ -s "$PKI/done" ]] && return 0
+	[[ "$(cat "$PKI/done" 2>/dev/null || true)" == "node $NODE" ]] && return 0
 	rm -rf "$PKI"
 	mkdir -p "$PKI"
 	chmod 0700 "$PKI"
@@ -200,7 +203,7 @@ make_pki() {
 	openssl req -x509 -new -key "$PKI/ca.key" -subj "/CN=$NAME-ca" -days 3650 \
 		-addext 'basicConstraints=critical,CA:TRUE' -addext 'keyUsage=critical,keyCertSign,cRLSign,digitalSignature' \
 		-out "$PKI/ca.crt" 2>/dev/null
-	issue apiserver /CN=kube-apiserver "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,IP:$SERVICE_API_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local" &
+	issue apiserver /CN=kube-apiserver "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,IP:$NODE_IP,IP:$SERVICE_API_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local" &
 	pids+=($!)
 	issue admin "/O=system:masters/CN=$NAME-admin" "$client" &
 	pids+=($!)
@@ -216,7 +219,7 @@ make_pki() {
 	pids+=($!)
 	for pid in "${pids[@]}"; do wait "$pid" || die "generating certificates in $PKI failed"; done
 	for name in admin kubelet scheduler controller-manager; do kubeconfig "$name"; done
-	date -u +%FT%TZ >"$PKI/done"
+	echo "node $NODE" >"$PKI/done"
 }
 
 # kubeconfig NAME — $K/NAME.kubeconfig for the certificate $PKI/NAME.{crt,key}, self-contained.
@@ -325,7 +328,7 @@ write_kubelet_config() {
 	cat >"$K/kubelet/config.yaml" <<-EOF
 		apiVersion: kubelet.config.k8s.io/v1beta1
 		kind: KubeletConfiguration
-		address: 127.0.0.1
+		address: $NODE_IP
 		port: $KUBELET_PORT
 		readOnlyPort: 0
 		healthzBindAddress: 127.0.0.1
@@ -511,6 +514,7 @@ cmd_up() {
 	write_cni_config
 	write_kubelet_config
 	make_cgroup_root
+	if ! ip -o addr show dev lo | grep -qF " $NODE_IP/32 "; then ip addr add "$NODE_IP/32" dev lo; fi
 
 	launch etcd etcd --name "$NAME" --data-dir "$K/etcd" \
 		--listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
@@ -533,11 +537,9 @@ cmd_up() {
 		--kubelet-preferred-address-types InternalIP,Hostname \
 		--endpoint-reconciler-type none --allow-privileged=true --profiling=false
 	await "containerd on $SOCK" containerd ctr -a "$SOCK" version
-	# --node-ip=127.0.0.1 is refused; naming the node 127.0.0.1 makes it its InternalIP, so the API
-	# server reaches the kubelet (exec, logs, port-forward) on loopback. The kubelet retries until
-	# the API server answers.
+	# The kubelet retries until the API server answers.
 	launch kubelet "$bin/kubelet" --config "$K/kubelet/config.yaml" --kubeconfig "$K/kubelet.kubeconfig" \
-		--hostname-override "$NODE" --root-dir "$K/kubelet/root" --cert-dir "$K/kubelet/pki"
+		--hostname-override "$NODE" --node-ip "$NODE_IP" --root-dir "$K/kubelet/root" --cert-dir "$K/kubelet/pki"
 	import_images
 	await "kube-apiserver on $API" kube-apiserver api_ready
 	# Not before: the controller-manager exits when its RBAC roles are not bootstrapped yet.
@@ -598,7 +600,8 @@ teardown() {
 		fi
 	fi
 	halt containerd 20
-	halt kube-apiserver 20
+	# Long-running requests (watches, exec streams) would hold a graceful stop for a minute.
+	halt kube-apiserver 5
 	halt etcd 20
 	# Shims outlive containerd by design; any left are ours when they name our socket.
 	for pid in $(pgrep -f -- "-address $SOCK" 2>/dev/null || true); do
@@ -614,6 +617,7 @@ teardown() {
 		umount "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true
 	done
 	if ip link show "$BRIDGE" >/dev/null 2>&1; then ip link delete "$BRIDGE" 2>/dev/null || true; fi
+	if ip -o addr show dev lo | grep -qF " $NODE_IP/32 "; then ip addr del "$NODE_IP/32" dev lo 2>/dev/null || true; fi
 	# libcni caches each attachment's result in a fixed directory, named by network and container.
 	for id in $ids; do rm -f /var/lib/cni/results/*-"$id"-* 2>/dev/null || true; done
 	rm -f /var/lib/cni/results/"$NAME"-* 2>/dev/null || true
