@@ -28,6 +28,7 @@
 # Environment knobs:
 #   STACK_DIR      state directory (default <repo>/.stack)
 #   K8S_TIMEOUT    seconds `up` waits for each step (default 120)
+#   K8S_VERBOSE    set: `up` prints when each step is done
 #   K8S_DOCKER_HOST  the Docker engine images are saved from (default: the profile's stack engine,
 #                  then DOCKER_HOST, then unix:///var/run/docker.sock)
 set -euo pipefail
@@ -37,6 +38,7 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(dirname "$SCRIPT_DIR")"
 STACK_DIR="$(mkdir -p "${STACK_DIR:-$REPO_ROOT/.stack}" && cd "${STACK_DIR:-$REPO_ROOT/.stack}" && pwd)"
 TIMEOUT="${K8S_TIMEOUT:-120}"
+T0="$(date +%s.%N)"
 CNI_PLUGINS_DIR="${CNI_PLUGINS_DIR:-/usr/lib/cni}"
 
 SANDBOX_IMAGE="${SANDBOX_IMAGE:-insien/sandbox:busybox}"
@@ -149,6 +151,7 @@ await() {
 		fi
 		sleep 0.1
 	done
+	if [[ -n "${K8S_VERBOSE:-}" ]]; then say "$desc: ok at +$(elapsed "$T0") s"; fi
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -506,8 +509,7 @@ cmd_up() {
 		teardown
 	fi
 
-	local t0
-	t0="$(date +%s.%N)"
+	T0="$(date +%s.%N)"
 	mkdir -p "$K" "$RUN" "$LOGS"
 	make_pki
 	write_containerd_config
@@ -560,7 +562,7 @@ cmd_up() {
 	await "node $NODE Ready and untainted" kubelet node_ready
 	await "the default ServiceAccount" kube-controller-manager api /api/v1/namespaces/default/serviceaccounts/default
 	check_pod
-	say "$PROFILE cluster up at $API in $(elapsed "$t0") s; load it with: eval \"\$(scripts/k8s.sh env $PROFILE)\""
+	say "$PROFILE cluster up at $API in $(elapsed "$T0") s; load it with: eval \"\$(scripts/k8s.sh env $PROFILE)\""
 }
 
 elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
