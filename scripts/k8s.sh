@@ -163,7 +163,7 @@ api() {
 	local path="$1"
 	shift
 	curl -sf --max-time 10 -A k8s.sh --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
-		-H 'Content-Type: application/json' "$@" "$API$path"
+		"$@" "$API$path"
 }
 
 api_ready() { [[ "$(api /readyz)" == ok ]]; }
@@ -570,7 +570,7 @@ elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'
 # check_pod — a Pod from the local sandbox image goes through the scheduler to Running.
 check_pod() {
 	local name="k8s-sh-check-$RANDOM"
-	api /api/v1/namespaces/default/pods -X POST -d '{"apiVersion":"v1","kind":"Pod",
+	api /api/v1/namespaces/default/pods -X POST -H 'Content-Type: application/json' -d '{"apiVersion":"v1","kind":"Pod",
 		"metadata":{"name":"'"$name"'"},
 		"spec":{"automountServiceAccountToken":false,"enableServiceLinks":false,"restartPolicy":"Never",
 		"terminationGracePeriodSeconds":1,
@@ -580,7 +580,7 @@ check_pod() {
 		api "/api/v1/namespaces/default/pods/$name" >&2 || true
 		exit 1
 	fi
-	api "/api/v1/namespaces/default/pods/$name" -X DELETE -d '{"gracePeriodSeconds":0}' >/dev/null || true
+	api "/api/v1/namespaces/default/pods/$name" -X DELETE -H 'Content-Type: application/json' -d '{"gracePeriodSeconds":0}' >/dev/null || true
 }
 
 # ---------------------------------------------------------------------------------------------
