@@ -672,8 +672,10 @@ cmd_status() {
 			printf '%-24s down\n' "$c"
 		fi
 	done
-	if [[ -f "$PKI/admin.crt" ]] && api_ready; then echo "apiserver                ready $API"; else echo "apiserver                not ready $API"; fi
-	if [[ -f "$PKI/admin.crt" ]] && node_ready; then echo "node $NODE            Ready"; else echo "node $NODE            not Ready"; fi
+	if [[ -f "$PKI/admin.crt" ]] && api_ready; then c="ready"; else c="not ready"; fi
+	printf '%-24s %s %s\n' api "$c" "$API"
+	if [[ -f "$PKI/admin.crt" ]] && node_ready; then c="Ready"; else c="not Ready"; fi
+	printf '%-24s %s %s\n' node "$c" "$NODE ($NODE_IP)"
 }
 
 cmd_import() {
