@@ -507,7 +507,16 @@ cmd_up() {
 	elif any_running; then
 		say "$PROFILE cluster is partly running; restarting it"
 		teardown
+	else
+		# Whatever a crash or a reboot left behind (data, mounts, cgroups, the bridge): a fresh start.
+		teardown
 	fi
+	local port
+	for port in "$ETCD_PORT" "$ETCD_PEER_PORT" "$API_PORT" "$KUBELET_PORT" "$KUBELET_HEALTHZ_PORT" "$SCHEDULER_PORT" "$CM_PORT"; do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+			die "port $port is in use by something other than the $PROFILE cluster (see the table in scripts/k8s.sh)"
+		fi
+	done
 
 	T0="$(date +%s.%N)"
 	mkdir -p "$K" "$RUN" "$LOGS"
