@@ -503,14 +503,12 @@ cmd_up() {
 			return 0
 		fi
 		say "$PROFILE cluster is running but not healthy; restarting it"
-		teardown
 	elif any_running; then
 		say "$PROFILE cluster is partly running; restarting it"
-		teardown
-	else
-		# Whatever a crash or a reboot left behind (data, mounts, cgroups, the bridge): a fresh start.
-		teardown
 	fi
+	# A fresh start, also from whatever a crash or a reboot left behind (data, mounts, cgroups, the
+	# bridge).
+	teardown
 	local port
 	for port in "$ETCD_PORT" "$ETCD_PEER_PORT" "$API_PORT" "$KUBELET_PORT" "$KUBELET_HEALTHZ_PORT" "$SCHEDULER_PORT" "$CM_PORT"; do
 		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
