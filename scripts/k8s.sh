@@ -10,9 +10,9 @@
 #        scripts/k8s.sh import IMAGE|TARBALL [dev|test]   # a Docker image (docker save) or an
 #                                            # image tarball into the cluster's containerd
 #
-# Profile  apiserver         etcd             kubelet  scheduler  controller-mgr  pod subnet
-# dev      127.0.0.1:16443   127.0.0.1:16379  16250    16259      16257           10.244.16.0/24
-# test     127.0.0.1:17443   127.0.0.1:17379  17250    17259      17257           10.244.17.0/24
+# Profile  apiserver        etcd             node (on lo)  kubelet  scheduler  ctrl-mgr  pods
+# dev      127.0.0.1:16443  127.0.0.1:16379  10.255.16.1   16250    16259      16257     10.244.16.0/24
+# test     127.0.0.1:17443  127.0.0.1:17379  10.255.17.1   17250    17259      17257     10.244.17.0/24
 #
 # Everything lives under $STACK_DIR/k8s-<profile> (default <repo>/.stack): certificates,
 # kubeconfigs, data, sockets, logs and pidfiles. Its containerd has its own root, state, socket and
@@ -28,6 +28,7 @@
 # Environment knobs:
 #   STACK_DIR      state directory (default <repo>/.stack)
 #   K8S_TIMEOUT    seconds `up` waits for each step (default 120)
+#   K8S_VERBOSE    set: `up` prints when each step is done
 #   K8S_DOCKER_HOST  the Docker engine images are saved from (default: the profile's stack engine,
 #                  then DOCKER_HOST, then unix:///var/run/docker.sock)
 set -euo pipefail
@@ -37,11 +38,11 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(dirname "$SCRIPT_DIR")"
 STACK_DIR="$(mkdir -p "${STACK_DIR:-$REPO_ROOT/.stack}" && cd "${STACK_DIR:-$REPO_ROOT/.stack}" && pwd)"
 TIMEOUT="${K8S_TIMEOUT:-120}"
+T0="$(date +%s.%N)"
 CNI_PLUGINS_DIR="${CNI_PLUGINS_DIR:-/usr/lib/cni}"
 
 SANDBOX_IMAGE="${SANDBOX_IMAGE:-insien/sandbox:busybox}"
 PAUSE_IMAGE="insien/pause:1"
-NODE="127.0.0.1"
 COMPONENTS=(etcd containerd kube-apiserver kube-controller-manager kube-scheduler kubelet)
 
 say() { printf '[k8s] %s\n' "$*" >&2; }
@@ -67,6 +68,10 @@ set_profile() {
 	POD_SUBNET="10.244.${base}.0/24"
 	SERVICE_CIDR="10.96.0.0/16" SERVICE_API_IP="10.96.0.1"
 	NAME="insien-k8s-$PROFILE"
+	# The node's address: a private IP on lo. The API server refuses to proxy to a loopback node
+	# address (nodes/proxy, hence the kubelet's stats), and a kubelet rejects --node-ip=127.0.0.1;
+	# traffic to an address of lo still never leaves the loopback device.
+	NODE="$NAME" NODE_IP="10.255.${base}.1"
 	BRIDGE="ik8s-$PROFILE"
 	CGROUP_ROOT="/$NAME"
 	K="$STACK_DIR/k8s-$PROFILE"
@@ -146,6 +151,7 @@ await() {
 		fi
 		sleep 0.1
 	done
+	if [[ -n "${K8S_VERBOSE:-}" ]]; then say "$desc: ok at +$(elapsed "$T0") s"; fi
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -157,7 +163,7 @@ api() {
 	local path="$1"
 	shift
 	curl -sf --max-time 10 -A k8s.sh --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
-		-H 'Content-Type: application/json' "$@" "$API$path"
+		"$@" "$API$path"
 }
 
 api_ready() { [[ "$(api /readyz)" == ok ]]; }
@@ -192,7 +198,7 @@ issue() {
 make_pki() {
 	local client='basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth'
 	local pids=() pid name
-	[[ -s "$PKI/done" ]] && return 0
+	[[ "$(cat "$PKI/done" 2>/dev/null || true)" == "node $NODE" ]] && return 0
 	rm -rf "$PKI"
 	mkdir -p "$PKI"
 	chmod 0700 "$PKI"
@@ -200,7 +206,7 @@ make_pki() {
 	openssl req -x509 -new -key "$PKI/ca.key" -subj "/CN=$NAME-ca" -days 3650 \
 		-addext 'basicConstraints=critical,CA:TRUE' -addext 'keyUsage=critical,keyCertSign,cRLSign,digitalSignature' \
 		-out "$PKI/ca.crt" 2>/dev/null
-	issue apiserver /CN=kube-apiserver "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,IP:$SERVICE_API_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local" &
+	issue apiserver /CN=kube-apiserver "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,IP:$NODE_IP,IP:$SERVICE_API_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local" &
 	pids+=($!)
 	issue admin "/O=system:masters/CN=$NAME-admin" "$client" &
 	pids+=($!)
@@ -216,7 +222,7 @@ make_pki() {
 	pids+=($!)
 	for pid in "${pids[@]}"; do wait "$pid" || die "generating certificates in $PKI failed"; done
 	for name in admin kubelet scheduler controller-manager; do kubeconfig "$name"; done
-	date -u +%FT%TZ >"$PKI/done"
+	echo "node $NODE" >"$PKI/done"
 }
 
 # kubeconfig NAME — $K/NAME.kubeconfig for the certificate $PKI/NAME.{crt,key}, self-contained.
@@ -325,7 +331,7 @@ write_kubelet_config() {
 	cat >"$K/kubelet/config.yaml" <<-EOF
 		apiVersion: kubelet.config.k8s.io/v1beta1
 		kind: KubeletConfiguration
-		address: 127.0.0.1
+		address: $NODE_IP
 		port: $KUBELET_PORT
 		readOnlyPort: 0
 		healthzBindAddress: 127.0.0.1
@@ -497,20 +503,27 @@ cmd_up() {
 			return 0
 		fi
 		say "$PROFILE cluster is running but not healthy; restarting it"
-		teardown
 	elif any_running; then
 		say "$PROFILE cluster is partly running; restarting it"
-		teardown
 	fi
+	# A fresh start, also from whatever a crash or a reboot left behind (data, mounts, cgroups, the
+	# bridge).
+	teardown
+	local port
+	for port in "$ETCD_PORT" "$ETCD_PEER_PORT" "$API_PORT" "$KUBELET_PORT" "$KUBELET_HEALTHZ_PORT" "$SCHEDULER_PORT" "$CM_PORT"; do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+			die "port $port is in use by something other than the $PROFILE cluster (see the table in scripts/k8s.sh)"
+		fi
+	done
 
-	local t0
-	t0="$(date +%s.%N)"
+	T0="$(date +%s.%N)"
 	mkdir -p "$K" "$RUN" "$LOGS"
 	make_pki
 	write_containerd_config
 	write_cni_config
 	write_kubelet_config
 	make_cgroup_root
+	if ! ip -o addr show dev lo | grep -qF " $NODE_IP/32 "; then ip addr add "$NODE_IP/32" dev lo; fi
 
 	launch etcd etcd --name "$NAME" --data-dir "$K/etcd" \
 		--listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
@@ -533,11 +546,9 @@ cmd_up() {
 		--kubelet-preferred-address-types InternalIP,Hostname \
 		--endpoint-reconciler-type none --allow-privileged=true --profiling=false
 	await "containerd on $SOCK" containerd ctr -a "$SOCK" version
-	# --node-ip=127.0.0.1 is refused; naming the node 127.0.0.1 makes it its InternalIP, so the API
-	# server reaches the kubelet (exec, logs, port-forward) on loopback. The kubelet retries until
-	# the API server answers.
+	# The kubelet retries until the API server answers.
 	launch kubelet "$bin/kubelet" --config "$K/kubelet/config.yaml" --kubeconfig "$K/kubelet.kubeconfig" \
-		--hostname-override "$NODE" --root-dir "$K/kubelet/root" --cert-dir "$K/kubelet/pki"
+		--hostname-override "$NODE" --node-ip "$NODE_IP" --root-dir "$K/kubelet/root" --cert-dir "$K/kubelet/pki"
 	import_images
 	await "kube-apiserver on $API" kube-apiserver api_ready
 	# Not before: the controller-manager exits when its RBAC roles are not bootstrapped yet.
@@ -558,7 +569,7 @@ cmd_up() {
 	await "node $NODE Ready and untainted" kubelet node_ready
 	await "the default ServiceAccount" kube-controller-manager api /api/v1/namespaces/default/serviceaccounts/default
 	check_pod
-	say "$PROFILE cluster up at $API in $(elapsed "$t0") s; load it with: eval \"\$(scripts/k8s.sh env $PROFILE)\""
+	say "$PROFILE cluster up at $API in $(elapsed "$T0") s; load it with: eval \"\$(scripts/k8s.sh env $PROFILE)\""
 }
 
 elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
@@ -566,7 +577,7 @@ elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'
 # check_pod — a Pod from the local sandbox image goes through the scheduler to Running.
 check_pod() {
 	local name="k8s-sh-check-$RANDOM"
-	api /api/v1/namespaces/default/pods -X POST -d '{"apiVersion":"v1","kind":"Pod",
+	api /api/v1/namespaces/default/pods -X POST -H 'Content-Type: application/json' -d '{"apiVersion":"v1","kind":"Pod",
 		"metadata":{"name":"'"$name"'"},
 		"spec":{"automountServiceAccountToken":false,"enableServiceLinks":false,"restartPolicy":"Never",
 		"terminationGracePeriodSeconds":1,
@@ -576,7 +587,7 @@ check_pod() {
 		api "/api/v1/namespaces/default/pods/$name" >&2 || true
 		exit 1
 	fi
-	api "/api/v1/namespaces/default/pods/$name" -X DELETE -d '{"gracePeriodSeconds":0}' >/dev/null || true
+	api "/api/v1/namespaces/default/pods/$name" -X DELETE -H 'Content-Type: application/json' -d '{"gracePeriodSeconds":0}' >/dev/null || true
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -598,7 +609,8 @@ teardown() {
 		fi
 	fi
 	halt containerd 20
-	halt kube-apiserver 20
+	# Long-running requests (watches, exec streams) would hold a graceful stop for a minute.
+	halt kube-apiserver 5
 	halt etcd 20
 	# Shims outlive containerd by design; any left are ours when they name our socket.
 	for pid in $(pgrep -f -- "-address $SOCK" 2>/dev/null || true); do
@@ -614,6 +626,7 @@ teardown() {
 		umount "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true
 	done
 	if ip link show "$BRIDGE" >/dev/null 2>&1; then ip link delete "$BRIDGE" 2>/dev/null || true; fi
+	if ip -o addr show dev lo | grep -qF " $NODE_IP/32 "; then ip addr del "$NODE_IP/32" dev lo 2>/dev/null || true; fi
 	# libcni caches each attachment's result in a fixed directory, named by network and container.
 	for id in $ids; do rm -f /var/lib/cni/results/*-"$id"-* 2>/dev/null || true; done
 	rm -f /var/lib/cni/results/"$NAME"-* 2>/dev/null || true
@@ -666,8 +679,10 @@ cmd_status() {
 			printf '%-24s down\n' "$c"
 		fi
 	done
-	if [[ -f "$PKI/admin.crt" ]] && api_ready; then echo "apiserver                ready $API"; else echo "apiserver                not ready $API"; fi
-	if [[ -f "$PKI/admin.crt" ]] && node_ready; then echo "node $NODE            Ready"; else echo "node $NODE            not Ready"; fi
+	if [[ -f "$PKI/admin.crt" ]] && api_ready; then c="ready"; else c="not ready"; fi
+	printf '%-24s %s %s\n' api "$c" "$API"
+	if [[ -f "$PKI/admin.crt" ]] && node_ready; then c="Ready"; else c="not Ready"; fi
+	printf '%-24s %s %s\n' node "$c" "$NODE ($NODE_IP)"
 }
 
 cmd_import() {
