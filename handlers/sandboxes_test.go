@@ -2,7 +2,6 @@ package handlers_test
 
 import (
 	"archive/tar"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -37,6 +36,7 @@ type sandbox struct {
 	StartedAt      *time.Time        `json:"started_at"`
 	ExpiresAt      time.Time         `json:"expires_at"`
 	EndedAt        *time.Time        `json:"ended_at"`
+	PausedAt       *time.Time        `json:"paused_at"`
 }
 
 // sandboxUser is a user with a full-scope API key on a running service.
@@ -78,9 +78,10 @@ func (u sandboxUser) get(t *testing.T, id string) sandbox {
 	return sb
 }
 
+// containers lists the service's workloads (containers or Pods) straight from the runtime.
 func containers(t testing.TB, id *identity) []string {
 	t.Helper()
-	return testenv.Containers(t, testenv.Docker(t), id.cfg.Runtime.Cluster)
+	return testenv.Workloads(t, id.cfg)
 }
 
 func eventually(t testing.TB, what string, within time.Duration, cond func() bool) {
@@ -102,6 +103,7 @@ func TestSandboxLifecycle(t *testing.T) {
 	}
 
 	t.Run("the container is hardened and isolated", func(t *testing.T) {
+		testenv.DockerOnly(t) // the Kubernetes driver's TestPodHardening reads its Pods back
 		res, err := testenv.Docker(t).ContainerInspect(t.Context(), "sbx-"+sb.ID, client.ContainerInspectOptions{})
 		if err != nil {
 			t.Fatal(err)
@@ -535,15 +537,22 @@ func TestReconciliation(t *testing.T) {
 	if _, err := db.Exec("DELETE FROM sandboxes WHERE id = $1", orphan.ID); err != nil {
 		t.Fatal(err)
 	}
-	docker := testenv.Docker(t)
-	if _, err := docker.ContainerRemove(context.Background(), "sbx-"+lost.ID, client.ContainerRemoveOptions{Force: true}); err != nil {
-		t.Fatal(err)
-	}
+	testenv.RemoveWorkload(t, id.cfg, "sbx-"+lost.ID)
 	eventually(t, "the lost sandbox to be marked failed", 10*time.Second, func() bool {
 		return u.get(t, lost.ID).Status == "failed"
 	})
-	if got := u.get(t, lost.ID); got.EndReason == nil || *got.EndReason != "process_exited" || got.ExitCode == nil || *got.ExitCode != 137 {
-		t.Errorf("lost sandbox: %+v", got)
+	// Docker reports the forced removal as the main process killed (137) before the container
+	// vanishes; Kubernetes reports the Pod gone.
+	got := u.get(t, lost.ID)
+	switch testenv.Driver() {
+	case "docker":
+		if got.EndReason == nil || *got.EndReason != "process_exited" || got.ExitCode == nil || *got.ExitCode != 137 {
+			t.Errorf("lost sandbox: %+v", got)
+		}
+	default:
+		if got.EndReason == nil || *got.EndReason != "runtime_lost" {
+			t.Errorf("lost sandbox: %+v", got)
+		}
 	}
 	eventually(t, "the orphaned container to be removed", 10*time.Second, func() bool {
 		return fmt.Sprint(containers(t, id)) == fmt.Sprint([]string{"sbx-" + kept.ID})
@@ -579,7 +588,47 @@ func TestReadinessIncludesRuntime(t *testing.T) {
 	}
 }
 
+// TestRuntimeCapabilities: GET /api/runtime says which driver runs sandboxes and whether it can
+// pause; a runtime that cannot answers pause and resume with 409 not_supported_by_runtime and
+// leaves the sandbox running.
+func TestRuntimeCapabilities(t *testing.T) {
+	id := startIdentity(t, nil)
+	u := newSandboxUser(t, id, "user_runtime")
+	if anon := id.Do(t, "GET", "/api/runtime", "", nil); anon.Status != http.StatusUnauthorized {
+		t.Errorf("without credentials: %d %s", anon.Status, anon.Body)
+	}
+	resp := u.do(t, "GET", "/api/runtime", "")
+	var rt struct {
+		Driver       string `json:"driver"`
+		Capabilities struct {
+			Pause bool `json:"pause"`
+		} `json:"capabilities"`
+	}
+	mustJSON(t, resp.Body, &rt)
+	canPause := map[string]bool{"docker": true, "kubernetes": false}
+	if resp.Status != http.StatusOK || rt.Driver != testenv.Driver() || rt.Capabilities.Pause != canPause[rt.Driver] {
+		t.Fatalf("GET /api/runtime = %d %s", resp.Status, resp.Body)
+	}
+	if rt.Capabilities.Pause {
+		return // TestPauseResume holds such a runtime to pausing
+	}
+	sb := u.create(t, `{}`)
+	for _, path := range []string{"/pause", "/resume"} {
+		resp := u.do(t, "POST", "/api/sandboxes/"+sb.ID+path, "")
+		if resp.Status != http.StatusConflict || errorCode(t, resp) != "not_supported_by_runtime" {
+			t.Errorf("POST %s = %d %s", path, resp.Status, resp.Body)
+		}
+	}
+	if got := u.get(t, sb.ID); got.Status != "running" || got.PausedAt != nil {
+		t.Errorf("after refused pause: %+v", got)
+	}
+	if out := u.sh(t, sb.ID, "echo still here"); out != "still here\n" {
+		t.Errorf("exec after refused pause: %q", out)
+	}
+}
+
 func TestPauseResume(t *testing.T) {
+	testenv.DockerOnly(t) // reads the container's paused state from the engine
 	id := startIdentity(t, nil)
 	u := newSandboxUser(t, id, "user_pause")
 	sb := u.create(t, `{}`)

@@ -1,13 +1,17 @@
 package providers
 
 import (
+	"io"
+
 	"go.uber.org/fx"
 	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/insien/orchestrator/internal/platform/config"
 	"github.com/insien/orchestrator/internal/platform/health"
 	"github.com/insien/orchestrator/internal/runtimes"
 	"github.com/insien/orchestrator/internal/runtimes/docker"
+	"github.com/insien/orchestrator/internal/runtimes/kubernetes"
 )
 
 // RuntimeParams is what the runtime driver is built from.
@@ -15,26 +19,70 @@ type RuntimeParams struct {
 	fx.In
 	Lifecycle fx.Lifecycle
 	Runtime   config.Runtime
+	Sandbox   config.Sandbox
 	Log       *zap.Logger
 }
 
-// NewRuntime builds the configured sandbox runtime driver (Docker today) and closes it on stop.
-func NewRuntime(p RuntimeParams) (*docker.Runtime, error) {
-	cfg := p.Runtime
-	rt, err := docker.New(docker.Options{
-		Host:         cfg.DockerHost,
-		AllowNetwork: cfg.AllowNetwork,
-		ReadOnlyRoot: cfg.ReadOnlyRoot,
-		TmpfsSizeMB:  cfg.TmpfsSizeMB,
-		OCIRuntime:   cfg.OCIRuntime,
-		StopGrace:    cfg.StopGrace,
-		PullImages:   cfg.PullImages,
-	}, p.Log.Named("runtime"))
-	if err != nil {
-		return nil, &config.Error{Key: "runtime.docker_host", Reason: err.Error()}
+// Driver is what a sandbox runtime driver implements: the lifecycle and working inside.
+type Driver interface {
+	runtimes.Runtime
+	runtimes.Interactive
+}
+
+// NewRuntime builds the driver that runtime.driver names and releases it on stop.
+func NewRuntime(p RuntimeParams) (Driver, error) {
+	var (
+		rt  Driver
+		err error
+		key string
+	)
+	switch cfg := p.Runtime; cfg.Driver {
+	case "kubernetes":
+		key = "runtime.kubernetes"
+		rt, err = kubernetes.New(kubernetesOptions(cfg, p.Sandbox), p.Log.Named("runtime"))
+	default:
+		key = "runtime.docker_host"
+		rt, err = docker.New(docker.Options{
+			Host:         cfg.DockerHost,
+			AllowNetwork: cfg.AllowNetwork,
+			ReadOnlyRoot: cfg.ReadOnlyRoot,
+			TmpfsSizeMB:  cfg.TmpfsSizeMB,
+			OCIRuntime:   cfg.OCIRuntime,
+			StopGrace:    cfg.StopGrace,
+			PullImages:   cfg.PullImages,
+		}, p.Log.Named("runtime"))
 	}
-	p.Lifecycle.Append(fx.StopHook(rt.Close))
+	if err != nil {
+		return nil, &config.Error{Key: key, Reason: err.Error()}
+	}
+	if c, ok := rt.(io.Closer); ok {
+		p.Lifecycle.Append(fx.StopHook(c.Close))
+	}
 	return rt, nil
+}
+
+func kubernetesOptions(cfg config.Runtime, sb config.Sandbox) kubernetes.Options {
+	k := cfg.Kubernetes
+	tolerations := make([]corev1.Toleration, 0, len(k.Tolerations))
+	for _, t := range k.Tolerations {
+		tolerations = append(tolerations, corev1.Toleration{Key: t.Key, Operator: corev1.TolerationOperator(t.Operator),
+			Value: t.Value, Effect: corev1.TaintEffect(t.Effect)})
+	}
+	return kubernetes.Options{
+		Kubeconfig:         k.Kubeconfig,
+		Namespace:          k.Namespace,
+		Cluster:            cfg.Cluster,
+		RuntimeClass:       k.RuntimeClass,
+		ImagePullPolicy:    corev1.PullPolicy(k.ImagePullPolicy),
+		NodeSelector:       k.NodeSelector,
+		Tolerations:        tolerations,
+		AllowNetwork:       cfg.AllowNetwork,
+		ReadOnlyRoot:       cfg.ReadOnlyRoot,
+		TmpfsSizeMB:        cfg.TmpfsSizeMB,
+		EphemeralStorageMB: k.EphemeralStorageMB,
+		StopGrace:          cfg.StopGrace,
+		MaxLifetime:        sb.MaxLifetime,
+	}
 }
 
 func runtimeCheck(rt runtimes.Runtime) health.Check {

@@ -3,10 +3,10 @@ package main_test
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -16,23 +16,21 @@ import (
 )
 
 // TestKillDuringCreatesThenRestart: kill -9 while creates are in flight, restart, and the
-// restarted service leaves no orphaned container and no row stuck mid-transition.
+// restarted service leaves no orphaned container (or Pod) and no row stuck mid-transition.
 func TestKillDuringCreatesThenRestart(t *testing.T) {
-	cluster := fmt.Sprintf("crash-%d", time.Now().UnixNano())
-	testenv.RemoveCluster(t, cluster)
+	cfg := testenv.Config(t)
 	port := testenv.FreePort(t)
-	dbURL := testenv.DatabaseURL(t)
-	env := map[string]string{
+	dbURL := cfg.Database.URL.Reveal()
+	env := testenv.RuntimeEnv(cfg)
+	maps.Copy(env, map[string]string{
 		"DATABASE_URL":          dbURL,
-		"REDIS_URL":             testenv.RedisURL(t),
+		"REDIS_URL":             cfg.Redis.URL.Reveal(),
 		"PORT":                  fmt.Sprint(port),
-		"DOCKER_HOST":           testenv.Require(t, testenv.EnvDockerHost),
 		"JWT_SECRET":            "crash-test-secret",
 		"ORCH_APP_INSTANCE":     "crash-test",
-		"ORCH_RUNTIME_CLUSTER":  cluster,
 		"ORCH_HTTP_DRAIN_DELAY": "0s",
 		"ORCH_LOG_LEVEL":        "warn",
-	}
+	})
 	if out, err := command(t, env, "migrate", "up").CombinedOutput(); err != nil {
 		t.Fatalf("migrate up: %v\n%s", err, out)
 	}
@@ -60,7 +58,6 @@ func TestKillDuringCreatesThenRestart(t *testing.T) {
 		})
 		return cmd, logs
 	}
-	docker := testenv.Docker(t)
 	db := testenv.OpenSQL(t, dbURL)
 	count := func(query string) int {
 		var n int
@@ -90,7 +87,7 @@ func TestKillDuringCreatesThenRestart(t *testing.T) {
 				}
 			}()
 		}
-		testenv.Eventually(t, "a first container", 20*time.Second, func() bool { return len(testenv.Containers(t, docker, cluster)) > 0 })
+		testenv.Eventually(t, "a first container", 20*time.Second, func() bool { return len(testenv.Workloads(t, cfg)) > 0 })
 		if err := first.Process.Kill(); err != nil {
 			t.Fatal(err)
 		}
@@ -119,8 +116,7 @@ func TestKillDuringCreatesThenRestart(t *testing.T) {
 		}
 		running = append(running, name)
 	}
-	containers := testenv.Containers(t, docker, cluster)
-	sort.Strings(containers)
+	containers := testenv.Workloads(t, cfg)
 	if fmt.Sprint(containers) != fmt.Sprint(running) {
 		t.Fatalf("containers %v do not match running rows %v\n%s", containers, running, logs)
 	}

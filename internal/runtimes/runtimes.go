@@ -29,6 +29,15 @@ var (
 	ErrNotSupported = errors.New("runtime: not supported by this runtime")
 )
 
+// QuotaError: a quota of the runtime itself (a Kubernetes ResourceQuota or LimitRange) refused
+// the workload. Reason is the runtime's own explanation (names and quantities, no secrets), fit
+// for the client: it is the operator's quota, not the user's, and only the operator can lift it.
+type QuotaError struct {
+	Reason string
+}
+
+func (e *QuotaError) Error() string { return "runtime: quota exceeded: " + e.Reason }
+
 // Capabilities says what a driver can do beyond the calls every driver supports, so that the API
 // can tell clients before they try.
 type Capabilities struct {

@@ -108,17 +108,12 @@ func Config(t testing.TB) *config.Config {
 	cfg.Health.RetryInterval = 200 * time.Millisecond
 	cfg.Health.CheckTimeout = time.Second
 	cfg.Auth.JWTSecret = "test-jwt-secret-that-is-long-enough-0123456789"
-	if host := os.Getenv(EnvDockerHost); host != "" {
-		cfg.Runtime.DockerHost = host
-	}
 	cfg.Runtime.Cluster = "test-" + randomHex(4)
 	cfg.Runtime.StopGrace = 2 * time.Second
 	// Tests poll; the tests of rate limiting set their own limits.
 	cfg.RateLimit.PrincipalPerMin, cfg.RateLimit.PrincipalBurst = 60000, 10000
 	cfg.App.Instance = "test-instance-" + randomHex(3)
-	if os.Getenv(EnvDockerHost) != "" {
-		RemoveCluster(t, cfg.Runtime.Cluster)
-	}
+	useDriver(t, &cfg)
 	return &cfg
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -364,9 +365,10 @@ func (c *Config) Validate() error {
 		{c.RateLimit.AnonymousBurst > 0, "ratelimit.anonymous_burst", "must be positive"},
 		{slices.Contains([]string{"open", "closed"}, c.RateLimit.FailureMode), "ratelimit.failure_mode", "must be open or closed"},
 		{slices.Contains([]string{"docker", "kubernetes"}, c.Runtime.Driver), "runtime.driver", "must be docker or kubernetes"},
-		{c.Runtime.Kubernetes.Namespace != "", "runtime.kubernetes.namespace", "must not be empty"},
+		{dnsLabel.MatchString(c.Runtime.Kubernetes.Namespace), "runtime.kubernetes.namespace", "must be a DNS label: at most 63 lower case letters, digits and '-'"},
 		{slices.Contains([]string{"IfNotPresent", "Never", "Always"}, c.Runtime.Kubernetes.ImagePullPolicy), "runtime.kubernetes.image_pull_policy", "must be IfNotPresent, Never or Always"},
 		{c.Runtime.Kubernetes.EphemeralStorageMB > 0, "runtime.kubernetes.ephemeral_storage_mb", "must be positive"},
+		{validTolerations(c.Runtime.Kubernetes.Tolerations), "runtime.kubernetes.tolerations", "each needs operator Equal or Exists (Exists takes no value) and effect NoSchedule, PreferNoSchedule, NoExecute or empty"},
 		{c.Runtime.Cluster != "", "runtime.cluster", "must not be empty"},
 		{c.Sandbox.DefaultImage != "" && slices.Contains(c.Sandbox.AllowedImages, c.Sandbox.DefaultImage), "sandbox.default_image", "must be listed in sandbox.allowed_images"},
 		{c.Sandbox.DefaultCPU > 0 && c.Sandbox.DefaultCPU <= c.Sandbox.MaxCPU, "sandbox.default_cpu", "must be positive and at most sandbox.max_cpu"},
@@ -397,4 +399,22 @@ func (c *Config) Validate() error {
 func validURL(raw string, schemes ...string) bool {
 	u, err := url.Parse(raw)
 	return err == nil && slices.Contains(schemes, strings.ToLower(u.Scheme))
+}
+
+// dnsLabel is what Kubernetes accepts as a namespace name (RFC 1123 label).
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+
+// validTolerations checks what the API server would refuse at the first create, so that a typo
+// stops start-up instead of every sandbox.
+func validTolerations(ts []Toleration) bool {
+	for _, t := range ts {
+		switch {
+		case !slices.Contains([]string{"", "Equal", "Exists"}, t.Operator),
+			!slices.Contains([]string{"", "NoSchedule", "PreferNoSchedule", "NoExecute"}, t.Effect),
+			t.Operator == "Exists" && t.Value != "",
+			t.Key == "" && t.Operator != "Exists":
+			return false
+		}
+	}
+	return true
 }

@@ -169,6 +169,11 @@ func TestInvalidConfigNamesTheKey(t *testing.T) {
 		{"bad env name", "", map[string]string{"ORCH_ENV": "staging"}, "app.env"},
 		{"default image not allowed", "sandbox:\n  allowed_images: [other]\n", nil, "sandbox.default_image"},
 		{"token lifetime unbounded", "", map[string]string{"ORCH_CLERK_MAX_TOKEN_LIFETIME": "0s"}, "clerk.max_token_lifetime"},
+		{"unknown driver", "", map[string]string{"ORCH_RUNTIME_DRIVER": "nomad"}, "runtime.driver"},
+		{"unknown pull policy", "runtime:\n  kubernetes:\n    image_pull_policy: Sometimes\n", nil, "runtime.kubernetes.image_pull_policy"},
+		{"toleration operator", "runtime:\n  kubernetes:\n    tolerations: [{key: a, operator: Maybe}]\n", nil, "runtime.kubernetes.tolerations"},
+		{"toleration effect", "runtime:\n  kubernetes:\n    tolerations: [{key: a, effect: Never}]\n", nil, "runtime.kubernetes.tolerations"},
+		{"empty sandbox namespace", "", map[string]string{"ORCH_RUNTIME_KUBERNETES_NAMESPACE": " "}, "runtime.kubernetes.namespace"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -24,9 +24,9 @@ import (
 type Options struct {
 	Kubeconfig string // path; empty: the in-cluster service account
 	Namespace  string // where sandbox Pods (and their NetworkPolicy) live; required
-	// Cluster is runtime.cluster: every Pod carries it as LabelCluster and the NetworkPolicy
-	// selects on it, so orchestrators sharing a namespace keep their own policy. Required; a
-	// DNS label, since it is part of the policy's name.
+	// Cluster is runtime.cluster: a Pod whose Spec has no LabelCluster gets this one, and with
+	// AllowNetwork the egress NetworkPolicy selects it, so orchestrators sharing a namespace keep
+	// their own network setting. A DNS label, since it names that policy; default runtime.cluster's.
 	Cluster         string
 	RuntimeClass    string // Pod runtimeClassName (gvisor, kata); empty: the cluster default
 	ImagePullPolicy corev1.PullPolicy
@@ -69,8 +69,10 @@ type Runtime struct {
 	rest *rest.Config
 	opts Options
 	log  *zap.Logger
+	in   *interactive // working inside sandboxes: see process.go
 
 	isolation isolation // the NetworkPolicy, ensured before the first Pod
+	removals  removals  // the Pods deleted through Stop and Remove, for Watch
 }
 
 var _ runtimes.Runtime = (*Runtime)(nil)
@@ -96,11 +98,16 @@ func New(opts Options, log *zap.Logger) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: client: %w", err)
 	}
-	return &Runtime{cs: cs, rest: cfg, opts: opts, log: log.Named("kubernetes")}, nil
+	r := &Runtime{cs: cs, rest: cfg, opts: opts, log: log.Named("kubernetes")}
+	r.in = newInteractive(r)
+	return r, nil
 }
 
 // withDefaults fills the zero Options and refuses the invalid ones.
 func withDefaults(opts Options) (Options, error) {
+	if opts.Cluster == "" {
+		opts.Cluster = defaults.Runtime.Cluster
+	}
 	if opts.WorkDir == "" {
 		opts.WorkDir = defaultWorkDir
 	}
@@ -125,9 +132,9 @@ func withDefaults(opts Options) (Options, error) {
 	switch {
 	case opts.Namespace == "":
 		return opts, errors.New("kubernetes: Namespace is required")
-	case len(content.IsDNS1123Label(policyName(opts.Cluster))) > 0 || opts.Cluster == "":
+	case len(content.IsDNS1123Label(egressPolicyPrefix+opts.Cluster)) > 0:
 		return opts, fmt.Errorf("kubernetes: Cluster %q must be a DNS label (lower case letters, digits and '-') of at most %d characters",
-			opts.Cluster, 63-len(policyName("")))
+			opts.Cluster, 63-len(egressPolicyPrefix))
 	case opts.TmpfsSizeMB < 0, opts.EphemeralStorageMB < 0, opts.StopGrace < 0, opts.MaxLifetime < 0,
 		opts.StartTimeout < 0, opts.RequestTimeout < 0:
 		return opts, errors.New("kubernetes: sizes and durations must be positive")

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -12,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/utils/ptr"
@@ -79,9 +82,12 @@ func (r *Runtime) Create(ctx context.Context, spec runtimes.Spec) (string, error
 	case apierrors.IsNotFound(err):
 		// The only thing a create can miss is its namespace: a configuration error.
 		return "", fmt.Errorf("kubernetes: create %s: namespace %q: %w", spec.Name, r.opts.Namespace, err)
-	case refused(err):
-		// The message is Kubernetes' reason (the quota exceeded and by how much, the LimitRange
-		// or Pod Security rule): the client is told it. It names fields, never the env's values.
+	case admissionRefusal(err) && quotaWords.MatchString(err.Error()):
+		// The reason is Kubernetes' own (which quota, requested, used and limited; the
+		// LimitRange's bound): the client is told it. It names resources, never the env's values.
+		return "", fmt.Errorf("kubernetes: create %s: %w", spec.Name, &runtimes.QuotaError{Reason: err.Error()})
+	case admissionRefusal(err) || apierrors.IsInvalid(err):
+		// Another admission rule (Pod Security, a webhook) or validation refused the Pod.
 		return "", fmt.Errorf("kubernetes: create %s: %w: %w", spec.Name, runtimes.ErrSpecRefused, err)
 	case err != nil:
 		return "", r.apiErr(ctx, "create", spec.Name, err)
@@ -90,21 +96,24 @@ func (r *Runtime) Create(ctx context.Context, spec runtimes.Spec) (string, error
 	return created.Name, nil
 }
 
-// refused reports an API server's refusal of the Pod itself: invalid for this server, or denied
-// by an admission plugin (ResourceQuota, LimitRange, Pod Security). The authorizer's refusal is
-// not one (the driver's Role lacks a permission): it comes before the Pod is read, so it names
-// no Pod, while admission's names the one refused.
-func refused(err error) bool {
+// admissionRefusal reports an admission plugin's refusal of the Pod (ResourceQuota, LimitRange,
+// Pod Security, a webhook). The authorizer's refusal is not one (the driver's Role lacks a
+// permission): it comes before the Pod is read, so it names no Pod, while admission's names the
+// one refused.
+func admissionRefusal(err error) bool {
 	var status apierrors.APIStatus
-	if !errors.As(err, &status) {
+	if !errors.As(err, &status) || !apierrors.IsForbidden(err) {
 		return false
 	}
-	if apierrors.IsInvalid(err) {
-		return true
-	}
 	d := status.Status().Details
-	return apierrors.IsForbidden(err) && d != nil && d.Name != ""
+	return d != nil && d.Name != ""
 }
+
+// quotaWords are in the refusals of the ResourceQuota admission plugin ("exceeded quota: ...",
+// "failed quota: ...", "status unknown for quota: ...") and of the LimitRanger ("maximum cpu usage
+// per Container is ...", "... limit to request ratio per Pod is ..."), which the API server
+// reports as plain Forbidden errors.
+var quotaWords = regexp.MustCompile(`quota|usage per |ratio per |limit ranges`)
 
 // adoptExisting returns the name of the Pod already holding spec.Name if it belongs to the same
 // sandbox, so that a retried create is idempotent; a name held by anything else is an error.
@@ -126,13 +135,17 @@ func (r *Runtime) adoptExisting(ctx context.Context, spec runtimes.Spec) (string
 	return p.Name, nil
 }
 
-// Start waits, up to Options.StartTimeout, until the Pod's main container runs (or has already
-// ended: Inspect then says how), since a Pod starts by itself once created. A Pod that cannot
-// start (its image cannot be had, no node can take it, the wait timed out) is removed before
-// Start returns the error, so a caller that stops there leaves nothing behind.
+// Start lets the scheduler place the Pod (Create held it back) and waits, up to
+// Options.StartTimeout, until its main container runs or has already ended (Inspect then says
+// how). Starting a running Pod is a no-op. A Pod that cannot start (its image cannot be had, no
+// node can take it, the wait timed out) is removed before Start returns the error, so that a
+// caller that stops there leaves nothing behind.
 func (r *Runtime) Start(ctx context.Context, id string) error {
 	if id == "" {
 		return emptyID("start")
+	}
+	if err := r.ungate(ctx, id); err != nil {
+		return err
 	}
 	wctx, cancel := context.WithTimeout(ctx, r.opts.StartTimeout)
 	defer cancel()
@@ -156,6 +169,17 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 		r.log.Warn("removing a pod that could not start", zap.String("name", id), zap.Error(rerr))
 	}
 	return fmt.Errorf("kubernetes: start %s: %w", id, err)
+}
+
+// ungatePatch removes the Pod's scheduling gates (the API server allows only their removal); it
+// changes nothing on a Pod already started.
+var ungatePatch = []byte(`{"spec":{"schedulingGates":null}}`)
+
+func (r *Runtime) ungate(ctx context.Context, id string) error {
+	rctx, cancel := r.requestContext(ctx)
+	defer cancel()
+	_, err := r.pods().Patch(rctx, id, types.MergePatchType, ungatePatch, metav1.PatchOptions{FieldManager: fieldManager})
+	return r.apiErr(ctx, "start", id, err)
 }
 
 // started is Start's condition: the main container runs or ended; an image that cannot be had
@@ -200,33 +224,49 @@ func notStarted(p *corev1.Pod, after time.Duration) error {
 	return fmt.Errorf("not running after %s: pod is %s", after, p.Status.Phase)
 }
 
-// Stop deletes the Pod with grace (Options.StopGrace when grace <= 0) between SIGTERM and SIGKILL,
-// as a Pod cannot be stopped and kept, and waits until its container has ended. A missing Pod is
-// ErrNotFound.
+// Stop ends the Pod's main container and keeps the Pod, so that how it ended and its logs stay
+// readable until Remove. Kubernetes has no stop call: Stop sets the Pod's activeDeadlineSeconds to
+// 1 (its minimum, long past for a running Pod), the kubelet then sends SIGTERM and, after the
+// terminationGracePeriodSeconds fixed at create (Options.StopGrace), SIGKILL; the stopAnnotation
+// tells this end from Options.MaxLifetime's. grace only bounds the wait: a Pod's grace period
+// cannot change once created. Stopping an ended or never started Pod is a no-op; a missing Pod
+// is ErrNotFound.
 func (r *Runtime) Stop(ctx context.Context, id string, grace time.Duration) error {
 	if id == "" {
 		return emptyID("stop")
 	}
-	if grace <= 0 {
-		grace = r.opts.StopGrace
-	}
-	if err := r.delete(ctx, "stop", id, seconds(grace)); err != nil {
-		return err
-	}
-	wctx, cancel := context.WithTimeout(ctx, grace+stopMargin)
+	rctx, cancel := r.requestContext(ctx)
 	defer cancel()
-	err := r.waitFor(wctx, id, func(p *corev1.Pod) (bool, error) {
+	p, err := r.pods().Get(rctx, id, metav1.GetOptions{})
+	if err != nil {
+		return r.apiErr(ctx, "stop", id, err)
+	}
+	if _, over := outcome(p); over || p.Spec.NodeName == "" {
+		return nil
+	}
+	if _, err := r.pods().Patch(rctx, id, types.StrategicMergePatchType, stopPatch, metav1.PatchOptions{FieldManager: fieldManager}); err != nil {
+		return r.apiErr(ctx, "stop", id, err)
+	}
+	wait := max(grace, r.opts.StopGrace) + stopMargin
+	wctx, cancelWait := context.WithTimeout(ctx, wait)
+	defer cancelWait()
+	err = r.waitFor(wctx, id, func(p *corev1.Pod) (bool, error) {
 		if p == nil {
-			return true, nil
+			return true, nil // removed meanwhile: stopped all the same
 		}
 		_, over := outcome(p)
 		return over, nil
 	})
 	if err != nil && wctx.Err() != nil && ctx.Err() == nil {
-		return fmt.Errorf("kubernetes: stop %s: its container still runs %s after the deletion", id, grace+stopMargin)
+		return fmt.Errorf("kubernetes: stop %s: its main container still runs %s after the stop", id, wait)
 	}
 	return err
 }
+
+// stopAnnotation marks a Pod that Stop ended (its deadline was Stop's, not Options.MaxLifetime's).
+const stopAnnotation = "dev.insien.orchestrator/stopped"
+
+var stopPatch = []byte(`{"metadata":{"annotations":{"` + stopAnnotation + `":"true"}},"spec":{"activeDeadlineSeconds":1}}`)
 
 // Remove deletes the Pod at once (grace period 0: the API object goes now, and the kubelet kills
 // what still runs with the shortest grace it has, one second); a missing Pod is success.
@@ -234,6 +274,7 @@ func (r *Runtime) Remove(ctx context.Context, id string) error {
 	if id == "" {
 		return nil
 	}
+	r.removals.add(id)
 	if err := r.delete(ctx, "remove", id, 0); err != nil && !errors.Is(err, runtimes.ErrNotFound) {
 		return err
 	}
@@ -306,14 +347,16 @@ const (
 
 // ending is how a Pod's main process ended.
 type ending struct {
-	exitCode  int  // -1: the Pod was ended from outside (evicted, deleted, out of time)
+	exitCode  int  // -1: unknown, or the Pod was ended from outside
 	oomKilled bool // the out-of-memory killer ended the main process
+	evicted   bool // the kubelet evicted the Pod to reclaim a resource
+	deleted   bool // the Pod was deleted (through Stop or Remove, or behind the driver's back)
 	why       string
 }
 
-// outcome tells whether a Pod's main process has ended, and how. A Pod the kubelet evicted, one
-// past its deadline and one being deleted report exit code -1: their main process did not end by
-// itself, whatever status the kill left it.
+// outcome tells whether a Pod's main process has ended, and how. A Pod past its deadline or being
+// deleted reports exit code -1: its main process did not end by itself, whatever status the kill
+// left it; an evicted one reports the status the kubelet recorded, or -1.
 func outcome(p *corev1.Pod) (ending, bool) {
 	st := mainStatus(p)
 	var term *corev1.ContainerStateTerminated
@@ -321,25 +364,28 @@ func outcome(p *corev1.Pod) (ending, bool) {
 		term = st.State.Terminated
 	}
 	finished := p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded
-	switch {
-	case term == nil && !finished:
+	// A Pod is marked failed (evicted, past its deadline) before the kubelet has killed its
+	// container: it has ended once the container has, or never ran.
+	if term == nil && (!finished || st != nil && st.State.Running != nil) {
 		return ending{}, false
-	case p.Status.Reason == reasonEvicted || p.Status.Reason == reasonDeadlineExceeded:
-		return ending{exitCode: -1, why: p.Status.Reason + ": " + p.Status.Message}, true
+	}
+	e := ending{exitCode: -1}
+	if term != nil {
+		e.exitCode = int(term.ExitCode)
+	}
+	switch {
+	case p.Status.Reason == reasonEvicted:
+		e.evicted, e.why = true, p.Status.Reason+": "+p.Status.Message
+	case p.Status.Reason == reasonDeadlineExceeded && p.Annotations[stopAnnotation] == "":
+		e.exitCode, e.why = -1, p.Status.Reason+": "+p.Status.Message
 	case p.DeletionTimestamp != nil:
-		return ending{exitCode: -1, why: "deleted"}, true
+		e.exitCode, e.deleted, e.why = -1, true, "deleted"
 	case term == nil:
-		return ending{exitCode: -1, why: fmt.Sprintf("pod %s: %s", p.Status.Phase, p.Status.Message)}, true
-	}
-	e := ending{exitCode: int(term.ExitCode), oomKilled: term.Reason == reasonOOMKilled && term.ExitCode == sigkillExit}
-	if term.Reason != "" && term.Reason != "Completed" && term.Reason != "Error" {
-		e.why = term.Reason
-		if term.Message != "" {
-			e.why += ": " + term.Message
-		}
-	}
-	if e.oomKilled {
-		e.why = "out of memory (OOM killed)"
+		e.why = strings.TrimSuffix(fmt.Sprintf("pod %s: %s", p.Status.Phase, p.Status.Message), ": ")
+	case term.Reason == reasonOOMKilled && term.ExitCode == sigkillExit:
+		e.oomKilled, e.why = true, "out of memory (OOM killed)"
+	case term.Reason != "" && term.Reason != "Completed" && term.Reason != "Error":
+		e.why = strings.TrimSuffix(term.Reason+": "+term.Message, ": ")
 	}
 	return e, true
 }
@@ -362,7 +408,7 @@ func podInfo(p *corev1.Pod) runtimes.Info {
 		info.StartedAt = st.State.Running.StartedAt.Time
 	}
 	if end, over := outcome(p); over {
-		info.State, info.ExitCode, info.OOMKilled, info.Error = runtimes.StateExited, end.exitCode, end.oomKilled, end.why
+		info.State, info.ExitCode, info.OOMKilled, info.Evicted, info.Error = runtimes.StateExited, end.exitCode, end.oomKilled, end.evicted, end.why
 		if t := st; t != nil && t.State.Terminated != nil {
 			info.StartedAt, info.FinishedAt = t.State.Terminated.StartedAt.Time, t.State.Terminated.FinishedAt.Time
 		}

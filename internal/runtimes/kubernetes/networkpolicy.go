@@ -2,6 +2,7 @@ package kubernetes
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	networkingv1 "k8s.io/api/networking/v1"
@@ -12,49 +13,77 @@ import (
 	"github.com/insien/orchestrator/internal/runtimes"
 )
 
-// policyName is the NetworkPolicy of one orchestrator cluster's sandbox Pods.
-func policyName(cluster string) string { return "insien-sandboxes-" + cluster }
+// The NetworkPolicies of the sandbox namespace. Policies only ever add allowed traffic, so the
+// isolation is one policy that selects every sandbox Pod (whatever its cluster) and allows
+// nothing, and an operator's AllowNetwork is a second policy that allows egress to the Pods of
+// its own cluster only: an orchestrator that shares the namespace cannot open another's sandboxes.
+const (
+	isolationPolicy    = "insien-sandboxes-isolation"
+	egressPolicyPrefix = "insien-sandboxes-egress-"
+)
 
-// isolation remembers that the NetworkPolicy was ensured, so that it is applied once per process
-// (and retried by the next create when it failed).
+// isolation remembers that the NetworkPolicies were ensured, so that they are applied once per
+// process (and retried by the next create when that failed).
 type isolation struct {
 	mu   sync.Mutex
 	done bool
 }
 
-// ensureIsolation creates or updates the NetworkPolicy that selects every sandbox Pod of this
-// cluster, before the first Pod exists. It fails closed: no Pod is created while the policy
-// cannot be applied. Whether traffic is actually blocked depends on the cluster's network
-// plugin enforcing NetworkPolicies (Calico, Cilium, ...; plain bridge CNI does not).
+// ensureIsolation makes the namespace's NetworkPolicies match Options.AllowNetwork before the
+// first Pod exists. It fails closed: no Pod is created while they cannot be applied. Whether
+// traffic is actually blocked depends on the cluster's network plugin enforcing NetworkPolicies
+// (Calico, Cilium, ...; the plain bridge plugin does not).
 func (r *Runtime) ensureIsolation(ctx context.Context) error {
 	r.isolation.mu.Lock()
 	defer r.isolation.mu.Unlock()
 	if r.isolation.done {
 		return nil
 	}
-	rctx, cancel := r.requestContext(ctx)
-	defer cancel()
-	// Server-side apply is create-or-update in one idempotent call, and it drops the rules a
-	// previous configuration (AllowNetwork) set and this one does not.
-	_, err := r.cs.NetworkingV1().NetworkPolicies(r.opts.Namespace).Apply(rctx, r.networkPolicy(),
-		metav1.ApplyOptions{FieldManager: fieldManager, Force: true})
-	if err != nil {
-		return r.apiErr(ctx, "apply network policy", policyName(r.opts.Cluster), err)
+	policies := r.cs.NetworkingV1().NetworkPolicies(r.opts.Namespace)
+	// Server-side apply is create-or-update in one idempotent call.
+	apply := func(p *netapply.NetworkPolicyApplyConfiguration) error {
+		rctx, cancel := r.requestContext(ctx)
+		defer cancel()
+		_, err := policies.Apply(rctx, p, metav1.ApplyOptions{FieldManager: fieldManager, Force: true})
+		return r.apiErr(ctx, "apply network policy", *p.Name, err)
+	}
+	if err := apply(r.isolationPolicy()); err != nil {
+		return err
+	}
+	egress := egressPolicyPrefix + r.opts.Cluster
+	if r.opts.AllowNetwork {
+		if err := apply(r.egressPolicy()); err != nil {
+			return err
+		}
+	} else {
+		// A previous configuration may have allowed network: that must not outlive it.
+		rctx, cancel := r.requestContext(ctx)
+		defer cancel()
+		err := r.apiErr(ctx, "delete network policy", egress, policies.Delete(rctx, egress, metav1.DeleteOptions{}))
+		if err != nil && !errors.Is(err, runtimes.ErrNotFound) {
+			return err
+		}
 	}
 	r.isolation.done = true
 	return nil
 }
 
-// networkPolicy denies sandbox Pods all ingress and egress; with Options.AllowNetwork, egress
-// to anywhere is allowed (ingress stays denied: nothing needs to connect to a sandbox, and
-// sandboxes cannot reach each other).
-func (r *Runtime) networkPolicy() *netapply.NetworkPolicyApplyConfiguration {
-	sandboxes := map[string]string{runtimes.LabelManagedBy: "true", runtimes.LabelCluster: r.opts.Cluster}
-	spec := netapply.NetworkPolicySpec().
-		WithPodSelector(metaapply.LabelSelector().WithMatchLabels(sandboxes)).
-		WithPolicyTypes(networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress)
-	if r.opts.AllowNetwork {
-		spec.WithEgress(netapply.NetworkPolicyEgressRule()) // one empty rule: every destination
-	}
-	return netapply.NetworkPolicy(policyName(r.opts.Cluster), r.opts.Namespace).WithLabels(sandboxes).WithSpec(spec)
+// isolationPolicy denies every sandbox Pod in the namespace all ingress and egress.
+func (r *Runtime) isolationPolicy() *netapply.NetworkPolicyApplyConfiguration {
+	sandboxes := map[string]string{runtimes.LabelManagedBy: "true"}
+	return netapply.NetworkPolicy(isolationPolicy, r.opts.Namespace).WithLabels(sandboxes).WithSpec(
+		netapply.NetworkPolicySpec().
+			WithPodSelector(metaapply.LabelSelector().WithMatchLabels(sandboxes)).
+			WithPolicyTypes(networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress))
+}
+
+// egressPolicy allows this cluster's sandbox Pods egress to anywhere (Options.AllowNetwork).
+// Ingress stays denied: nothing needs to connect to a sandbox, and sandboxes cannot reach each other.
+func (r *Runtime) egressPolicy() *netapply.NetworkPolicyApplyConfiguration {
+	ours := map[string]string{runtimes.LabelManagedBy: "true", runtimes.LabelCluster: r.opts.Cluster}
+	return netapply.NetworkPolicy(egressPolicyPrefix+r.opts.Cluster, r.opts.Namespace).WithLabels(ours).WithSpec(
+		netapply.NetworkPolicySpec().
+			WithPodSelector(metaapply.LabelSelector().WithMatchLabels(ours)).
+			WithPolicyTypes(networkingv1.PolicyTypeEgress).
+			WithEgress(netapply.NetworkPolicyEgressRule())) // one empty rule: every destination
 }

@@ -33,6 +33,11 @@ const defaultWorkDir = "/workspace"
 // with a refusal at once, so no name ever resolves (and no query leaves the Pod).
 const noNameserver = "127.0.0.1"
 
+// startGate holds a created Pod back from the scheduler until Start removes it, so that Create
+// makes a sandbox without running it, as on Docker (a retried create, quotas and the NetworkPolicy
+// all apply before anything runs).
+const startGate = "dev.insien.orchestrator/start"
+
 // Volumes that replace the writable image filesystem when Options.ReadOnlyRoot.
 const (
 	tmpVolume     = "tmp"
@@ -99,7 +104,8 @@ func (r *Runtime) podFor(spec runtimes.Spec) (*corev1.Pod, error) {
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: spec.Name, Namespace: r.opts.Namespace, Labels: labels},
 		Spec: corev1.PodSpec{
-			Containers: []corev1.Container{c},
+			Containers:      []corev1.Container{c},
+			SchedulingGates: []corev1.PodSchedulingGate{{Name: startGate}},
 			// The orchestrator decides when a sandbox goes away (it wants its exit status first),
 			// and a crashed sandbox must stay down until it reacts.
 			RestartPolicy: corev1.RestartPolicyNever,
@@ -157,7 +163,7 @@ func validSpec(spec runtimes.Spec) error {
 		return fmt.Errorf("name %q is not a DNS label (lower case letters, digits and '-', at most 63)", spec.Name)
 	case spec.CPU < 0 || math.IsNaN(spec.CPU) || math.IsInf(spec.CPU, 0) || spec.MemoryMB < 0 || spec.PidsLimit < 0:
 		return fmt.Errorf("negative or invalid resource limits")
-	case spec.CPU != 0 && milliCPU(spec.CPU) < milliCPU(runtimes.MinCPU):
+	case spec.CPU != 0 && spec.CPU < runtimes.MinCPU:
 		return fmt.Errorf("cpu %g is under the enforceable minimum %g", spec.CPU, runtimes.MinCPU)
 	case spec.MemoryMB != 0 && (spec.MemoryMB < runtimes.MinMemoryMB || spec.MemoryMB > maxMemoryMB):
 		return fmt.Errorf("memory %d MiB is outside %d to %d MiB", spec.MemoryMB, runtimes.MinMemoryMB, int64(maxMemoryMB))
@@ -171,18 +177,17 @@ func validSpec(spec runtimes.Spec) error {
 	return nil
 }
 
-// podLabels are the Spec's labels plus the ones every sandbox Pod carries: LabelManagedBy, and
-// this driver's cluster, which the NetworkPolicy selects on, so that no sandbox escapes it.
+// podLabels are the Spec's labels plus LabelManagedBy, which the NetworkPolicy selects on, and
+// LabelCluster (this driver's when the Spec has none), which an egress policy selects on.
 func (r *Runtime) podLabels(in map[string]string) (map[string]string, error) {
-	if c, ok := in[runtimes.LabelCluster]; ok && c != r.opts.Cluster {
-		return nil, fmt.Errorf("label %s=%q is not this driver's cluster %q", runtimes.LabelCluster, c, r.opts.Cluster)
-	}
 	labels := maps.Clone(in)
 	if labels == nil {
 		labels = map[string]string{}
 	}
 	labels[runtimes.LabelManagedBy] = "true"
-	labels[runtimes.LabelCluster] = r.opts.Cluster
+	if labels[runtimes.LabelCluster] == "" {
+		labels[runtimes.LabelCluster] = r.opts.Cluster
+	}
 	for k, v := range labels {
 		if errs := append(content.IsLabelKey(k), content.IsLabelValue(v)...); len(errs) > 0 {
 			return nil, fmt.Errorf("label %s=%q cannot be a Kubernetes label: %s", k, v, strings.Join(errs, "; "))

@@ -1,6 +1,7 @@
-package kubernetes
+package kubernetes_test
 
 import (
+	"cmp"
 	"math"
 	"reflect"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/insien/orchestrator/internal/runtimes"
+	"github.com/insien/orchestrator/internal/runtimes/kubernetes"
 )
 
 // hardened is what a sandbox Pod must look like, spelled out independently of the builder so that
@@ -35,6 +37,7 @@ type hardened struct {
 	pullPolicy           corev1.PullPolicy
 	labels               map[string]string // besides LabelManagedBy and LabelCluster
 	cluster              string
+	gated                bool // not started yet
 }
 
 // checkPod reports every way p differs from w.
@@ -53,6 +56,9 @@ func checkPod(t *testing.T, p *corev1.Pod, w hardened) {
 	check("automountServiceAccountToken", s.AutomountServiceAccountToken, ptr.To(false))
 	check("enableServiceLinks", s.EnableServiceLinks, ptr.To(false))
 	check("shareProcessNamespace", s.ShareProcessNamespace, ptr.To(true))
+	if w.gated {
+		check("schedulingGates", s.SchedulingGates, []corev1.PodSchedulingGate{{Name: "dev.insien.orchestrator/start"}})
+	}
 	check("host namespaces", []bool{s.HostNetwork, s.HostPID, s.HostIPC}, []bool{false, false, false})
 	check("pod seccomp", s.SecurityContext.SeccompProfile.Type, corev1.SeccompProfileTypeRuntimeDefault)
 	check("terminationGracePeriodSeconds", s.TerminationGracePeriodSeconds, &w.grace)
@@ -160,7 +166,7 @@ func TestPodForHardensEveryPod(t *testing.T) {
 	labels := map[string]string{runtimes.LabelSandboxID: "0b9d", runtimes.LabelUserID: "u1", runtimes.LabelInstance: "replica-1"}
 	tests := []struct {
 		name string
-		opts Options
+		opts kubernetes.Options
 		spec runtimes.Spec
 		want hardened
 	}{{
@@ -174,24 +180,28 @@ func TestPodForHardensEveryPod(t *testing.T) {
 		want: hardened{cpu: "255m", memory: "300Mi", storage: "1Gi", workDir: "/home/y", grace: 5, pullPolicy: corev1.PullIfNotPresent,
 			args: []string{"sleep", "infinity"}, env: []corev1.EnvVar{{Name: "A", Value: "secret value"}, {Name: "B", Value: "2"}}},
 	}, {
+		name: "a cluster label of the spec's own",
+		spec: runtimes.Spec{Name: "sbx-1", Image: "busybox", Labels: map[string]string{runtimes.LabelCluster: "test-0a1b", runtimes.LabelSandboxID: "2"}},
+		want: hardened{cpu: "1", memory: "512Mi", storage: "1Gi", workDir: "/workspace", grace: 5, pullPolicy: corev1.PullIfNotPresent},
+	}, {
 		name: "the smallest enforceable limits",
 		spec: runtimes.Spec{Name: "sbx-1", Image: "busybox", Labels: labels, CPU: runtimes.MinCPU, MemoryMB: runtimes.MinMemoryMB},
 		want: hardened{cpu: "10m", memory: "6Mi", storage: "1Gi", workDir: "/workspace", grace: 5, pullPolicy: corev1.PullIfNotPresent},
 	}, {
 		name: "read-only root with memory emptyDirs",
-		opts: Options{ReadOnlyRoot: true, TmpfsSizeMB: 64, WorkDir: "/work"},
+		opts: kubernetes.Options{ReadOnlyRoot: true, TmpfsSizeMB: 64, WorkDir: "/work"},
 		spec: runtimes.Spec{Name: "sbx-1", Image: "busybox", Labels: labels},
 		want: hardened{cpu: "1", memory: "512Mi", storage: "1Gi", workDir: "/work", grace: 5, pullPolicy: corev1.PullIfNotPresent,
 			readOnlyRoot: true, tmpfsSize: "64Mi"},
 	}, {
 		name: "read-only root working in /tmp has one emptyDir",
-		opts: Options{ReadOnlyRoot: true},
+		opts: kubernetes.Options{ReadOnlyRoot: true},
 		spec: runtimes.Spec{Name: "sbx-1", Image: "busybox", Labels: labels, WorkDir: "/tmp"},
 		want: hardened{cpu: "1", memory: "512Mi", storage: "1Gi", workDir: "/tmp", grace: 5, pullPolicy: corev1.PullIfNotPresent,
 			readOnlyRoot: true, tmpfsSize: "256Mi"},
 	}, {
 		name: "network, placement, lifetime and grace from the operator",
-		opts: Options{AllowNetwork: true, RuntimeClass: "gvisor", NodeSelector: map[string]string{"pool": "sandboxes"},
+		opts: kubernetes.Options{AllowNetwork: true, RuntimeClass: "gvisor", NodeSelector: map[string]string{"pool": "sandboxes"},
 			Tolerations:     []corev1.Toleration{{Key: "untrusted", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}},
 			ImagePullPolicy: corev1.PullNever, EphemeralStorageMB: 100, StopGrace: 1500 * time.Millisecond, MaxLifetime: 24 * time.Hour},
 		spec: runtimes.Spec{Name: "sbx-1", Image: "busybox", Labels: labels},
@@ -202,11 +212,12 @@ func TestPodForHardensEveryPod(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := unitRuntime(t, tt.opts)
-			p, err := r.podFor(tt.spec)
+			p, err := r.PodFor(tt.spec)
 			if err != nil {
 				t.Fatal(err)
 			}
-			tt.want.name, tt.want.image, tt.want.labels, tt.want.cluster = tt.spec.Name, tt.spec.Image, labels, "test"
+			tt.want.name, tt.want.image, tt.want.labels, tt.want.gated = tt.spec.Name, tt.spec.Image, tt.spec.Labels, true
+			tt.want.cluster = cmp.Or(tt.spec.Labels[runtimes.LabelCluster], "test")
 			checkPod(t, p, tt.want)
 			if p.Namespace != "ns" {
 				t.Errorf("namespace %q, want the driver's", p.Namespace)
@@ -227,24 +238,23 @@ func TestPodForRefusesWhatCannotRun(t *testing.T) {
 		{"no image", func(s *runtimes.Spec) { s.Image = "" }, "image is required"},
 		{"name not a DNS label", func(s *runtimes.Spec) { s.Name = "Sbx_1" }, "not a DNS label"},
 		{"name too long for a hostname", func(s *runtimes.Spec) { s.Name = strings.Repeat("a", 64) }, "not a DNS label"},
-		{"cpu under the minimum", func(s *runtimes.Spec) { s.CPU = 0.004 }, "enforceable minimum"},
+		{"cpu under the minimum", func(s *runtimes.Spec) { s.CPU = 0.0099 }, "enforceable minimum"},
 		{"cpu not a number", func(s *runtimes.Spec) { s.CPU = math.NaN() }, "invalid resource limits"},
 		{"negative memory", func(s *runtimes.Spec) { s.MemoryMB = -1 }, "invalid resource limits"},
 		{"memory under the minimum", func(s *runtimes.Spec) { s.MemoryMB = 5 }, "outside"},
 		{"env name with =", func(s *runtimes.Spec) { s.Env = map[string]string{"A=B": "x"} }, "invalid environment variable"},
 		{"env value with NUL", func(s *runtimes.Spec) { s.Env = map[string]string{"A": "x\x00"} }, "invalid environment variable"},
 		{"relative work dir", func(s *runtimes.Spec) { s.WorkDir = "work" }, "must be absolute"},
-		{"another cluster's label", func(s *runtimes.Spec) { s.Labels = map[string]string{runtimes.LabelCluster: "other"} }, "not this driver's cluster"},
 		{"label value Kubernetes cannot hold", func(s *runtimes.Spec) {
 			s.Labels = map[string]string{runtimes.LabelInstance: "host name with spaces"}
 		}, "cannot be a Kubernetes label"},
 	}
-	r := unitRuntime(t, Options{})
+	r := unitRuntime(t, kubernetes.Options{})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			spec := ok
 			tt.change(&spec)
-			_, err := r.podFor(spec)
+			_, err := r.PodFor(spec)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("podFor: %v, want an error saying %q", err, tt.want)
 			}
@@ -259,31 +269,30 @@ func TestPodForRefusesWhatCannotRun(t *testing.T) {
 func TestOptionsRefused(t *testing.T) {
 	tests := []struct {
 		name string
-		opts Options
+		opts kubernetes.Options
 		want string
 	}{
-		{"no namespace", Options{Cluster: "c"}, "Namespace is required"},
-		{"no cluster", Options{Namespace: "ns"}, "must be a DNS label"},
-		{"cluster not a DNS label", Options{Namespace: "ns", Cluster: "Prod_EU"}, "must be a DNS label"},
-		{"negative size", Options{Namespace: "ns", Cluster: "c", TmpfsSizeMB: -1}, "must be positive"},
+		{"no namespace", kubernetes.Options{Cluster: "c"}, "Namespace is required"},
+		{"cluster not a DNS label", kubernetes.Options{Namespace: "ns", Cluster: "Prod_EU"}, "must be a DNS label"},
+		{"negative size", kubernetes.Options{Namespace: "ns", Cluster: "c", TmpfsSizeMB: -1}, "must be positive"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := New(tt.opts, nil); err == nil || !strings.Contains(err.Error(), tt.want) {
+			if _, err := kubernetes.New(tt.opts, nil); err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("New: %v, want an error saying %q", err, tt.want)
 			}
 		})
 	}
 }
 
-// unitRuntime is a driver with opts (namespace "ns", cluster "test") that builds Pods without a
-// cluster.
-func unitRuntime(t *testing.T, opts Options) *Runtime {
+// unitRuntime is a driver with opts (namespace "ns", cluster "test") for an API server that is
+// never contacted: it builds Pods.
+func unitRuntime(t *testing.T, opts kubernetes.Options) *kubernetes.Runtime {
 	t.Helper()
-	opts.Namespace, opts.Cluster = "ns", "test"
-	opts, err := withDefaults(opts)
+	opts.Namespace, opts.Cluster, opts.Kubeconfig = "ns", "test", kubeconfigFor(t, closedAddress(t))
+	r, err := kubernetes.New(opts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Runtime{opts: opts}
+	return r
 }

@@ -3,6 +3,8 @@ package kubernetes
 import (
 	"context"
 	"fmt"
+	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -24,9 +26,10 @@ const (
 )
 
 // Watch implements runtimes.Runtime with a list and watch of the sandbox Pods that carry labels:
-// EventResync after each listing, EventExited when a Pod's main container ends, the Pod is
-// evicted or passes its deadline (ExitCode -1), or the Pod is deleted before its main container
-// was seen to end (ExitCode -1: deleted behind the orchestrator's back, or by its own Remove).
+// EventResync after each listing; EventExited when a Pod's main container ends, the kubelet
+// evicts the Pod (Evicted) or its deadline passes (ExitCode -1), or Stop or Remove deleted it;
+// EventGone when anyone else deletes a Pod whose end was not reported yet (an operator, the node
+// controller). A Pod is reported once, when it is first seen ended.
 func (r *Runtime) Watch(ctx context.Context, labels map[string]string) <-chan runtimes.Event {
 	out := make(chan runtimes.Event)
 	go r.watch(ctx, labels, out)
@@ -72,14 +75,14 @@ func (r *Runtime) watch(ctx context.Context, labels map[string]string, out chan<
 		switch {
 		case typ == watch.Deleted:
 			if !over {
-				end = ending{exitCode: -1}
+				end = ending{exitCode: -1, deleted: true}
 			}
 		case !over:
 			return false
 		default:
 			reported[p.UID] = true
 		}
-		return !send(exitEvent(p, end))
+		return !send(r.endEvent(p, end))
 	}
 
 	opts := metav1.ListOptions{LabelSelector: selector(labels)}
@@ -106,10 +109,53 @@ func (r *Runtime) watch(ctx context.Context, labels map[string]string, out chan<
 	}
 }
 
-// exitEvent is the EventExited of a Pod, with its orchestrator labels.
-func exitEvent(p *corev1.Pod, end ending) runtimes.Event {
-	return runtimes.Event{Kind: runtimes.EventExited, ID: p.Name, Name: p.Name, Labels: p.Labels,
-		ExitCode: end.exitCode, OOMKilled: end.oomKilled}
+// endEvent reports a Pod's end: EventGone when it was deleted, and not through this driver.
+func (r *Runtime) endEvent(p *corev1.Pod, end ending) runtimes.Event {
+	kind := runtimes.EventExited
+	if end.deleted && !r.removals.has(p.Name) {
+		kind = runtimes.EventGone
+	}
+	labels := map[string]string{}
+	for k, v := range p.Labels {
+		if strings.HasPrefix(k, runtimes.LabelManagedBy) {
+			labels[k] = v
+		}
+	}
+	return runtimes.Event{Kind: kind, ID: p.Name, Name: p.Name, Labels: labels,
+		ExitCode: end.exitCode, OOMKilled: end.oomKilled, Evicted: end.evicted}
+}
+
+// removals remembers, for removalMemory, the Pods this driver deleted (Stop, Remove), so that
+// Watch tells their end from a deletion behind its back. Another replica's deletions are not
+// known here: they are reported as EventGone, for Pods the orchestrator already ended.
+type removals struct {
+	mu sync.Mutex
+	at map[string]time.Time
+}
+
+// removalMemory outlasts any Pod's termination after its deletion (grace period and kubelet sync).
+const removalMemory = 10 * time.Minute
+
+func (m *removals) add(name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now()
+	if m.at == nil {
+		m.at = map[string]time.Time{}
+	}
+	for n, at := range m.at {
+		if now.Sub(at) > removalMemory {
+			delete(m.at, n)
+		}
+	}
+	m.at[name] = now
+}
+
+func (m *removals) has(name string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.at[name]
+	return ok
 }
 
 // waitFor follows one Pod until done says so or fails; done gets nil once the Pod is gone.

@@ -268,6 +268,7 @@ func (s *Service) failStart(ctx context.Context, row *model.Sandbox, cause error
 // startFailure is the end_reason and client error of a failed start. Neither carries the
 // engine's text (it names host paths and cgroups); the cause goes to the log only.
 func startFailure(row *model.Sandbox, cause error) (string, error) {
+	var quota *runtimes.QuotaError
 	switch {
 	case errors.Is(cause, runtimes.ErrImageNotFound):
 		return model.EndImageUnavailable, apierror.Unprocessable("image_unavailable",
@@ -275,6 +276,10 @@ func startFailure(row *model.Sandbox, cause error) (string, error) {
 	case errors.Is(cause, runtimes.ErrUnavailable):
 		return model.EndRuntimeUnavailable, apierror.Unavailable("runtime_unavailable",
 			"the sandbox runtime is unavailable; sandbox %s failed, retry later", row.ID).WithCause(cause)
+	case errors.As(cause, &quota):
+		return model.EndQuotaExceeded, apierror.Conflict("runtime_quota_exceeded",
+			"the runtime's quota refused sandbox %s: %s; retry once other sandboxes ended, or ask the operator to raise it",
+			row.ID, quota.Reason).WithCause(cause)
 	case errors.Is(cause, runtimes.ErrSpecRefused):
 		return model.EndLimitsRefused, apierror.Unprocessable("limits_unavailable",
 			"this server cannot run a sandbox with cpu %g and memory_mb %d (it may have fewer CPUs or less memory); ask for less",

@@ -89,6 +89,7 @@ const (
 	EndStartFailed        = "start_failed"        // the runtime refused to create or start it
 	EndImageUnavailable   = "image_unavailable"   // its image is not on the server
 	EndRuntimeUnavailable = "runtime_unavailable" // the runtime did not answer while creating it
+	EndQuotaExceeded      = "quota_exceeded"      // the runtime's own quota (Kubernetes ResourceQuota) refused it
 	EndLimitsRefused      = "limits_refused"      // the runtime cannot apply its cpu or memory
 )
 

@@ -1,0 +1,6 @@
+package kubernetes
+
+import "github.com/insien/orchestrator/internal/runtimes/shell"
+
+// NewStarter exposes the driver's shell.Starter, so that tests can drive exec streams directly.
+func NewStarter(rt *Runtime) shell.Starter { return starter{rt} }

@@ -1,0 +1,152 @@
+package kubernetes_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8s "k8s.io/client-go/kubernetes"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/insien/orchestrator/internal/runtimes"
+	"github.com/insien/orchestrator/internal/runtimes/kubernetes"
+	"github.com/insien/orchestrator/internal/testenv"
+)
+
+// clusterTest is a namespace of its own on the test cluster, removed with its Pods when the test
+// ends, in which a test makes drivers with the Options it needs.
+type clusterTest struct {
+	t          testing.TB
+	cs         k8s.Interface // straight to the API server, not through the driver
+	kubeconfig string
+	ns         string
+}
+
+func newClusterTest(t testing.TB) *clusterTest {
+	t.Helper()
+	c := &clusterTest{t: t, kubeconfig: testenv.Require(t, "ORCH_TEST_KUBECONFIG"), ns: "kl-test-" + randomHex(4)}
+	cfg, err := clientcmd.BuildConfigFromFlags("", c.kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.cs, err = k8s.NewForConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	ctx := c.ctx()
+	if _, err := c.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: c.ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = c.pods().DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}, metav1.ListOptions{})
+		_ = c.cs.CoreV1().Namespaces().Delete(ctx, c.ns, metav1.DeleteOptions{})
+	})
+	// The namespace's default ServiceAccount, without which no Pod is admitted, appears a moment
+	// after the namespace.
+	for {
+		_, err := c.cs.CoreV1().ServiceAccounts(c.ns).Get(ctx, "default", metav1.GetOptions{})
+		if err == nil {
+			return c
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no default ServiceAccount in %s: %v", c.ns, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// ctx bounds one step of the test (a minute).
+func (c *clusterTest) ctx() context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	c.t.Cleanup(cancel)
+	return ctx
+}
+
+func (c *clusterTest) pods() typedcorev1.PodInterface { return c.cs.CoreV1().Pods(c.ns) }
+
+// runtime is a driver for the test's namespace: images are never pulled (the cluster has no
+// registry) and a stopped sandbox gets a second before SIGKILL, unless opts say otherwise.
+func (c *clusterTest) runtime(opts kubernetes.Options) *kubernetes.Runtime {
+	c.t.Helper()
+	opts.Kubeconfig, opts.Namespace = c.kubeconfig, c.ns
+	if opts.ImagePullPolicy == "" {
+		opts.ImagePullPolicy = corev1.PullNever
+	}
+	if opts.StopGrace == 0 {
+		opts.StopGrace = time.Second
+	}
+	r, err := kubernetes.New(opts, zaptest.NewLogger(c.t))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return r
+}
+
+// spec is a small sandbox (0.25 CPU, 64 MiB) of the test image with a fresh name and sandbox id.
+func (c *clusterTest) spec() runtimes.Spec {
+	id := randomHex(6)
+	return runtimes.Spec{
+		Name: "sbx-" + id, Image: testenv.Image(c.t), CPU: 0.25, MemoryMB: 64,
+		Labels: map[string]string{runtimes.LabelCluster: "test", runtimes.LabelSandboxID: id, runtimes.LabelUserID: "user-1"},
+	}
+}
+
+// start creates and starts spec's sandbox with r, failing the test otherwise.
+func (c *clusterTest) start(r *kubernetes.Runtime, spec runtimes.Spec) string {
+	c.t.Helper()
+	id, err := r.Create(c.ctx(), spec)
+	if err == nil {
+		err = r.Start(c.ctx(), id)
+	}
+	if err != nil {
+		c.t.Fatalf("starting %s: %v", spec.Name, err)
+	}
+	return id
+}
+
+// get reads a Pod straight from the API server; nil when there is none.
+func (c *clusterTest) get(name string) *corev1.Pod {
+	c.t.Helper()
+	p, err := c.pods().Get(c.ctx(), name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return p
+}
+
+// logs waits until the Pod's output contains until and returns it (read with client-go, not the
+// driver).
+func (c *clusterTest) logs(name, until string) string {
+	c.t.Helper()
+	ctx := c.ctx()
+	for {
+		out, err := c.pods().GetLogs(name, &corev1.PodLogOptions{Container: "sandbox"}).DoRaw(ctx)
+		if err == nil && strings.Contains(string(out), until) {
+			return string(out)
+		}
+		select {
+		case <-ctx.Done():
+			c.t.Fatalf("the output of %s never said %q: %q, %v", name, until, out, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
