@@ -823,10 +823,14 @@ func TestTerminal(t *testing.T) {
 func TestActivityExtendsExpiry(t *testing.T) {
 	id := startIdentity(t, nil)
 	u := newSandboxUser(t, id, "user_activity")
-	busy := u.create(t, `{"timeout_seconds":3}`)
-	idle := u.create(t, `{"timeout_seconds":3}`)
-	noExtend := u.create(t, `{"timeout_seconds":3,"auto_extend":false}`)
-	for range 6 {
+	// The busy one last: a create can take a second (a Pod), and it must not expire before its
+	// first exec.
+	idle := u.create(t, `{"timeout_seconds":5}`)
+	noExtend := u.create(t, `{"timeout_seconds":5,"auto_extend":false}`)
+	busy := u.create(t, `{"timeout_seconds":5}`)
+	// Activity every second or two (an exec through a Pod's API server can take a while on a
+	// loaded machine) for longer than the timeout.
+	for range 7 {
 		for _, sbID := range []string{busy.ID, noExtend.ID} {
 			resp := u.do(t, "POST", "/api/sandboxes/"+sbID+"/exec", `{"cmd":["true"]}`)
 			if sbID == busy.ID && resp.Status != http.StatusOK {
@@ -835,7 +839,7 @@ func TestActivityExtendsExpiry(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 	}
-	if got := u.get(t, busy.ID); got.Status != "running" || !got.ExpiresAt.After(busy.ExpiresAt.Add(3*time.Second)) {
+	if got := u.get(t, busy.ID); got.Status != "running" || !got.ExpiresAt.After(busy.ExpiresAt.Add(5*time.Second)) {
 		t.Errorf("busy sandbox: %s, expires %v (created expiring %v)", got.Status, got.ExpiresAt, busy.ExpiresAt)
 	}
 	eventually(t, "the idle sandboxes to expire", 5*time.Second, func() bool {

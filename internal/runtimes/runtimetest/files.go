@@ -303,7 +303,7 @@ func testReadFileBounds(t *testing.T, e *Env) {
 		}
 	})
 	e.Run(t, id, "sh", "-c", "kill $(cat /tmp/grow.pid) 2>/dev/null; sleep 0.1")
-	wantNoStrangers(t, e, id, base)
+	wantNoStrangers(t, e, id, base, time.Second)
 }
 
 // FilesystemRefusals: what the sandbox's kernel refuses is told apart, not a bare failure.

@@ -1,0 +1,535 @@
+package deploy_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/insien/orchestrator/internal/identity/apikeys"
+	"github.com/insien/orchestrator/internal/testenv"
+)
+
+// The deploy test: the manifests of this directory, applied to the test cluster, run the image
+// that scripts/image-orchestrator.sh builds; the kubelet's probes make the Deployment Ready; a
+// sandbox created through it is a Pod; deleting the orchestrator's Pod drains it (readiness false
+// while it still serves) and its replacement serves the same sandbox.
+func TestDeployedOrchestratorDrainsAndKeepsItsSandboxes(t *testing.T) {
+	cs, restCfg := testenv.KubeClient(t)
+	image := buildImage(t)
+	d := deploy(t, cs, restCfg, render(t), image)
+
+	applied := time.Now()
+	first := d.waitReady(t, "", 3*time.Minute)
+	t.Logf("Deployment Ready %s after the manifests were applied (Pod %s)", time.Since(applied).Round(10*time.Millisecond), first.Name)
+
+	api := d.client(t, d.createKey(t, first.Name))
+	sb := api.createSandbox(t)
+	sandboxPod := d.sandboxPod(t)
+	if out := api.exec(t, sb, "echo hello from $(hostname)"); out != "hello from "+sandboxPod.Name+"\n" {
+		t.Fatalf("exec in the sandbox printed %q, want the greeting from Pod %s", out, sandboxPod.Name)
+	}
+	// The rest of what the Role must allow the driver: pods/log, and exec for files and stats.
+	for _, path := range []string{"/logs", "/metrics", "/files/list?path=/tmp"} {
+		api.do(t, http.MethodGet, "/api/sandboxes/"+sb+path, nil, http.StatusOK, nil)
+	}
+
+	drain := d.deleteAndWatch(t, first.Name, api, sb)
+	t.Logf("drain of %s: %s", first.Name, drain)
+	if drain.notReady.IsZero() || drain.stopped.IsZero() || !drain.notReady.Before(drain.stopped) {
+		t.Errorf("readiness must fail while the old Pod still serves: %s", drain)
+	}
+	if drain.podNotReady.IsZero() {
+		t.Errorf("the kubelet never marked the draining Pod not Ready: %s", drain)
+	}
+	if drain.servedWhileDraining == 0 {
+		t.Errorf("no API request was served during the drain: %s", drain)
+	}
+	if drain.failedWhileDraining > 0 {
+		t.Errorf("%d API requests failed during the drain: %s", drain.failedWhileDraining, drain)
+	}
+
+	second := d.waitReady(t, first.Name, 3*time.Minute)
+	t.Logf("replacement %s Ready %s after the delete", second.Name, time.Since(drain.deleted).Round(10*time.Millisecond))
+
+	if status := api.sandboxStatus(t, sb); status != "running" {
+		t.Fatalf("after the orchestrator's Pod was replaced the sandbox is %s, want running", status)
+	}
+	if out := api.exec(t, sb, "echo still here"); out != "still here\n" {
+		t.Fatalf("exec after the replacement printed %q", out)
+	}
+	if again := d.sandboxPod(t); again.UID != sandboxPod.UID {
+		t.Fatalf("the sandbox's Pod was replaced (%s → %s): its state is lost", sandboxPod.UID, again.UID)
+	}
+	api.deleteSandbox(t, sb)
+	testenv.Eventually(t, "the sandbox's Pod to be deleted", time.Minute, func() bool {
+		pods, err := cs.CoreV1().Pods(d.sandboxNS).List(t.Context(), metav1.ListOptions{})
+		return err == nil && len(pods.Items) == 0
+	})
+}
+
+// buildImage runs scripts/image-orchestrator.sh (the task image:orchestrator) against the test
+// stack's Docker engine and imports the saved image into the test cluster's containerd.
+func buildImage(t *testing.T) string {
+	t.Helper()
+	containerd := testenv.Require(t, testenv.EnvK8sContainerd)
+	archive := filepath.Join(t.TempDir(), "image.tar")
+	start := time.Now()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command("../scripts/image-orchestrator.sh", "--output", archive)
+	cmd.Env = append(os.Environ(), "DOCKER_HOST="+testenv.Require(t, testenv.EnvDockerHost))
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("scripts/image-orchestrator.sh: %v\n%s", err, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	image := lines[len(lines)-1]
+	built := time.Since(start)
+	if out, err := exec.Command("ctr", "--address", containerd, "--namespace", "k8s.io", "images", "import", archive).CombinedOutput(); err != nil {
+		t.Fatalf("ctr images import: %v\n%s", err, out)
+	}
+	t.Logf("built %s in %s, imported in %s", image, built.Round(10*time.Millisecond), (time.Since(start) - built).Round(10*time.Millisecond))
+	return image
+}
+
+// deployment is the orchestrator deployed for one test, in namespaces of its own.
+type deployment struct {
+	cs         kubernetes.Interface
+	m          *manifests
+	ns         string // the orchestrator's namespace
+	sandboxNS  string
+	port       int
+	kubeconfig string
+}
+
+// deploy applies the manifests with what this machine needs changed, and removes everything when
+// the test ends. The changes are the test cluster's, not the manifests': host network (Postgres
+// and Redis of the test stack listen on this machine's loopback), the API server's loopback
+// address (the cluster runs no kube-proxy, so the kubernetes Service's ClusterIP leads nowhere),
+// one replica (two would want the same host port), the image just built, never pulled.
+func deploy(t *testing.T, cs kubernetes.Interface, restCfg *rest.Config, m *manifests, image string) *deployment {
+	t.Helper()
+	ctx := t.Context()
+	d := &deployment{cs: cs, m: m, port: testenv.FreePort(t), kubeconfig: testenv.Kubeconfig(t)}
+	// Before the namespaces, so that cleanup deletes the Pods before it drops their database.
+	secrets := map[string][]byte{
+		"DATABASE_URL": []byte(testenv.DatabaseURL(t)),
+		"REDIS_URL":    []byte(testenv.RedisURL(t)),
+		"JWT_SECRET":   []byte("deploy-test-jwt-secret-0123456789abcdef"),
+	}
+
+	// Namespaces first: their generated names go into every other object.
+	renamed := map[string]string{}
+	for _, ns := range m.namespaces {
+		original := ns.Name
+		ns.GenerateName, ns.Name = "orch-deploy-", ""
+		ns.Labels[testenv.LabelTestNamespace] = "true"
+		if original == m.deployment.Namespace {
+			// Host network is beyond every Pod Security level but privileged; the Pods keep
+			// every other restriction.
+			ns.Labels["pod-security.kubernetes.io/enforce"] = "privileged"
+		}
+		created, err := cs.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatalf("creating namespace %s: %v", original, err)
+		}
+		t.Cleanup(func() { deleteNamespace(t, cs, created.Name) })
+		renamed[original] = created.Name
+	}
+	d.ns, d.sandboxNS = renamed[m.deployment.Namespace], renamed[m.role.Namespace]
+	if d.ns == "" || d.sandboxNS == "" {
+		t.Fatalf("namespaces %v do not cover the Deployment's (%s) and the Role's (%s)", renamed, m.deployment.Namespace, m.role.Namespace)
+	}
+
+	m.serviceAccount.Namespace = d.ns
+	m.role.Namespace, m.roleBinding.Namespace = d.sandboxNS, d.sandboxNS
+	m.roleBinding.Subjects[0].Namespace = d.ns
+	m.configMap.Namespace, m.secret.Namespace, m.service.Namespace, m.pdb.Namespace = d.ns, d.ns, d.ns, d.ns
+	m.secret.Data = secrets
+
+	dep := m.deployment
+	dep.Namespace = d.ns
+	one := int32(1)
+	dep.Spec.Replicas = &one
+	spec := &dep.Spec.Template.Spec
+	spec.HostNetwork = true
+	api, err := url.Parse(restCfg.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range spec.InitContainers {
+		spec.InitContainers[i].Image, spec.InitContainers[i].ImagePullPolicy = image, corev1.PullNever
+	}
+	c := &spec.Containers[0]
+	c.Image, c.ImagePullPolicy = image, corev1.PullNever
+	c.Ports[0].ContainerPort = int32(d.port)
+	c.Env = append(c.Env,
+		corev1.EnvVar{Name: "KUBERNETES_SERVICE_HOST", Value: api.Hostname()},
+		corev1.EnvVar{Name: "KUBERNETES_SERVICE_PORT", Value: api.Port()},
+		corev1.EnvVar{Name: "ORCH_HTTP_PORT", Value: strconv.Itoa(d.port)},
+		corev1.EnvVar{Name: "ORCH_RUNTIME_KUBERNETES_NAMESPACE", Value: d.sandboxNS},
+		corev1.EnvVar{Name: "ORCH_RUNTIME_KUBERNETES_IMAGE_PULL_POLICY", Value: "Never"},
+		corev1.EnvVar{Name: "ORCH_RUNTIME_CLUSTER", Value: d.sandboxNS},
+		corev1.EnvVar{Name: "ORCH_SANDBOX_DEFAULT_IMAGE", Value: testenv.Image(t)},
+	)
+
+	steps := []struct {
+		what   string
+		create func() error
+	}{
+		{"service account", func() error {
+			_, err := cs.CoreV1().ServiceAccounts(d.ns).Create(ctx, m.serviceAccount, metav1.CreateOptions{})
+			return err
+		}},
+		{"role", func() error {
+			_, err := cs.RbacV1().Roles(d.sandboxNS).Create(ctx, m.role, metav1.CreateOptions{})
+			return err
+		}},
+		{"role binding", func() error {
+			_, err := cs.RbacV1().RoleBindings(d.sandboxNS).Create(ctx, m.roleBinding, metav1.CreateOptions{})
+			return err
+		}},
+		{"config map", func() error {
+			_, err := cs.CoreV1().ConfigMaps(d.ns).Create(ctx, m.configMap, metav1.CreateOptions{})
+			return err
+		}},
+		{"secret", func() error {
+			_, err := cs.CoreV1().Secrets(d.ns).Create(ctx, m.secret, metav1.CreateOptions{})
+			return err
+		}},
+		{"service", func() error {
+			_, err := cs.CoreV1().Services(d.ns).Create(ctx, m.service, metav1.CreateOptions{})
+			return err
+		}},
+		{"pod disruption budget", func() error {
+			_, err := cs.PolicyV1().PodDisruptionBudgets(d.ns).Create(ctx, m.pdb, metav1.CreateOptions{})
+			return err
+		}},
+		{"deployment", func() error {
+			_, err := cs.AppsV1().Deployments(d.ns).Create(ctx, dep, metav1.CreateOptions{})
+			return err
+		}},
+	}
+	for _, step := range steps {
+		if err := step.create(); err != nil {
+			t.Fatalf("creating the %s: %v", step.what, err)
+		}
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			d.dumpLogs(t)
+		}
+	})
+	return d
+}
+
+// deleteNamespace deletes ns with everything in it, without waiting for the namespace
+// controller to finish.
+func deleteNamespace(t *testing.T, cs kubernetes.Interface, ns string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	zero := int64(0)
+	err := cs.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+	if err != nil && !apierrors.IsNotFound(err) {
+		t.Errorf("deleting namespace %s: %v", ns, err)
+	}
+}
+
+// waitReady waits for the Deployment to be available with a Ready Pod other than not (the Pod
+// being replaced), and returns that Pod.
+func (d *deployment) waitReady(t *testing.T, not string, within time.Duration) corev1.Pod {
+	t.Helper()
+	var ready corev1.Pod
+	testenv.Eventually(t, "a Ready orchestrator Pod", within, func() bool {
+		dep, err := d.cs.AppsV1().Deployments(d.ns).Get(t.Context(), d.m.deployment.Name, metav1.GetOptions{})
+		if err != nil || dep.Status.AvailableReplicas < 1 {
+			return false
+		}
+		pods, err := d.cs.CoreV1().Pods(d.ns).List(t.Context(), metav1.ListOptions{})
+		if err != nil {
+			return false
+		}
+		for _, p := range pods.Items {
+			if p.Name != not && p.DeletionTimestamp == nil && podReady(&p) {
+				ready = p
+				return true
+			}
+		}
+		return false
+	})
+	return ready
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// createKey creates an API key as an operator would: the binary inside the running Pod, with the
+// Pod's own configuration and Secret.
+func (d *deployment) createKey(t *testing.T, pod string) string {
+	t.Helper()
+	out := d.kubectl(t, "exec", "--namespace", d.ns, pod, "--container", "orchestrator", "--",
+		"/orchestrator", "--config", "/etc/orchestrator/config.yaml", "keys", "create", "--email", "deploy-test@example.com", "--name", "deploy-test")
+	return strings.TrimSpace(out)
+}
+
+func (d *deployment) kubectl(t *testing.T, args ...string) string {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command("kubectl", append([]string{"--kubeconfig", d.kubeconfig}, args...)...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String()
+}
+
+// sandboxPod is the one Pod in the sandbox namespace, Running.
+func (d *deployment) sandboxPod(t *testing.T) corev1.Pod {
+	t.Helper()
+	pods, err := d.cs.CoreV1().Pods(d.sandboxNS).List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pods.Items) != 1 || pods.Items[0].Status.Phase != corev1.PodRunning {
+		t.Fatalf("want one Running sandbox Pod in %s, got %d: %+v", d.sandboxNS, len(pods.Items), pods.Items)
+	}
+	return pods.Items[0]
+}
+
+// dumpLogs shows what the orchestrator's Pods said, for a failed test.
+func (d *deployment) dumpLogs(t *testing.T) {
+	pods, err := d.cs.CoreV1().Pods(d.ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		return
+	}
+	for _, p := range pods.Items {
+		for _, c := range append(p.Spec.InitContainers, p.Spec.Containers...) {
+			raw, err := d.cs.CoreV1().Pods(d.ns).GetLogs(p.Name, &corev1.PodLogOptions{Container: c.Name}).DoRaw(context.Background())
+			t.Logf("logs of %s/%s (err %v):\n%s", p.Name, c.Name, err, raw)
+		}
+		t.Logf("status of %s: %+v", p.Name, p.Status)
+	}
+}
+
+// drainTimeline is what was seen after the orchestrator's Pod was deleted.
+type drainTimeline struct {
+	deleted             time.Time
+	notReady            time.Time // /readyz first answered 503 while /livez answered 200
+	podNotReady         time.Time // the kubelet set the Pod's Ready condition to False
+	stopped             time.Time // the server stopped accepting connections
+	servedWhileDraining int       // API requests answered between notReady and stopped
+	failedWhileDraining int
+}
+
+func (dt drainTimeline) String() string {
+	since := func(at time.Time) string {
+		if at.IsZero() {
+			return "never"
+		}
+		return at.Sub(dt.deleted).Round(10 * time.Millisecond).String()
+	}
+	return fmt.Sprintf("/readyz 503 at +%s, Pod not Ready at +%s, server stopped at +%s, %d requests served and %d failed while draining",
+		since(dt.notReady), since(dt.podNotReady), since(dt.stopped), dt.servedWhileDraining, dt.failedWhileDraining)
+}
+
+// deleteAndWatch deletes the Pod as a node drain or a rollout would (SIGTERM, grace period) and
+// watches its probes, its Ready condition and the API until the server stops.
+func (d *deployment) deleteAndWatch(t *testing.T, pod string, api *apiClient, sb string) drainTimeline {
+	t.Helper()
+	var (
+		mu sync.Mutex
+		dt drainTimeline
+	)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // the kubelet's view
+		defer wg.Done()
+		for ctx.Err() == nil {
+			p, err := d.cs.CoreV1().Pods(d.ns).Get(ctx, pod, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				return
+			}
+			if err == nil && !podReady(p) {
+				mu.Lock()
+				if dt.podNotReady.IsZero() {
+					dt.podNotReady = time.Now()
+				}
+				mu.Unlock()
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+
+	dt.deleted = time.Now()
+	if err := d.cs.CoreV1().Pods(d.ns).Delete(ctx, pod, metav1.DeleteOptions{}); err != nil {
+		t.Fatalf("deleting the orchestrator's Pod: %v", err)
+	}
+	// The probes' view and a client's, from the host network the Pod listens on.
+	probe := &http.Client{Timeout: 2 * time.Second}
+	status := func(path string) int {
+		resp, err := probe.Get(fmt.Sprintf("http://127.0.0.1:%d%s", d.port, path))
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for ctx.Err() == nil {
+		ready, live := status("/readyz"), status("/livez")
+		now := time.Now()
+		mu.Lock()
+		switch {
+		case live == 0 && ready == 0:
+			dt.stopped = now
+		case ready == http.StatusServiceUnavailable && live == http.StatusOK && dt.notReady.IsZero():
+			dt.notReady = now
+		}
+		draining, stopped := !dt.notReady.IsZero(), !dt.stopped.IsZero()
+		mu.Unlock()
+		if stopped {
+			break
+		}
+		if draining {
+			code, err := api.get(fmt.Sprintf("/api/sandboxes/%s", sb))
+			mu.Lock()
+			if err == nil && code == http.StatusOK {
+				dt.servedWhileDraining++
+			} else if !errors.Is(err, errConnection) {
+				dt.failedWhileDraining++
+			}
+			mu.Unlock()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		t.Fatalf("the old Pod did not stop within 2 minutes: %s", dt)
+	}
+	return dt
+}
+
+// apiClient calls the deployed orchestrator with an API key.
+type apiClient struct {
+	base string
+	key  string
+	http *http.Client
+}
+
+var errConnection = errors.New("no connection")
+
+func (d *deployment) client(t *testing.T, key string) *apiClient {
+	t.Helper()
+	if !apikeys.WellFormed(key) {
+		t.Fatalf("keys create printed %q, not a key", key)
+	}
+	return &apiClient{base: fmt.Sprintf("http://127.0.0.1:%d", d.port), key: key, http: &http.Client{Timeout: time.Minute}}
+}
+
+func (a *apiClient) do(t *testing.T, method, path string, body any, want int, out any) {
+	t.Helper()
+	var raw []byte
+	if body != nil {
+		raw, _ = json.Marshal(body)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), method, a.base+path, bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+a.key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := a.http.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	_, _ = buf.ReadFrom(resp.Body)
+	if resp.StatusCode != want {
+		t.Fatalf("%s %s = %d %s, want %d", method, path, resp.StatusCode, buf.String(), want)
+	}
+	if out != nil {
+		if err := json.Unmarshal(buf.Bytes(), out); err != nil {
+			t.Fatalf("%s %s: %v in %s", method, path, err, buf.String())
+		}
+	}
+}
+
+// get reports the status of a GET, errConnection when no connection could be made.
+func (a *apiClient) get(path string) (int, error) {
+	req, err := http.NewRequest(http.MethodGet, a.base+path, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+a.key)
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", errConnection, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+func (a *apiClient) createSandbox(t *testing.T) string {
+	t.Helper()
+	var sb struct {
+		ID     string `json:"id"`
+		Status string `json:"status"`
+	}
+	a.do(t, http.MethodPost, "/api/sandboxes", map[string]any{"cpu": 0.25, "memory_mb": 64}, http.StatusCreated, &sb)
+	testenv.Eventually(t, "the sandbox to run", time.Minute, func() bool { return a.sandboxStatus(t, sb.ID) == "running" })
+	return sb.ID
+}
+
+func (a *apiClient) sandboxStatus(t *testing.T, id string) string {
+	t.Helper()
+	var sb struct {
+		Status string `json:"status"`
+	}
+	a.do(t, http.MethodGet, "/api/sandboxes/"+id, nil, http.StatusOK, &sb)
+	return sb.Status
+}
+
+// exec runs script in the sandbox and returns its stdout, failing on a non-zero exit.
+func (a *apiClient) exec(t *testing.T, id, script string) string {
+	t.Helper()
+	var res struct {
+		ExitCode int    `json:"exit_code"`
+		Stdout   string `json:"stdout"`
+		Stderr   string `json:"stderr"`
+	}
+	a.do(t, http.MethodPost, "/api/sandboxes/"+id+"/exec", map[string]any{"cmd": []string{"sh", "-c", script}}, http.StatusOK, &res)
+	if res.ExitCode != 0 {
+		t.Fatalf("exec %q: exit %d, stderr %q", script, res.ExitCode, res.Stderr)
+	}
+	return res.Stdout
+}
+
+func (a *apiClient) deleteSandbox(t *testing.T, id string) {
+	t.Helper()
+	a.do(t, http.MethodDelete, "/api/sandboxes/"+id, nil, http.StatusNoContent, nil)
+}
