@@ -64,12 +64,14 @@ exec head -c "$limit" <&3`
 
 // writeScript writes stdin to a temporary file next to the target and renames it into place only
 // once the size matches, so a cut-short upload never replaces the old file. A device, FIFO or
-// socket at the path is refused rather than replaced.
+// socket at the path is refused rather than replaced. Every way out first reads what is left of
+// the content: Kubernetes (containerd) never reports the exit of an exec whose input was not
+// read to its end, so a refusal would hang until the caller gives up.
 const writeScript = `dir=$1 p=$2 tmp=$3 mode=$4 size=$5
+trap 'rm -f -- "$tmp"; cat >/dev/null' EXIT
 [ -d "$p" ] && exit 91
 [ -e "$p" ] && [ ! -f "$p" ] && [ ! -L "$p" ] && exit 95
 mkdir -p -- "$dir" || exit 1
-trap 'rm -f -- "$tmp"' EXIT
 true > "$tmp" || exit 96
 cat > "$tmp" || exit 1
 [ "$(stat -c %s -- "$tmp")" = "$size" ] || exit 94
