@@ -70,7 +70,7 @@ func (r *Runtime) logsErr(ctx context.Context, id string, err error) error {
 		return fmt.Errorf("kubernetes: logs %s: %w: %w", id, runtimes.ErrNotFound, err)
 	}
 	var nr *runtimes.NotRunningError
-	if why := r.whyNotRunning(ctx, id); errors.As(why, &nr) && nr.State == runtimes.StateCreated {
+	if why := r.whyNotRunning(ctx, id, 0); errors.As(why, &nr) && nr.State == runtimes.StateCreated {
 		return nil
 	} else if why != nil {
 		return fmt.Errorf("kubernetes: logs %s: %w (%w)", id, why, err)
