@@ -42,6 +42,12 @@ func (e *QuotaError) Error() string { return "runtime: quota exceeded: " + e.Rea
 // can tell clients before they try.
 type Capabilities struct {
 	Pause bool `json:"pause"` // Pause and Resume work; false: they return ErrNotSupported
+	// ExecUser: Exec and Terminal run as the ExecSpec.User asked for; false: a User is
+	// ErrNotSupported and everything runs as the sandbox's own user (Kubernetes exec has no user).
+	ExecUser bool `json:"exec_user"`
+	// LogStreams: Logs writes the main process's stdout and stderr apart; false: the whole log,
+	// interleaved as it was written, goes to stdout (the Kubernetes API serves one stream).
+	LogStreams bool `json:"log_streams"`
 }
 
 // The smallest limits a driver can enforce. A limit below them is not a smaller limit: an engine

@@ -89,7 +89,9 @@ func (r *Runtime) Close() error { return r.cli.Close() }
 func (r *Runtime) Name() string { return "docker" }
 
 // Capabilities: the engine freezes a container's cgroup, so pause and resume work.
-func (r *Runtime) Capabilities() runtimes.Capabilities { return runtimes.Capabilities{Pause: true} }
+func (r *Runtime) Capabilities() runtimes.Capabilities {
+	return runtimes.Capabilities{Pause: true, ExecUser: true, LogStreams: true}
+}
 
 // Ping checks that the engine answers; a failure is ErrUnavailable.
 func (r *Runtime) Ping(ctx context.Context) error {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -33,12 +34,11 @@ const detachLimit = 30 * time.Second
 
 // execStream is one command attached through the API server.
 type execStream struct {
-	stdin  *io.PipeWriter // nil without stdin; closing it is the command's end of input
-	stdinR *io.PipeReader
-	sizes  *sizeQueue // nil without a TTY
-	out    *outputGate
-	cut    context.CancelFunc
-	done   chan struct{}
+	stdin *io.PipeWriter // nil without stdin; closing it is the command's end of input
+	sizes *sizeQueue     // nil without a TTY
+	out   *outputGate
+	cut   context.CancelFunc
+	done  chan struct{}
 	// code and err are set before done is closed: the exit status (-1 when unknown) and, when
 	// unknown, why (the request failed, or the stream was cut).
 	code int
@@ -77,8 +77,9 @@ func (r *Runtime) startStream(ctx context.Context, op, pod string, s streamSpec)
 	st := &execStream{out: newOutputGate(), cut: cut, done: make(chan struct{}), code: -1, detached: make(chan struct{})}
 	opts := remotecommand.StreamOptions{Stdout: st.out.writer(0), Tty: s.tty}
 	if s.stdin {
-		st.stdinR, st.stdin = io.Pipe()
-		opts.Stdin = st.stdinR
+		var stdinR *io.PipeReader
+		stdinR, st.stdin = io.Pipe()
+		opts.Stdin = stdinR
 	}
 	if s.tty {
 		st.sizes = newSizeQueue(s.rows, s.cols)
@@ -104,10 +105,11 @@ func (st *execStream) run(sctx context.Context, ex remotecommand.Executor, opts 
 	defer close(st.done)
 	err := ex.StreamWithContext(sctx, opts)
 	// The executor may return (when cut) while its copies still run: nothing reaches the caller's
-	// writers from now on, and nothing waits on stdin or on a resize.
+	// writers from now on, and nothing waits on stdin or on a resize. (The stdin copy sees end of
+	// input, not an error, which remotecommand would log.)
 	st.out.shut()
-	if st.stdinR != nil {
-		st.stdinR.CloseWithError(errCut)
+	if st.stdin != nil {
+		st.stdin.Close()
 	}
 	if st.sizes != nil {
 		st.sizes.close()
@@ -206,11 +208,13 @@ func (st *execStream) Copy(stdout, stderr io.Writer) error {
 	case <-st.done:
 	case <-st.out.failed:
 	case <-st.detached:
-		return errDetached
+	}
+	if err := st.out.settle(); err != nil {
+		return err
 	}
 	select {
-	case <-st.out.failed:
-		return st.out.writeErr()
+	case <-st.detached:
+		return errDetached
 	default:
 	}
 	if errors.Is(st.err, errCut) {
@@ -246,8 +250,8 @@ func (st *execStream) detach() {
 	st.detachOnce.Do(func() {
 		close(st.detached)
 		st.out.shut()
-		if st.stdinR != nil {
-			st.stdinR.CloseWithError(errDetached)
+		if st.stdin != nil {
+			st.stdin.Close() // Write fails from now on; the command reads end of input
 		}
 		if st.sizes != nil {
 			st.sizes.close()
@@ -272,25 +276,28 @@ func (st *execStream) Wait(ctx context.Context) (int, error) {
 	}
 }
 
-// Resize sets the terminal's size in character cells.
-func (st *execStream) Resize(_ context.Context, rows, cols uint) error {
+// Resize sets the terminal's size in character cells; input sent after it returns finds the
+// terminal at its new size.
+func (st *execStream) Resize(ctx context.Context, rows, cols uint) error {
 	if st.sizes == nil {
 		return errors.New("not a terminal")
 	}
-	return st.sizes.set(rows, cols)
+	return st.sizes.set(ctx, rows, cols)
 }
 
 // outputGate hands the output of a stream's stdout and stderr copies (remotecommand runs one
 // goroutine each) to the writers Copy installs, one write at a time; copies wait for Copy. Once
-// the gate is shut, or one of those writers failed, every write is dropped (the copies go on
-// draining the stream, so the command is never blocked on a full pipe).
+// the gate is shut, or one of those writers failed, every later write is dropped (the copies go
+// on draining the stream, so the command is never blocked on a full pipe). Shutting never waits
+// for a write in progress, which may be stuck on a reader that is gone: Copy does, before it
+// returns, so that nothing is written once it has returned.
 type outputGate struct {
 	ready     chan struct{} // closed by install or shut
 	readyOnce sync.Once
 	failed    chan struct{} // closed when a writer failed; err says how
-	mu        sync.Mutex
+	closed    atomic.Bool
+	mu        sync.Mutex   // held by the write in progress
 	to        [2]io.Writer // stdout, stderr
-	closed    bool
 	err       error
 }
 
@@ -312,16 +319,15 @@ func (g *outputGate) install(stdout, stderr io.Writer) {
 	g.readyOnce.Do(func() { close(g.ready) })
 }
 
-// shut waits for a write in progress and drops every later one.
+// shut drops every write that has not started yet.
 func (g *outputGate) shut() {
-	g.mu.Lock()
-	g.closed = true
-	g.mu.Unlock()
+	g.closed.Store(true)
 	g.readyOnce.Do(func() { close(g.ready) })
 }
 
-// writeErr is the error of the writer that failed; read once failed is closed.
-func (g *outputGate) writeErr() error {
+// settle waits for the write in progress, if any, and returns the error of the writer that
+// failed, if one did.
+func (g *outputGate) settle() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.err
@@ -337,7 +343,7 @@ func (gw *gatedWriter) Write(p []byte) (int, error) {
 	<-g.ready
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.closed || g.err != nil {
+	if g.closed.Load() || g.err != nil {
 		return len(p), nil
 	}
 	if _, err := g.to[gw.which].Write(p); err != nil {
@@ -347,20 +353,32 @@ func (gw *gatedWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// sizeQueue hands terminal sizes to the stream (remotecommand.TerminalSizeQueue): only the latest
-// size not yet sent is kept, and Next returns nil once the stream is over.
+// sizeQueue hands terminal sizes to the stream (remotecommand.TerminalSizeQueue, whose reader
+// loops on Next and writes each size on the stream's resize channel). Next returns nil once the
+// stream is over.
 type sizeQueue struct {
-	mu        sync.Mutex
-	next      chan remotecommand.TerminalSize
+	next      chan sizeRequest
+	last      *sizeRequest // the size Next returned last: sent once Next is called again
 	done      chan struct{}
 	closeOnce sync.Once
 }
 
+// sizeRequest is one size to send; sent is closed once it is on the wire.
+type sizeRequest struct {
+	size remotecommand.TerminalSize
+	sent chan struct{}
+}
+
+// resizeSettle is how long Resize waits after the new size is on the wire: the server applies a
+// size on a goroutine of its own, apart from the input, so input typed at once could otherwise be
+// read by the program (`stty size`) before the terminal has its new size.
+const resizeSettle = 50 * time.Millisecond
+
 // newSizeQueue starts with rows×cols queued (nothing when either is 0).
 func newSizeQueue(rows, cols uint) *sizeQueue {
-	q := &sizeQueue{next: make(chan remotecommand.TerminalSize, 1), done: make(chan struct{})}
+	q := &sizeQueue{next: make(chan sizeRequest, 1), done: make(chan struct{})}
 	if rows > 0 && cols > 0 {
-		q.next <- termSize(rows, cols)
+		q.next <- sizeRequest{size: termSize(rows, cols), sent: make(chan struct{})}
 	}
 	return q
 }
@@ -369,11 +387,17 @@ func termSize(rows, cols uint) remotecommand.TerminalSize {
 	return remotecommand.TerminalSize{Height: uint16(min(rows, 0xffff)), Width: uint16(min(cols, 0xffff))}
 }
 
-// Next blocks until a size is set or the stream is over (nil).
+// Next blocks until a size is set or the stream is over (nil). Being called again means the size
+// it returned before has been written.
 func (q *sizeQueue) Next() *remotecommand.TerminalSize {
+	if q.last != nil {
+		close(q.last.sent)
+		q.last = nil
+	}
 	select {
-	case s := <-q.next:
-		return &s
+	case r := <-q.next:
+		q.last = &r
+		return &r.size
 	case <-q.done:
 		return nil
 	}
@@ -382,21 +406,29 @@ func (q *sizeQueue) Next() *remotecommand.TerminalSize {
 // errSessionOver is Resize's error once the terminal's stream has ended.
 var errSessionOver = errors.New("the terminal session is over")
 
-// set queues rows×cols, replacing a size not sent yet.
-func (q *sizeQueue) set(rows, cols uint) error {
-	q.mu.Lock()
-	defer q.mu.Unlock()
+// set sends rows×cols and returns once it is on the wire and has had resizeSettle to apply.
+func (q *sizeQueue) set(ctx context.Context, rows, cols uint) error {
+	r := sizeRequest{size: termSize(rows, cols), sent: make(chan struct{})}
 	select {
+	case q.next <- r:
 	case <-q.done:
 		return errSessionOver
-	default:
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 	select {
-	case <-q.next:
-	default:
+	case <-r.sent:
+	case <-q.done: // the stream ended with it taken: sent, or of no use any more
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	q.next <- termSize(rows, cols)
-	return nil
+	select {
+	case <-time.After(resizeSettle):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (q *sizeQueue) close() { q.closeOnce.Do(func() { close(q.done) }) }

@@ -128,7 +128,6 @@ func TestExecStream(t *testing.T) {
 		if err := s.Resize(h.ctx(), 40, 120); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(200 * time.Millisecond) // the resize travels on a channel of its own
 		if _, err := s.Write([]byte("go\r")); err != nil {
 			t.Fatal(err)
 		}

@@ -160,8 +160,11 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 // Name identifies the driver in logs and health checks.
 func (r *Runtime) Name() string { return "kubernetes" }
 
-// Capabilities: a running Pod cannot be frozen through the Kubernetes API.
-func (r *Runtime) Capabilities() runtimes.Capabilities { return runtimes.Capabilities{Pause: false} }
+// Capabilities: a running Pod cannot be frozen through the Kubernetes API, pods/exec has no user
+// (everything runs as the container's), and pods/log serves stdout and stderr as one stream.
+func (r *Runtime) Capabilities() runtimes.Capabilities {
+	return runtimes.Capabilities{Pause: false, ExecUser: false, LogStreams: false}
+}
 
 // Pause is not possible: Kubernetes has no call that freezes a Pod's processes.
 func (r *Runtime) Pause(context.Context, string) error {

@@ -75,6 +75,13 @@ func testExec(t *testing.T, e *Env) {
 		t.Run(c.name, func(t *testing.T) {
 			var stdout, stderr syncBuffer
 			res, err := rt.Exec(e.Ctx(), id, c.spec, &stdout, &stderr, 30*time.Second, 0)
+			if c.spec.User != "" && !rt.Capabilities().ExecUser {
+				// A driver that cannot choose the user says so, and runs nothing.
+				if !errors.Is(err, runtimes.ErrNotSupported) {
+					t.Errorf("Exec as user %s without Capabilities.ExecUser: %v, want ErrNotSupported", c.spec.User, err)
+				}
+				return
+			}
 			if err != nil {
 				t.Fatalf("Exec: %v", err)
 			}
