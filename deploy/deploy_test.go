@@ -19,6 +19,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -51,6 +52,7 @@ func TestDeployedOrchestratorDrainsAndKeepsItsSandboxes(t *testing.T) {
 		api.do(t, http.MethodGet, "/api/sandboxes/"+sb+path, nil, http.StatusOK, nil)
 	}
 
+	d.wantNoRefusals(t, first.Name)
 	drain := d.deleteAndWatch(t, first.Name, api, sb)
 	t.Logf("drain of %s: %s", first.Name, drain)
 	if drain.notReady.IsZero() || drain.stopped.IsZero() || !drain.notReady.Before(drain.stopped) {
@@ -79,6 +81,7 @@ func TestDeployedOrchestratorDrainsAndKeepsItsSandboxes(t *testing.T) {
 		t.Fatalf("the sandbox's Pod was replaced (%s → %s): its state is lost", sandboxPod.UID, again.UID)
 	}
 	api.deleteSandbox(t, sb)
+	d.wantNoRefusals(t, second.Name)
 	testenv.Eventually(t, "the sandbox's Pod to be deleted", time.Minute, func() bool {
 		pods, err := cs.CoreV1().Pods(d.sandboxNS).List(t.Context(), metav1.ListOptions{})
 		return err == nil && len(pods.Items) == 0
@@ -123,7 +126,8 @@ type deployment struct {
 // the test ends. The changes are the test cluster's, not the manifests': host network (Postgres
 // and Redis of the test stack listen on this machine's loopback), the API server's loopback
 // address (the cluster runs no kube-proxy, so the kubernetes Service's ClusterIP leads nowhere),
-// one replica (two would want the same host port), the image just built, never pulled.
+// one replica (two would want the same host port), the image just built, never pulled, and a
+// token CPU request (the node's two cores are shared with every other test's sandboxes).
 func deploy(t *testing.T, cs kubernetes.Interface, restCfg *rest.Config, m *manifests, image string) *deployment {
 	t.Helper()
 	ctx := t.Context()
@@ -174,11 +178,11 @@ func deploy(t *testing.T, cs kubernetes.Interface, restCfg *rest.Config, m *mani
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range spec.InitContainers {
-		spec.InitContainers[i].Image, spec.InitContainers[i].ImagePullPolicy = image, corev1.PullNever
+	for _, c := range containers(spec) {
+		c.Image, c.ImagePullPolicy = image, corev1.PullNever
+		c.Resources.Requests[corev1.ResourceCPU] = resource.MustParse("10m")
 	}
 	c := &spec.Containers[0]
-	c.Image, c.ImagePullPolicy = image, corev1.PullNever
 	c.Ports[0].ContainerPort = int32(d.port)
 	c.Env = append(c.Env,
 		corev1.EnvVar{Name: "KUBERNETES_SERVICE_HOST", Value: api.Hostname()},
@@ -238,6 +242,18 @@ func deploy(t *testing.T, cs kubernetes.Interface, restCfg *rest.Config, m *mani
 		}
 	})
 	return d
+}
+
+// containers are every container of spec, init containers first.
+func containers(spec *corev1.PodSpec) []*corev1.Container {
+	var all []*corev1.Container
+	for i := range spec.InitContainers {
+		all = append(all, &spec.InitContainers[i])
+	}
+	for i := range spec.Containers {
+		all = append(all, &spec.Containers[i])
+	}
+	return all
 }
 
 // deleteNamespace deletes ns with everything in it, without waiting for the namespace
@@ -319,6 +335,21 @@ func (d *deployment) sandboxPod(t *testing.T) corev1.Pod {
 	return pods.Items[0]
 }
 
+// wantNoRefusals fails the test when the orchestrator in pod logged an authorization refusal:
+// the Role must grant all the driver does, including what fails quietly (a watch, a cleanup).
+func (d *deployment) wantNoRefusals(t *testing.T, pod string) {
+	t.Helper()
+	raw, err := d.cs.CoreV1().Pods(d.ns).GetLogs(pod, &corev1.PodLogOptions{Container: "orchestrator"}).DoRaw(t.Context())
+	if err != nil {
+		t.Fatalf("reading the logs of %s: %v", pod, err)
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if strings.Contains(line, "forbidden") {
+			t.Errorf("%s was refused something: %s", pod, line)
+		}
+	}
+}
+
 // dumpLogs shows what the orchestrator's Pods said, for a failed test.
 func (d *deployment) dumpLogs(t *testing.T) {
 	pods, err := d.cs.CoreV1().Pods(d.ns).List(context.Background(), metav1.ListOptions{})
@@ -326,7 +357,7 @@ func (d *deployment) dumpLogs(t *testing.T) {
 		return
 	}
 	for _, p := range pods.Items {
-		for _, c := range append(p.Spec.InitContainers, p.Spec.Containers...) {
+		for _, c := range containers(&p.Spec) {
 			raw, err := d.cs.CoreV1().Pods(d.ns).GetLogs(p.Name, &corev1.PodLogOptions{Container: c.Name}).DoRaw(context.Background())
 			t.Logf("logs of %s/%s (err %v):\n%s", p.Name, c.Name, err, raw)
 		}
@@ -500,7 +531,7 @@ func (a *apiClient) createSandbox(t *testing.T) string {
 		ID     string `json:"id"`
 		Status string `json:"status"`
 	}
-	a.do(t, http.MethodPost, "/api/sandboxes", map[string]any{"cpu": 0.25, "memory_mb": 64}, http.StatusCreated, &sb)
+	a.do(t, http.MethodPost, "/api/sandboxes", map[string]any{"cpu": 0.1, "memory_mb": 64}, http.StatusCreated, &sb)
 	testenv.Eventually(t, "the sandbox to run", time.Minute, func() bool { return a.sandboxStatus(t, sb.ID) == "running" })
 	return sb.ID
 }
