@@ -28,14 +28,14 @@ import (
 	"github.com/insien/orchestrator/internal/testenv"
 )
 
-// The deploy test: the manifests of this directory, applied to the test cluster, run the image
+// The deploy test: the dev overlay of the manifests, applied to the test cluster, run the image
 // that scripts/image-orchestrator.sh builds; the kubelet's probes make the Deployment Ready; a
 // sandbox created through it is a Pod; deleting the orchestrator's Pod drains it (readiness false
 // while it still serves) and its replacement serves the same sandbox.
 func TestDeployedOrchestratorDrainsAndKeepsItsSandboxes(t *testing.T) {
 	cs, restCfg := testenv.KubeClient(t)
 	image := buildImage(t)
-	d := deploy(t, cs, restCfg, render(t), image)
+	d := deploy(t, cs, restCfg, render(t, "dev"), image)
 
 	applied := time.Now()
 	first := d.waitReady(t, "", 3*time.Minute)
@@ -122,12 +122,11 @@ type deployment struct {
 	kubeconfig string
 }
 
-// deploy applies the manifests with what this machine needs changed, and removes everything when
-// the test ends. The changes are the test cluster's, not the manifests': host network (Postgres
-// and Redis of the test stack listen on this machine's loopback), the API server's loopback
-// address (the cluster runs no kube-proxy, so the kubernetes Service's ClusterIP leads nowhere),
-// one replica (two would want the same host port), the image just built, never pulled, and a
-// token CPU request (the node's two cores are shared with every other test's sandboxes).
+// deploy applies the dev overlay (host network, one replica, images never pulled: what a
+// one-machine cluster needs) with what makes this run independent of others: namespaces, a port,
+// a database and a Redis index of its own, the test cluster's API server port, the image just
+// built, and a token CPU request (the node's two cores are shared with every other test's
+// sandboxes). Everything is removed when the test ends.
 func deploy(t *testing.T, cs kubernetes.Interface, restCfg *rest.Config, m *manifests, image string) *deployment {
 	t.Helper()
 	ctx := t.Context()
@@ -145,11 +144,6 @@ func deploy(t *testing.T, cs kubernetes.Interface, restCfg *rest.Config, m *mani
 		original := ns.Name
 		ns.GenerateName, ns.Name = "orch-deploy-", ""
 		ns.Labels[testenv.LabelTestNamespace] = "true"
-		if original == m.deployment.Namespace {
-			// Host network is beyond every Pod Security level but privileged; the Pods keep
-			// every other restriction.
-			ns.Labels["pod-security.kubernetes.io/enforce"] = "privileged"
-		}
 		created, err := cs.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{})
 		if err != nil {
 			t.Fatalf("creating namespace %s: %v", original, err)
@@ -170,29 +164,30 @@ func deploy(t *testing.T, cs kubernetes.Interface, restCfg *rest.Config, m *mani
 
 	dep := m.deployment
 	dep.Namespace = d.ns
-	one := int32(1)
-	dep.Spec.Replicas = &one
 	spec := &dep.Spec.Template.Spec
-	spec.HostNetwork = true
+	if !spec.HostNetwork || *dep.Spec.Replicas != 1 {
+		t.Fatal("the dev overlay must give the Deployment host network and one replica")
+	}
 	api, err := url.Parse(restCfg.Host)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range containers(spec) {
-		c.Image, c.ImagePullPolicy = image, corev1.PullNever
+		c.Image = image
 		c.Resources.Requests[corev1.ResourceCPU] = resource.MustParse("10m")
 	}
 	c := &spec.Containers[0]
 	c.Ports[0].ContainerPort = int32(d.port)
-	c.Env = append(c.Env,
-		corev1.EnvVar{Name: "KUBERNETES_SERVICE_HOST", Value: api.Hostname()},
-		corev1.EnvVar{Name: "KUBERNETES_SERVICE_PORT", Value: api.Port()},
-		corev1.EnvVar{Name: "ORCH_HTTP_PORT", Value: strconv.Itoa(d.port)},
-		corev1.EnvVar{Name: "ORCH_RUNTIME_KUBERNETES_NAMESPACE", Value: d.sandboxNS},
-		corev1.EnvVar{Name: "ORCH_RUNTIME_KUBERNETES_IMAGE_PULL_POLICY", Value: "Never"},
-		corev1.EnvVar{Name: "ORCH_RUNTIME_CLUSTER", Value: d.sandboxNS},
-		corev1.EnvVar{Name: "ORCH_SANDBOX_DEFAULT_IMAGE", Value: testenv.Image(t)},
-	)
+	for name, value := range map[string]string{
+		"KUBERNETES_SERVICE_HOST":           api.Hostname(),
+		"KUBERNETES_SERVICE_PORT":           api.Port(),
+		"ORCH_HTTP_PORT":                    strconv.Itoa(d.port),
+		"ORCH_RUNTIME_KUBERNETES_NAMESPACE": d.sandboxNS,
+		"ORCH_RUNTIME_CLUSTER":              d.sandboxNS,
+		"ORCH_SANDBOX_DEFAULT_IMAGE":        testenv.Image(t),
+	} {
+		setEnv(c, name, value)
+	}
 
 	steps := []struct {
 		what   string
@@ -242,6 +237,17 @@ func deploy(t *testing.T, cs kubernetes.Interface, restCfg *rest.Config, m *mani
 		}
 	})
 	return d
+}
+
+// setEnv gives c's environment variable name the value, in place when c has it already.
+func setEnv(c *corev1.Container, name, value string) {
+	for i := range c.Env {
+		if c.Env[i].Name == name {
+			c.Env[i] = corev1.EnvVar{Name: name, Value: value}
+			return
+		}
+	}
+	c.Env = append(c.Env, corev1.EnvVar{Name: name, Value: value})
 }
 
 // containers are every container of spec, init containers first.
