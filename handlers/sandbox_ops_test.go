@@ -823,9 +823,11 @@ func TestTerminal(t *testing.T) {
 func TestActivityExtendsExpiry(t *testing.T) {
 	id := startIdentity(t, nil)
 	u := newSandboxUser(t, id, "user_activity")
-	busy := u.create(t, `{"timeout_seconds":3}`)
+	// The busy one last: a create can take a second (a Pod), and it must not expire before its
+	// first exec.
 	idle := u.create(t, `{"timeout_seconds":3}`)
 	noExtend := u.create(t, `{"timeout_seconds":3,"auto_extend":false}`)
+	busy := u.create(t, `{"timeout_seconds":3}`)
 	for range 6 {
 		for _, sbID := range []string{busy.ID, noExtend.ID} {
 			resp := u.do(t, "POST", "/api/sandboxes/"+sbID+"/exec", `{"cmd":["true"]}`)

@@ -2,6 +2,7 @@
 # Local service stack (Postgres, Redis, Docker Engine) for development and tests.
 #
 # Usage: scripts/stack.sh deps                # postgresql redis-server docker.io busybox-static gcc
+#                                             # etcd-server containernetworking-plugins (for k8s.sh)
 #        scripts/stack.sh up   dev|test
 #        scripts/stack.sh down dev|test
 #        scripts/stack.sh env  dev|test      # prints `export` lines; eval "$(scripts/stack.sh env test)"
@@ -77,6 +78,16 @@ missing_packages() {
 	# `go test -race` needs cgo, hence a C toolchain.
 	if ! command -v gcc >/dev/null 2>&1; then
 		missing+=(gcc libc6-dev)
+	fi
+	# The local Kubernetes (scripts/k8s.sh): etcd, containerd with runc (docker.io brings both), the
+	# CNI plugins, and openssl and curl for its certificates and readiness checks. kubectl
+	# (kubernetes-client) is optional.
+	local tool_pkg
+	for tool_pkg in etcd:etcd-server containerd:containerd runc:runc openssl:openssl curl:curl; do
+		command -v "${tool_pkg%%:*}" >/dev/null 2>&1 || missing+=("${tool_pkg#*:}")
+	done
+	if ! [[ -x /usr/lib/cni/bridge && -x /usr/lib/cni/host-local && -x /usr/lib/cni/loopback ]]; then
+		missing+=(containernetworking-plugins)
 	fi
 	printf '%s' "${missing[*]:-}"
 }

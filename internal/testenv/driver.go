@@ -61,6 +61,9 @@ func UseKubernetes(t testing.TB, cfg *config.Config) {
 	cfg.Runtime.Kubernetes.Kubeconfig = Kubeconfig(t)
 	cfg.Runtime.Kubernetes.Namespace = KubeNamespace(t)
 	cfg.Runtime.Kubernetes.ImagePullPolicy = "Never"
+	// A Pod requests what it is limited to, and the test node has 2 cores shared by every test
+	// running at once: at the default of 1 core, the scheduler would fit two sandboxes.
+	cfg.Sandbox.DefaultCPU = 0.1
 }
 
 // Workloads lists, by name and sorted, what the runtime holds for cfg's cluster (containers or
