@@ -18,6 +18,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -58,8 +59,8 @@ func TestDeployedOrchestratorDrainsAndKeepsItsSandboxes(t *testing.T) {
 	if drain.notReady.IsZero() || drain.stopped.IsZero() || !drain.notReady.Before(drain.stopped) {
 		t.Errorf("readiness must fail while the old Pod still serves: %s", drain)
 	}
-	if drain.podNotReady.IsZero() {
-		t.Errorf("the kubelet never marked the draining Pod not Ready: %s", drain)
+	if drain.podNotReady.IsZero() || drain.endpointNotServing.IsZero() {
+		t.Errorf("the kubelet must mark the draining Pod not Ready, and its Service endpoint not serving: %s", drain)
 	}
 	if drain.servedWhileDraining == 0 {
 		t.Errorf("no API request was served during the drain: %s", drain)
@@ -376,6 +377,7 @@ type drainTimeline struct {
 	deleted             time.Time
 	notReady            time.Time // /readyz first answered 503 while /livez answered 200
 	podNotReady         time.Time // the kubelet set the Pod's Ready condition to False
+	endpointNotServing  time.Time // the Service's EndpointSlice marked the Pod not serving
 	stopped             time.Time // the server stopped accepting connections
 	servedWhileDraining int       // API requests answered between notReady and stopped
 	failedWhileDraining int
@@ -388,12 +390,32 @@ func (dt drainTimeline) String() string {
 		}
 		return at.Sub(dt.deleted).Round(10 * time.Millisecond).String()
 	}
-	return fmt.Sprintf("/readyz 503 at +%s, Pod not Ready at +%s, server stopped at +%s, %d requests served and %d failed while draining",
-		since(dt.notReady), since(dt.podNotReady), since(dt.stopped), dt.servedWhileDraining, dt.failedWhileDraining)
+	return fmt.Sprintf("/readyz 503 at +%s, Pod not Ready at +%s, endpoint not serving at +%s, server stopped at +%s, %d requests served and %d failed while draining",
+		since(dt.notReady), since(dt.podNotReady), since(dt.endpointNotServing), since(dt.stopped), dt.servedWhileDraining, dt.failedWhileDraining)
+}
+
+// notServing says whether the Service's EndpointSlices list pod as not serving: its readiness
+// failed (serving, unlike ready, ignores that the Pod is terminating).
+func (d *deployment) notServing(ctx context.Context, pod string) bool {
+	slices, err := d.cs.DiscoveryV1().EndpointSlices(d.ns).List(ctx, metav1.ListOptions{
+		LabelSelector: discoveryv1.LabelServiceName + "=" + d.m.service.Name,
+	})
+	if err != nil {
+		return false
+	}
+	for _, slice := range slices.Items {
+		for _, ep := range slice.Endpoints {
+			if ep.TargetRef != nil && ep.TargetRef.Name == pod {
+				return ep.Conditions.Serving != nil && !*ep.Conditions.Serving
+			}
+		}
+	}
+	return false
 }
 
 // deleteAndWatch deletes the Pod as a node drain or a rollout would (SIGTERM, grace period) and
-// watches its probes, its Ready condition and the API until the server stops.
+// watches its probes, its Ready condition, its Service endpoint and the API until the server
+// stops.
 func (d *deployment) deleteAndWatch(t *testing.T, pod string, api *apiClient, sb string) drainTimeline {
 	t.Helper()
 	var (
@@ -404,20 +426,23 @@ func (d *deployment) deleteAndWatch(t *testing.T, pod string, api *apiClient, sb
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { // the kubelet's view
+	go func() { // the kubelet's view, and the Service's
 		defer wg.Done()
 		for ctx.Err() == nil {
 			p, err := d.cs.CoreV1().Pods(d.ns).Get(ctx, pod, metav1.GetOptions{})
 			if apierrors.IsNotFound(err) {
 				return
 			}
-			if err == nil && !podReady(p) {
-				mu.Lock()
-				if dt.podNotReady.IsZero() {
-					dt.podNotReady = time.Now()
-				}
-				mu.Unlock()
+			notReady := err == nil && !podReady(p)
+			notServing := d.notServing(ctx, pod)
+			mu.Lock()
+			if notReady && dt.podNotReady.IsZero() {
+				dt.podNotReady = time.Now()
 			}
+			if notServing && dt.endpointNotServing.IsZero() {
+				dt.endpointNotServing = time.Now()
+			}
+			mu.Unlock()
 			time.Sleep(100 * time.Millisecond)
 		}
 	}()
