@@ -44,7 +44,7 @@ type Capabilities struct {
 	Pause bool `json:"pause"` // Pause and Resume work; false: they return ErrNotSupported
 	// ExecUser: Exec and Terminal run as the ExecSpec.User asked for; false: a User is
 	// ErrNotSupported and everything runs as the sandbox's own user (Kubernetes exec has no user).
-	ExecUser bool `json:"exec_user"`
+	ExecUser bool `json:"-"` // the API runs everything as the sandbox's user: nothing to tell clients
 	// LogStreams: Logs writes the main process's stdout and stderr apart; false: the whole log,
 	// interleaved as it was written, goes to stdout (the Kubernetes API serves one stream).
 	LogStreams bool `json:"log_streams"`
