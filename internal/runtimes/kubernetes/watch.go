@@ -92,7 +92,7 @@ func (r *Runtime) watch(ctx context.Context, labels map[string]string, out chan<
 	backoff := watchMinBackoff
 	for {
 		connected := false
-		err := r.observe(ctx, opts, func(list *corev1.PodList) (string, bool) {
+		err := r.observe(ctx, opts, nil, func(list *corev1.PodList) (string, bool) {
 			connected = true
 			return listed(list)
 		}, changed)
@@ -161,12 +161,13 @@ func (m *removals) has(name string) bool {
 	return ok
 }
 
-// waitFor follows one Pod until done says so or fails; done gets nil once the Pod is gone. The
-// Pod is read from etcd (a create just made is there) and followed from its own
-// resourceVersion, which the API server's watch cache reaches as soon as it has the Pod's last
-// change (a listing's resourceVersion may be one the cache of Pods never reaches while no Pod
-// changes: etcd 3.4 does not report watch progress).
-func (r *Runtime) waitFor(ctx context.Context, name string, done func(*corev1.Pod) (bool, error)) error {
+// waitFor follows one Pod, from seen (the answer to a change just made) or else from a read,
+// until done says so or fails; done gets nil once the Pod is gone. The Pod is read from etcd (a
+// create just made is there) and followed from its own resourceVersion, which the API server's
+// watch cache reaches as soon as it has the Pod's last change (a listing's resourceVersion may be
+// one the cache of Pods never reaches while no Pod changes: etcd 3.4 does not report watch
+// progress).
+func (r *Runtime) waitFor(ctx context.Context, name string, seen *corev1.Pod, done func(*corev1.Pod) (bool, error)) error {
 	var doneErr error
 	check := func(p *corev1.Pod) bool {
 		ok, err := done(p)
@@ -174,7 +175,11 @@ func (r *Runtime) waitFor(ctx context.Context, name string, done func(*corev1.Po
 		return ok || err != nil
 	}
 	opts := metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", name).String()}
-	err := r.observe(ctx, opts, func(list *corev1.PodList) (string, bool) {
+	var seed *corev1.PodList
+	if seen != nil {
+		seed = &corev1.PodList{Items: []corev1.Pod{*seen}}
+	}
+	err := r.observe(ctx, opts, seed, func(list *corev1.PodList) (string, bool) {
 		if len(list.Items) == 0 {
 			return "", check(nil)
 		}
@@ -191,16 +196,20 @@ func (r *Runtime) waitFor(ctx context.Context, name string, done func(*corev1.Po
 	return err
 }
 
-// observe lists the Pods opts selects (opts.ResourceVersion says how fresh), then watches their
-// changes from the resourceVersion listed returns, and lists again whenever the watch ends, until
-// listed or changed returns true (nil then) or ctx ends. It returns why it stopped: ctx's
-// error, or a list or watch that failed.
-func (r *Runtime) observe(ctx context.Context, opts metav1.ListOptions,
+// observe lists the Pods opts selects (opts.ResourceVersion says how fresh; seed, when not nil,
+// stands for the first listing), then watches their changes from the resourceVersion listed
+// returns, and lists again whenever the watch ends, until listed or changed returns true (nil
+// then) or ctx ends. It returns why it stopped: ctx's error, or a list or watch that failed.
+func (r *Runtime) observe(ctx context.Context, opts metav1.ListOptions, seed *corev1.PodList,
 	listed func(*corev1.PodList) (from string, done bool), changed func(watch.EventType, *corev1.Pod) bool) error {
 	for {
-		rctx, cancel := r.requestContext(ctx)
-		list, err := r.pods().List(rctx, opts)
-		cancel()
+		list, err := seed, error(nil)
+		if seed == nil {
+			rctx, cancel := r.requestContext(ctx)
+			list, err = r.pods().List(rctx, opts)
+			cancel()
+		}
+		seed = nil
 		if err != nil {
 			return r.apiErr(ctx, "list", "", err)
 		}
