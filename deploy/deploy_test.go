@@ -18,7 +18,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -27,14 +29,14 @@ import (
 	"github.com/insien/orchestrator/internal/testenv"
 )
 
-// The deploy test: the manifests of this directory, applied to the test cluster, run the image
+// The deploy test: the dev overlay of the manifests, applied to the test cluster, run the image
 // that scripts/image-orchestrator.sh builds; the kubelet's probes make the Deployment Ready; a
 // sandbox created through it is a Pod; deleting the orchestrator's Pod drains it (readiness false
 // while it still serves) and its replacement serves the same sandbox.
 func TestDeployedOrchestratorDrainsAndKeepsItsSandboxes(t *testing.T) {
 	cs, restCfg := testenv.KubeClient(t)
 	image := buildImage(t)
-	d := deploy(t, cs, restCfg, render(t), image)
+	d := deploy(t, cs, restCfg, render(t, "dev"), image)
 
 	applied := time.Now()
 	first := d.waitReady(t, "", 3*time.Minute)
@@ -51,13 +53,14 @@ func TestDeployedOrchestratorDrainsAndKeepsItsSandboxes(t *testing.T) {
 		api.do(t, http.MethodGet, "/api/sandboxes/"+sb+path, nil, http.StatusOK, nil)
 	}
 
+	d.wantNoRefusals(t, first.Name)
 	drain := d.deleteAndWatch(t, first.Name, api, sb)
 	t.Logf("drain of %s: %s", first.Name, drain)
 	if drain.notReady.IsZero() || drain.stopped.IsZero() || !drain.notReady.Before(drain.stopped) {
 		t.Errorf("readiness must fail while the old Pod still serves: %s", drain)
 	}
-	if drain.podNotReady.IsZero() {
-		t.Errorf("the kubelet never marked the draining Pod not Ready: %s", drain)
+	if drain.podNotReady.IsZero() || drain.endpointNotServing.IsZero() {
+		t.Errorf("the kubelet must mark the draining Pod not Ready, and its Service endpoint not serving: %s", drain)
 	}
 	if drain.servedWhileDraining == 0 {
 		t.Errorf("no API request was served during the drain: %s", drain)
@@ -79,6 +82,7 @@ func TestDeployedOrchestratorDrainsAndKeepsItsSandboxes(t *testing.T) {
 		t.Fatalf("the sandbox's Pod was replaced (%s → %s): its state is lost", sandboxPod.UID, again.UID)
 	}
 	api.deleteSandbox(t, sb)
+	d.wantNoRefusals(t, second.Name)
 	testenv.Eventually(t, "the sandbox's Pod to be deleted", time.Minute, func() bool {
 		pods, err := cs.CoreV1().Pods(d.sandboxNS).List(t.Context(), metav1.ListOptions{})
 		return err == nil && len(pods.Items) == 0
@@ -119,11 +123,11 @@ type deployment struct {
 	kubeconfig string
 }
 
-// deploy applies the manifests with what this machine needs changed, and removes everything when
-// the test ends. The changes are the test cluster's, not the manifests': host network (Postgres
-// and Redis of the test stack listen on this machine's loopback), the API server's loopback
-// address (the cluster runs no kube-proxy, so the kubernetes Service's ClusterIP leads nowhere),
-// one replica (two would want the same host port), the image just built, never pulled.
+// deploy applies the dev overlay (host network, one replica, images never pulled: what a
+// one-machine cluster needs) with what makes this run independent of others: namespaces, a port,
+// a database and a Redis index of its own, the test cluster's API server port, the image just
+// built, and a token CPU request (the node's two cores are shared with every other test's
+// sandboxes). Everything is removed when the test ends.
 func deploy(t *testing.T, cs kubernetes.Interface, restCfg *rest.Config, m *manifests, image string) *deployment {
 	t.Helper()
 	ctx := t.Context()
@@ -141,11 +145,6 @@ func deploy(t *testing.T, cs kubernetes.Interface, restCfg *rest.Config, m *mani
 		original := ns.Name
 		ns.GenerateName, ns.Name = "orch-deploy-", ""
 		ns.Labels[testenv.LabelTestNamespace] = "true"
-		if original == m.deployment.Namespace {
-			// Host network is beyond every Pod Security level but privileged; the Pods keep
-			// every other restriction.
-			ns.Labels["pod-security.kubernetes.io/enforce"] = "privileged"
-		}
 		created, err := cs.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{})
 		if err != nil {
 			t.Fatalf("creating namespace %s: %v", original, err)
@@ -166,29 +165,30 @@ func deploy(t *testing.T, cs kubernetes.Interface, restCfg *rest.Config, m *mani
 
 	dep := m.deployment
 	dep.Namespace = d.ns
-	one := int32(1)
-	dep.Spec.Replicas = &one
 	spec := &dep.Spec.Template.Spec
-	spec.HostNetwork = true
+	if !spec.HostNetwork || *dep.Spec.Replicas != 1 {
+		t.Fatal("the dev overlay must give the Deployment host network and one replica")
+	}
 	api, err := url.Parse(restCfg.Host)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range spec.InitContainers {
-		spec.InitContainers[i].Image, spec.InitContainers[i].ImagePullPolicy = image, corev1.PullNever
+	for _, c := range containers(spec) {
+		c.Image = image
+		c.Resources.Requests[corev1.ResourceCPU] = resource.MustParse("10m")
 	}
 	c := &spec.Containers[0]
-	c.Image, c.ImagePullPolicy = image, corev1.PullNever
 	c.Ports[0].ContainerPort = int32(d.port)
-	c.Env = append(c.Env,
-		corev1.EnvVar{Name: "KUBERNETES_SERVICE_HOST", Value: api.Hostname()},
-		corev1.EnvVar{Name: "KUBERNETES_SERVICE_PORT", Value: api.Port()},
-		corev1.EnvVar{Name: "ORCH_HTTP_PORT", Value: strconv.Itoa(d.port)},
-		corev1.EnvVar{Name: "ORCH_RUNTIME_KUBERNETES_NAMESPACE", Value: d.sandboxNS},
-		corev1.EnvVar{Name: "ORCH_RUNTIME_KUBERNETES_IMAGE_PULL_POLICY", Value: "Never"},
-		corev1.EnvVar{Name: "ORCH_RUNTIME_CLUSTER", Value: d.sandboxNS},
-		corev1.EnvVar{Name: "ORCH_SANDBOX_DEFAULT_IMAGE", Value: testenv.Image(t)},
-	)
+	for name, value := range map[string]string{
+		"KUBERNETES_SERVICE_HOST":           api.Hostname(),
+		"KUBERNETES_SERVICE_PORT":           api.Port(),
+		"ORCH_HTTP_PORT":                    strconv.Itoa(d.port),
+		"ORCH_RUNTIME_KUBERNETES_NAMESPACE": d.sandboxNS,
+		"ORCH_RUNTIME_CLUSTER":              d.sandboxNS,
+		"ORCH_SANDBOX_DEFAULT_IMAGE":        testenv.Image(t),
+	} {
+		setEnv(c, name, value)
+	}
 
 	steps := []struct {
 		what   string
@@ -238,6 +238,29 @@ func deploy(t *testing.T, cs kubernetes.Interface, restCfg *rest.Config, m *mani
 		}
 	})
 	return d
+}
+
+// setEnv gives c's environment variable name the value, in place when c has it already.
+func setEnv(c *corev1.Container, name, value string) {
+	for i := range c.Env {
+		if c.Env[i].Name == name {
+			c.Env[i] = corev1.EnvVar{Name: name, Value: value}
+			return
+		}
+	}
+	c.Env = append(c.Env, corev1.EnvVar{Name: name, Value: value})
+}
+
+// containers are every container of spec, init containers first.
+func containers(spec *corev1.PodSpec) []*corev1.Container {
+	var all []*corev1.Container
+	for i := range spec.InitContainers {
+		all = append(all, &spec.InitContainers[i])
+	}
+	for i := range spec.Containers {
+		all = append(all, &spec.Containers[i])
+	}
+	return all
 }
 
 // deleteNamespace deletes ns with everything in it, without waiting for the namespace
@@ -319,6 +342,21 @@ func (d *deployment) sandboxPod(t *testing.T) corev1.Pod {
 	return pods.Items[0]
 }
 
+// wantNoRefusals fails the test when the orchestrator in pod logged an authorization refusal:
+// the Role must grant all the driver does, including what fails quietly (a watch, a cleanup).
+func (d *deployment) wantNoRefusals(t *testing.T, pod string) {
+	t.Helper()
+	raw, err := d.cs.CoreV1().Pods(d.ns).GetLogs(pod, &corev1.PodLogOptions{Container: "orchestrator"}).DoRaw(t.Context())
+	if err != nil {
+		t.Fatalf("reading the logs of %s: %v", pod, err)
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if strings.Contains(line, "forbidden") {
+			t.Errorf("%s was refused something: %s", pod, line)
+		}
+	}
+}
+
 // dumpLogs shows what the orchestrator's Pods said, for a failed test.
 func (d *deployment) dumpLogs(t *testing.T) {
 	pods, err := d.cs.CoreV1().Pods(d.ns).List(context.Background(), metav1.ListOptions{})
@@ -326,7 +364,7 @@ func (d *deployment) dumpLogs(t *testing.T) {
 		return
 	}
 	for _, p := range pods.Items {
-		for _, c := range append(p.Spec.InitContainers, p.Spec.Containers...) {
+		for _, c := range containers(&p.Spec) {
 			raw, err := d.cs.CoreV1().Pods(d.ns).GetLogs(p.Name, &corev1.PodLogOptions{Container: c.Name}).DoRaw(context.Background())
 			t.Logf("logs of %s/%s (err %v):\n%s", p.Name, c.Name, err, raw)
 		}
@@ -339,6 +377,7 @@ type drainTimeline struct {
 	deleted             time.Time
 	notReady            time.Time // /readyz first answered 503 while /livez answered 200
 	podNotReady         time.Time // the kubelet set the Pod's Ready condition to False
+	endpointNotServing  time.Time // the Service's EndpointSlice marked the Pod not serving
 	stopped             time.Time // the server stopped accepting connections
 	servedWhileDraining int       // API requests answered between notReady and stopped
 	failedWhileDraining int
@@ -351,12 +390,32 @@ func (dt drainTimeline) String() string {
 		}
 		return at.Sub(dt.deleted).Round(10 * time.Millisecond).String()
 	}
-	return fmt.Sprintf("/readyz 503 at +%s, Pod not Ready at +%s, server stopped at +%s, %d requests served and %d failed while draining",
-		since(dt.notReady), since(dt.podNotReady), since(dt.stopped), dt.servedWhileDraining, dt.failedWhileDraining)
+	return fmt.Sprintf("/readyz 503 at +%s, Pod not Ready at +%s, endpoint not serving at +%s, server stopped at +%s, %d requests served and %d failed while draining",
+		since(dt.notReady), since(dt.podNotReady), since(dt.endpointNotServing), since(dt.stopped), dt.servedWhileDraining, dt.failedWhileDraining)
+}
+
+// notServing says whether the Service's EndpointSlices list pod as not serving: its readiness
+// failed (serving, unlike ready, ignores that the Pod is terminating).
+func (d *deployment) notServing(ctx context.Context, pod string) bool {
+	slices, err := d.cs.DiscoveryV1().EndpointSlices(d.ns).List(ctx, metav1.ListOptions{
+		LabelSelector: discoveryv1.LabelServiceName + "=" + d.m.service.Name,
+	})
+	if err != nil {
+		return false
+	}
+	for _, slice := range slices.Items {
+		for _, ep := range slice.Endpoints {
+			if ep.TargetRef != nil && ep.TargetRef.Name == pod {
+				return ep.Conditions.Serving != nil && !*ep.Conditions.Serving
+			}
+		}
+	}
+	return false
 }
 
 // deleteAndWatch deletes the Pod as a node drain or a rollout would (SIGTERM, grace period) and
-// watches its probes, its Ready condition and the API until the server stops.
+// watches its probes, its Ready condition, its Service endpoint and the API until the server
+// stops.
 func (d *deployment) deleteAndWatch(t *testing.T, pod string, api *apiClient, sb string) drainTimeline {
 	t.Helper()
 	var (
@@ -367,20 +426,23 @@ func (d *deployment) deleteAndWatch(t *testing.T, pod string, api *apiClient, sb
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { // the kubelet's view
+	go func() { // the kubelet's view, and the Service's
 		defer wg.Done()
 		for ctx.Err() == nil {
 			p, err := d.cs.CoreV1().Pods(d.ns).Get(ctx, pod, metav1.GetOptions{})
 			if apierrors.IsNotFound(err) {
 				return
 			}
-			if err == nil && !podReady(p) {
-				mu.Lock()
-				if dt.podNotReady.IsZero() {
-					dt.podNotReady = time.Now()
-				}
-				mu.Unlock()
+			notReady := err == nil && !podReady(p)
+			notServing := d.notServing(ctx, pod)
+			mu.Lock()
+			if notReady && dt.podNotReady.IsZero() {
+				dt.podNotReady = time.Now()
 			}
+			if notServing && dt.endpointNotServing.IsZero() {
+				dt.endpointNotServing = time.Now()
+			}
+			mu.Unlock()
 			time.Sleep(100 * time.Millisecond)
 		}
 	}()
@@ -500,7 +562,7 @@ func (a *apiClient) createSandbox(t *testing.T) string {
 		ID     string `json:"id"`
 		Status string `json:"status"`
 	}
-	a.do(t, http.MethodPost, "/api/sandboxes", map[string]any{"cpu": 0.25, "memory_mb": 64}, http.StatusCreated, &sb)
+	a.do(t, http.MethodPost, "/api/sandboxes", map[string]any{"cpu": 0.1, "memory_mb": 64}, http.StatusCreated, &sb)
 	testenv.Eventually(t, "the sandbox to run", time.Minute, func() bool { return a.sandboxStatus(t, sb.ID) == "running" })
 	return sb.ID
 }

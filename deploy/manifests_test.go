@@ -1,4 +1,4 @@
-// Package deploy_test checks the Kubernetes manifests in this directory: offline, the promises
+// Package deploy_test checks the Kubernetes manifests (base/, and the dev/ overlay): offline, the promises
 // they make to the service (config.yaml valid, the grace period longer than the drain, probes on
 // the right endpoints, the hardening); on the test cluster, that they really deploy it.
 package deploy_test
@@ -31,7 +31,7 @@ import (
 	"github.com/insien/orchestrator/internal/platform/config"
 )
 
-// manifests is what `kubectl kustomize deploy/` renders, one field per object.
+// manifests is what `kubectl kustomize deploy/<dir>` renders, one field per object.
 type manifests struct {
 	namespaces     []*corev1.Namespace
 	serviceAccount *corev1.ServiceAccount
@@ -44,20 +44,20 @@ type manifests struct {
 	pdb            *policyv1.PodDisruptionBudget
 }
 
-// render runs kustomize over this directory (kubectl's built-in one: the same an operator runs)
-// and decodes every object. An object of a kind it does not know fails the test, so that a new
-// manifest is checked here and applied by the deploy test.
-func render(t testing.TB) *manifests {
+// render runs kustomize over dir (base, dev; kubectl's built-in kustomize: the one an operator
+// runs) and decodes every object. An object of a kind it does not know fails the test, so that a
+// new manifest is checked here and applied by the deploy test.
+func render(t testing.TB, dir string) *manifests {
 	t.Helper()
 	kubectl, err := exec.LookPath("kubectl")
 	if err != nil {
 		t.Fatal("kubectl not found: install Debian's kubernetes-client (scripts/k8s.sh needs it too)")
 	}
 	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(kubectl, "kustomize", ".")
+	cmd := exec.Command(kubectl, "kustomize", dir)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("kubectl kustomize deploy/: %v\n%s", err, stderr.String())
+		t.Fatalf("kubectl kustomize deploy/%s: %v\n%s", dir, err, stderr.String())
 	}
 	m := &manifests{}
 	docs := utilyaml.NewYAMLReader(bufio.NewReader(&stdout))
@@ -156,8 +156,8 @@ var workingEnv = map[string]string{
 }
 
 func TestSecretPlaceholdersStopStartUp(t *testing.T) {
-	m := render(t)
-	placeholders, err := godotenv.Read("secret.env")
+	m := render(t, "base")
+	placeholders, err := godotenv.Read("base/secret.env")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func TestSecretPlaceholdersStopStartUp(t *testing.T) {
 }
 
 func TestManifestsKeepTheServicesPromises(t *testing.T) {
-	m := render(t)
+	m := render(t, "base")
 	cfg, err := m.loadConfig(t, workingEnv)
 	if err != nil {
 		t.Fatalf("config.yaml of the ConfigMap with a filled-in Secret: %v", err)

@@ -601,12 +601,14 @@ func TestRuntimeCapabilities(t *testing.T) {
 	var rt struct {
 		Driver       string `json:"driver"`
 		Capabilities struct {
-			Pause bool `json:"pause"`
+			Pause      bool `json:"pause"`
+			LogStreams bool `json:"log_streams"`
 		} `json:"capabilities"`
 	}
 	mustJSON(t, resp.Body, &rt)
-	canPause := map[string]bool{"docker": true, "kubernetes": false}
-	if resp.Status != http.StatusOK || rt.Driver != testenv.Driver() || rt.Capabilities.Pause != canPause[rt.Driver] {
+	full := map[string]bool{"docker": true, "kubernetes": false} // Kubernetes can neither pause nor split logs
+	if resp.Status != http.StatusOK || rt.Driver != testenv.Driver() || rt.Capabilities.Pause != full[rt.Driver] ||
+		rt.Capabilities.LogStreams != full[rt.Driver] {
 		t.Fatalf("GET /api/runtime = %d %s", resp.Status, resp.Body)
 	}
 	if rt.Capabilities.Pause {

@@ -2,6 +2,7 @@ package providers
 
 import (
 	"io"
+	"time"
 
 	"go.uber.org/fx"
 	"go.uber.org/zap"
@@ -81,8 +82,15 @@ func kubernetesOptions(cfg config.Runtime, sb config.Sandbox) kubernetes.Options
 		TmpfsSizeMB:        cfg.TmpfsSizeMB,
 		EphemeralStorageMB: k.EphemeralStorageMB,
 		StopGrace:          cfg.StopGrace,
-		MaxLifetime:        sb.MaxLifetime,
+		MaxLifetime:        lifetimeBackstop(sb),
 	}
+}
+
+// lifetimeBackstop is when the cluster itself ends a Pod (activeDeadlineSeconds): after the
+// reaper's own expiry at sandbox.max_lifetime had its chance, so that a sandbox ends "expired"
+// by the reaper and the deadline only catches one that every replica forgot.
+func lifetimeBackstop(sb config.Sandbox) time.Duration {
+	return sb.MaxLifetime + sb.ReapInterval + time.Minute
 }
 
 func runtimeCheck(rt runtimes.Runtime) health.Check {

@@ -44,7 +44,7 @@ type Capabilities struct {
 	Pause bool `json:"pause"` // Pause and Resume work; false: they return ErrNotSupported
 	// ExecUser: Exec and Terminal run as the ExecSpec.User asked for; false: a User is
 	// ErrNotSupported and everything runs as the sandbox's own user (Kubernetes exec has no user).
-	ExecUser bool `json:"exec_user"`
+	ExecUser bool `json:"-"` // the API runs everything as the sandbox's user: nothing to tell clients
 	// LogStreams: Logs writes the main process's stdout and stderr apart; false: the whole log,
 	// interleaved as it was written, goes to stdout (the Kubernetes API serves one stream).
 	LogStreams bool `json:"log_streams"`
@@ -63,6 +63,31 @@ const (
 	// MinMemoryMB is the engine's minimum memory limit (Docker refuses less than 6 MiB).
 	MinMemoryMB = 6
 )
+
+// DefaultWorkDir is a sandbox's working directory when neither the driver's options nor the Spec
+// name one.
+const DefaultWorkDir = "/workspace"
+
+// SandboxCapabilities is the capability set every driver leaves a sandbox after dropping ALL. It
+// is what a root shell needs to install packages and manage its own files and processes inside its
+// own namespaces:
+//
+//   - CHOWN: package managers (dpkg, apk, pip --user installs via tar) chown extracted files.
+//   - DAC_OVERRIDE: tools assume root can read/write files regardless of mode bits (e.g. apt
+//     rewriting 0644 files owned by other users, editing 0640 /etc/shadow via useradd).
+//   - FOWNER: chmod/utime on files the process does not own (tar preserving modes and mtimes).
+//   - FSETID: keeps setuid/setgid bits when root writes such files, so installed packages have
+//     their intended modes (no-new-privileges still stops those bits from granting anything).
+//   - KILL: root signalling processes that run as another uid (a service that dropped privileges).
+//   - SETGID, SETUID: dropping to an unprivileged user (apt's _apt sandbox, su, useradd'ed users).
+//
+// Deliberately left out of the container engines' default set: NET_RAW (raw sockets allow spoofing
+// and ARP tricks on a shared bridge), MKNOD (no device nodes are needed), AUDIT_WRITE (host audit
+// log), SYS_CHROOT and SETFCAP (escape-assisting helpers no shell workload needs), SETPCAP (only
+// needed to shrink the bounding set, which is already done) and NET_BIND_SERVICE (Docker ≥ 20.10
+// sets net.ipv4.ip_unprivileged_port_start=0 inside the container's network namespace, so low
+// ports bind without it). Callers must not modify it.
+var SandboxCapabilities = []string{"CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID"}
 
 // Spec describes the sandbox to create. Limits are absolute; the driver applies its own hardening.
 type Spec struct {

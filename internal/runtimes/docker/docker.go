@@ -51,7 +51,7 @@ func New(opts Options, log *zap.Logger) (*Runtime, error) {
 		opts.NetworkMode = defaultNetworkMode
 	}
 	if opts.WorkDir == "" {
-		opts.WorkDir = defaultWorkDir
+		opts.WorkDir = runtimes.DefaultWorkDir
 	}
 	if opts.TmpfsSizeMB == 0 {
 		opts.TmpfsSizeMB = defaults.Runtime.TmpfsSizeMB

@@ -26,7 +26,7 @@ import (
 
 const defaultTestImage = "insien/sandbox:busybox"
 
-// wantCaps is the documented capability set (see capAdd in hardening.go), as the engine reports it.
+// wantCaps is the documented capability set (runtimes.SandboxCapabilities), as the engine reports it.
 var wantCaps = []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID", "CAP_SETUID"}
 
 // wantCapMask is wantCaps as the kernel's bitmask (bits 0,1,3,4,5,6,7), read from /proc/self/status.

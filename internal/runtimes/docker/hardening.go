@@ -17,7 +17,6 @@ import (
 // Defaults applied when neither Options nor Spec say otherwise.
 const (
 	defaultNetworkMode = "bridge"
-	defaultWorkDir     = "/workspace"
 
 	// shmSize bounds /dev/shm. It is a tmpfs charged to the sandbox's memory cgroup, but the engine
 	// default (64 MiB) is set explicitly so a daemon-wide --default-shm-size cannot raise it.
@@ -28,26 +27,6 @@ const (
 // grace, tmpfs size, a sandbox's CPU, memory and pids) takes the key's default when Options or
 // Spec leave it at zero, so the driver states no default of its own that could disagree with it.
 var defaults = config.Default()
-
-// capAdd is the capability set every sandbox keeps after dropping ALL. It is what a root shell
-// needs to install packages and manage its own files and processes inside its own namespaces:
-//
-//   - CHOWN: package managers (dpkg, apk, pip --user installs via tar) chown extracted files.
-//   - DAC_OVERRIDE: tools assume root can read/write files regardless of mode bits (e.g. apt
-//     rewriting 0644 files owned by other users, editing 0640 /etc/shadow via useradd).
-//   - FOWNER: chmod/utime on files the process does not own (tar preserving modes and mtimes).
-//   - FSETID: keeps setuid/setgid bits when root writes such files, so installed packages have
-//     their intended modes (no-new-privileges still stops those bits from granting anything).
-//   - KILL: root signalling processes that run as another uid (a service that dropped privileges).
-//   - SETGID, SETUID: dropping to an unprivileged user (apt's _apt sandbox, su, useradd'ed users).
-//
-// Deliberately left out of Docker's default set: NET_RAW (raw sockets allow spoofing and ARP
-// tricks on a shared bridge), MKNOD (no device nodes are needed), AUDIT_WRITE (host audit log),
-// SYS_CHROOT and SETFCAP (escape-assisting helpers no shell workload needs), SETPCAP (only needed to
-// shrink the bounding set, which we already did) and NET_BIND_SERVICE (Docker ≥ 20.10 sets
-// net.ipv4.ip_unprivileged_port_start=0 inside the container's network namespace, so low ports bind
-// without it).
-var capAdd = []string{"CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID"}
 
 // securityOpts are applied to every sandbox. no-new-privileges stops setuid binaries and file
 // capabilities from raising privileges after exec; the engine's default seccomp and AppArmor
@@ -135,7 +114,7 @@ func (r *Runtime) containerConfig(spec runtimes.Spec) (*container.Config, *conta
 	hc := &container.HostConfig{
 		Privileged:  false, // explicit: a privileged container is the host
 		CapDrop:     []string{"ALL"},
-		CapAdd:      slices.Clone(capAdd),
+		CapAdd:      slices.Clone(runtimes.SandboxCapabilities),
 		SecurityOpt: slices.Clone(securityOpts),
 		NetworkMode: container.NetworkMode(networkMode),
 		Init:        &useInit,

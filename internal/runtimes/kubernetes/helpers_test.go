@@ -14,15 +14,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8s "k8s.io/client-go/kubernetes"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/insien/orchestrator/internal/runtimes"
 	"github.com/insien/orchestrator/internal/runtimes/kubernetes"
 	"github.com/insien/orchestrator/internal/testenv"
 )
 
-// clusterTest is a namespace of its own on the test cluster, removed with its Pods when the test
-// ends, in which a test makes drivers with the Options it needs.
+// clusterTest is a namespace of the test's own on the test cluster (testenv.KubeNamespace), in
+// which a test makes drivers with the Options it needs.
 type clusterTest struct {
 	t          testing.TB
 	cs         k8s.Interface // straight to the API server, not through the driver
@@ -32,37 +31,8 @@ type clusterTest struct {
 
 func newClusterTest(t testing.TB) *clusterTest {
 	t.Helper()
-	c := &clusterTest{t: t, kubeconfig: testenv.Require(t, "ORCH_TEST_KUBECONFIG"), ns: "kl-test-" + randomHex(4)}
-	cfg, err := clientcmd.BuildConfigFromFlags("", c.kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.cs, err = k8s.NewForConfig(cfg); err != nil {
-		t.Fatal(err)
-	}
-	ctx := c.ctx()
-	if _, err := c.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: c.ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = c.pods().DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}, metav1.ListOptions{})
-		_ = c.cs.CoreV1().Namespaces().Delete(ctx, c.ns, metav1.DeleteOptions{})
-	})
-	// The namespace's default ServiceAccount, without which no Pod is admitted, appears a moment
-	// after the namespace.
-	for {
-		_, err := c.cs.CoreV1().ServiceAccounts(c.ns).Get(ctx, "default", metav1.GetOptions{})
-		if err == nil {
-			return c
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("no default ServiceAccount in %s: %v", c.ns, err)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	cs, _ := testenv.KubeClient(t)
+	return &clusterTest{t: t, cs: cs, kubeconfig: testenv.Kubeconfig(t), ns: testenv.KubeNamespace(t)}
 }
 
 // ctx bounds one step of the test (a minute).

@@ -109,7 +109,7 @@ func withDefaults(opts Options) (Options, error) {
 		opts.Cluster = defaults.Runtime.Cluster
 	}
 	if opts.WorkDir == "" {
-		opts.WorkDir = defaultWorkDir
+		opts.WorkDir = runtimes.DefaultWorkDir
 	}
 	if opts.ImagePullPolicy == "" {
 		opts.ImagePullPolicy = corev1.PullPolicy(defaults.Runtime.Kubernetes.ImagePullPolicy)

@@ -144,13 +144,14 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	if id == "" {
 		return emptyID("start")
 	}
-	if err := r.ungate(ctx, id); err != nil {
+	ungated, err := r.ungate(ctx, id)
+	if err != nil {
 		return err
 	}
 	wctx, cancel := context.WithTimeout(ctx, r.opts.StartTimeout)
 	defer cancel()
 	var last *corev1.Pod
-	err := r.waitFor(wctx, id, func(p *corev1.Pod) (bool, error) {
+	err = r.waitFor(wctx, id, ungated, func(p *corev1.Pod) (bool, error) {
 		last = p
 		return started(p)
 	})
@@ -175,11 +176,11 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 // changes nothing on a Pod already started.
 var ungatePatch = []byte(`{"spec":{"schedulingGates":null}}`)
 
-func (r *Runtime) ungate(ctx context.Context, id string) error {
+func (r *Runtime) ungate(ctx context.Context, id string) (*corev1.Pod, error) {
 	rctx, cancel := r.requestContext(ctx)
 	defer cancel()
-	_, err := r.pods().Patch(rctx, id, types.MergePatchType, ungatePatch, metav1.PatchOptions{FieldManager: fieldManager})
-	return r.apiErr(ctx, "start", id, err)
+	p, err := r.pods().Patch(rctx, id, types.MergePatchType, ungatePatch, metav1.PatchOptions{FieldManager: fieldManager})
+	return p, r.apiErr(ctx, "start", id, err)
 }
 
 // started is Start's condition: the main container runs or ended; an image that cannot be had
@@ -244,13 +245,14 @@ func (r *Runtime) Stop(ctx context.Context, id string, grace time.Duration) erro
 	if _, over := outcome(p); over || p.Spec.NodeName == "" {
 		return nil
 	}
-	if _, err := r.pods().Patch(rctx, id, types.StrategicMergePatchType, stopPatch, metav1.PatchOptions{FieldManager: fieldManager}); err != nil {
+	stopping, err := r.pods().Patch(rctx, id, types.StrategicMergePatchType, stopPatch, metav1.PatchOptions{FieldManager: fieldManager})
+	if err != nil {
 		return r.apiErr(ctx, "stop", id, err)
 	}
 	wait := max(grace, r.opts.StopGrace) + stopMargin
 	wctx, cancelWait := context.WithTimeout(ctx, wait)
 	defer cancelWait()
-	err = r.waitFor(wctx, id, func(p *corev1.Pod) (bool, error) {
+	err = r.waitFor(wctx, id, stopping, func(p *corev1.Pod) (bool, error) {
 		if p == nil {
 			return true, nil // removed meanwhile: stopped all the same
 		}

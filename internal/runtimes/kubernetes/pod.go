@@ -24,10 +24,6 @@ import (
 // exec, files, logs and terminals go.
 const sandboxContainer = "sandbox"
 
-// defaultWorkDir is the sandbox's working directory when neither Options nor Spec name one (the
-// Docker driver's too).
-const defaultWorkDir = "/workspace"
-
 // noNameserver is the resolver of a Pod without network: the API server requires one nameserver
 // with dnsPolicy None, and the Pod's own loopback, where nothing listens, answers every lookup
 // with a refusal at once, so no name ever resolves (and no query leaves the Pod).
@@ -47,10 +43,6 @@ const (
 // defaults are the documented configuration's (as in the Docker driver): a setting with a
 // configuration key takes the key's default when Options or Spec leave it at zero.
 var defaults = config.Default()
-
-// capAdd is the capability set a sandbox keeps after dropping ALL: the Docker driver's (its
-// hardening.go says why each one is needed and why the rest of the engine default is not).
-var capAdd = []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID"}
 
 // runtimeDefaultSeccomp is the container runtime's default seccomp profile, which Kubernetes
 // (unlike Docker) leaves off unless asked.
@@ -93,7 +85,7 @@ func (r *Runtime) podFor(spec runtimes.Spec) (*corev1.Pod, error) {
 			Privileged: ptr.To(false), // explicit: a privileged container is the node
 			// no_new_privs: setuid binaries and file capabilities cannot raise privileges.
 			AllowPrivilegeEscalation: ptr.To(false),
-			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: slices.Clone(capAdd)},
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: capabilities(runtimes.SandboxCapabilities)},
 			SeccompProfile:           runtimeDefaultSeccomp,
 			ReadOnlyRootFilesystem:   ptr.To(r.opts.ReadOnlyRoot),
 			// No RunAsUser or RunAsNonRoot: a sandbox runs as its image's user, as on Docker (the
@@ -240,4 +232,13 @@ func optional(s string) *string {
 		return nil
 	}
 	return &s
+}
+
+// capabilities converts names to the API's type (a fresh slice: the Pod may be changed).
+func capabilities(names []string) []corev1.Capability {
+	out := make([]corev1.Capability, len(names))
+	for i, n := range names {
+		out[i] = corev1.Capability(n)
+	}
+	return out
 }

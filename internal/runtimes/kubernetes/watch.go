@@ -49,7 +49,8 @@ func (r *Runtime) watch(ctx context.Context, labels map[string]string, out chan<
 	// reported holds the Pods whose end was sent (or that had ended when listed), so that a Pod
 	// is reported once however many updates follow; it outlives reconnections.
 	reported := map[types.UID]bool{}
-	listed := func(pods []corev1.Pod) bool {
+	listed := func(list *corev1.PodList) (string, bool) {
+		pods := list.Items
 		present := map[types.UID]bool{}
 		for i := range pods {
 			present[pods[i].UID] = true
@@ -62,7 +63,7 @@ func (r *Runtime) watch(ctx context.Context, labels map[string]string, out chan<
 				delete(reported, uid)
 			}
 		}
-		return !send(runtimes.Event{Kind: runtimes.EventResync})
+		return list.ResourceVersion, !send(runtimes.Event{Kind: runtimes.EventResync})
 	}
 	changed := func(typ watch.EventType, p *corev1.Pod) bool {
 		if reported[p.UID] {
@@ -85,13 +86,15 @@ func (r *Runtime) watch(ctx context.Context, labels map[string]string, out chan<
 		return !send(r.endEvent(p, end))
 	}
 
-	opts := metav1.ListOptions{LabelSelector: selector(labels)}
+	// Listed from the API server's watch cache ("0"), like an informer: the watch then starts at
+	// the cache's own resourceVersion, and nothing between the two is missed.
+	opts := metav1.ListOptions{LabelSelector: selector(labels), ResourceVersion: "0"}
 	backoff := watchMinBackoff
 	for {
 		connected := false
-		err := r.observe(ctx, opts, func(pods []corev1.Pod) bool {
+		err := r.observe(ctx, opts, nil, func(list *corev1.PodList) (string, bool) {
 			connected = true
-			return listed(pods)
+			return listed(list)
 		}, changed)
 		if ctx.Err() != nil {
 			return
@@ -158,8 +161,13 @@ func (m *removals) has(name string) bool {
 	return ok
 }
 
-// waitFor follows one Pod until done says so or fails; done gets nil once the Pod is gone.
-func (r *Runtime) waitFor(ctx context.Context, name string, done func(*corev1.Pod) (bool, error)) error {
+// waitFor follows one Pod, from seen (the answer to a change just made) or else from a read,
+// until done says so or fails; done gets nil once the Pod is gone. The Pod is read from etcd (a
+// create just made is there) and followed from its own resourceVersion, which the API server's
+// watch cache reaches as soon as it has the Pod's last change (a listing's resourceVersion may be
+// one the cache of Pods never reaches while no Pod changes: etcd 3.4 does not report watch
+// progress).
+func (r *Runtime) waitFor(ctx context.Context, name string, seen *corev1.Pod, done func(*corev1.Pod) (bool, error)) error {
 	var doneErr error
 	check := func(p *corev1.Pod) bool {
 		ok, err := done(p)
@@ -167,11 +175,15 @@ func (r *Runtime) waitFor(ctx context.Context, name string, done func(*corev1.Po
 		return ok || err != nil
 	}
 	opts := metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", name).String()}
-	err := r.observe(ctx, opts, func(pods []corev1.Pod) bool {
-		if len(pods) == 0 {
-			return check(nil)
+	var seed *corev1.PodList
+	if seen != nil {
+		seed = &corev1.PodList{Items: []corev1.Pod{*seen}}
+	}
+	err := r.observe(ctx, opts, seed, func(list *corev1.PodList) (string, bool) {
+		if len(list.Items) == 0 {
+			return "", check(nil)
 		}
-		return check(&pods[0])
+		return list.Items[0].ResourceVersion, check(&list.Items[0])
 	}, func(typ watch.EventType, p *corev1.Pod) bool {
 		if typ == watch.Deleted {
 			return check(nil)
@@ -184,33 +196,49 @@ func (r *Runtime) waitFor(ctx context.Context, name string, done func(*corev1.Po
 	return err
 }
 
-// observe lists the Pods opts selects, then follows their changes from that listing on, and
-// lists again whenever the watch ends, until listed or changed returns true (nil then) or ctx
-// ends. It returns why it stopped: ctx's error, or a list or watch that failed.
-func (r *Runtime) observe(ctx context.Context, opts metav1.ListOptions,
-	listed func([]corev1.Pod) bool, changed func(watch.EventType, *corev1.Pod) bool) error {
+// observe lists the Pods opts selects (opts.ResourceVersion says how fresh; seed, when not nil,
+// stands for the first listing), then watches their changes from the resourceVersion listed
+// returns, and lists again whenever the watch ends, until listed or changed returns true (nil
+// then) or ctx ends. It returns why it stopped: ctx's error, or a list or watch that failed.
+func (r *Runtime) observe(ctx context.Context, opts metav1.ListOptions, seed *corev1.PodList,
+	listed func(*corev1.PodList) (from string, done bool), changed func(watch.EventType, *corev1.Pod) bool) error {
 	for {
-		rctx, cancel := r.requestContext(ctx)
-		list, err := r.pods().List(rctx, opts)
-		cancel()
+		list, err := seed, error(nil)
+		if seed == nil {
+			rctx, cancel := r.requestContext(ctx)
+			list, err = r.pods().List(rctx, opts)
+			cancel()
+		}
+		seed = nil
 		if err != nil {
 			return r.apiErr(ctx, "list", "", err)
 		}
-		if listed(list.Items) {
+		from, done := listed(list)
+		if done {
 			return nil
 		}
 		wopts := opts
-		wopts.ResourceVersion = list.ResourceVersion
+		wopts.ResourceVersion, wopts.ResourceVersionMatch = from, ""
 		w, err := r.pods().Watch(ctx, wopts)
+		if err != nil && cannotStartThere(err) {
+			continue
+		}
 		if err != nil {
 			return r.apiErr(ctx, "watch", "", err)
 		}
-		done, err := follow(ctx, w, changed)
+		done, err = follow(ctx, w, changed)
 		w.Stop()
 		if done || err != nil {
 			return err
 		}
 	}
+}
+
+// cannotStartThere: the watch cache no longer has (expired) or does not have yet (too large) the
+// resourceVersion a watch was to start from.
+func cannotStartThere(err error) bool {
+	return apierrors.IsResourceExpired(err) || apierrors.IsGone(err) ||
+		apierrors.HasStatusCause(err, metav1.CauseTypeResourceVersionTooLarge)
 }
 
 // follow passes a watch's Pod changes to changed until it returns true (done), the watch ends
@@ -231,8 +259,8 @@ func follow(ctx context.Context, w watch.Interface, changed func(watch.EventType
 				}
 			case watch.Error:
 				err := apierrors.FromObject(ev.Object)
-				if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
-					return false, nil // the listing is too old to watch from: list again
+				if cannotStartThere(err) {
+					return false, nil // list again
 				}
 				return false, fmt.Errorf("kubernetes: watch: %w", err)
 			}

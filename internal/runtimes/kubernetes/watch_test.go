@@ -27,7 +27,8 @@ import (
 func TestWatchReportsEndsFromOutside(t *testing.T) {
 	c := newClusterTest(t)
 	r := c.runtime(kubernetes.Options{})
-	ctx, cancel := context.WithCancel(c.ctx())
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
 	events := r.Watch(ctx, map[string]string{runtimes.LabelCluster: "test"})
 	if ev := runtimetest.NextEvent(t, events, 30*time.Second); ev.Kind != runtimes.EventResync {
 		t.Fatalf("first event %+v, want a resync", ev)
@@ -54,19 +55,25 @@ func TestWatchReportsEndsFromOutside(t *testing.T) {
 		expired.Name: {Kind: runtimes.EventExited, ExitCode: -1},
 	}
 	got := map[string]runtimes.Event{}
+	began := time.Now()
 	deadline := time.After(90 * time.Second) // the kubelet checks ephemeral storage every 10 s
 	for len(got) < len(want) {
 		select {
-		case ev := <-events:
+		case ev, ok := <-events:
+			if !ok {
+				t.Fatal("the event channel closed")
+			}
 			if ev.Kind == runtimes.EventResync {
 				continue
 			}
+			t.Logf("%s after %s: %+v", ev.Name, time.Since(began).Round(time.Second), ev)
 			if _, dup := got[ev.Name]; dup {
 				t.Errorf("%s reported twice: %+v", ev.Name, ev)
 			}
 			got[ev.Name] = ev
 		case <-deadline:
-			t.Fatalf("events after 90 s: %+v; want one for each of %v", got, want)
+			p := c.get(evicted.Name)
+			t.Fatalf("events after 90 s: %+v; want one for each of %v (the evicted pod: %+v)", got, want, p.Status)
 		}
 	}
 	for name, w := range want {
