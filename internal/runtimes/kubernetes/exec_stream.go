@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/remotecommand"
 	utilexec "k8s.io/client-go/util/exec"
+	"k8s.io/klog/v2"
 	"k8s.io/streaming/pkg/httpstream"
 )
 
@@ -74,6 +75,7 @@ func (r *Runtime) startStream(ctx context.Context, op, pod string, s streamSpec)
 		return nil, err
 	}
 	sctx, cut := context.WithCancel(context.WithoutCancel(ctx))
+	sctx = klog.NewContext(sctx, r.in.streamLog)
 	st := &execStream{out: newOutputGate(), cut: cut, done: make(chan struct{}), code: -1, detached: make(chan struct{})}
 	opts := remotecommand.StreamOptions{Stdout: st.out.writer(0), Tty: s.tty}
 	if s.stdin {

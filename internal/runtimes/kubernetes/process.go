@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
 	"go.uber.org/zap"
 
 	"github.com/insien/orchestrator/internal/runtimes"
@@ -106,14 +108,23 @@ func (c *oomCounts) update(id string, n uint64) bool {
 }
 
 // interactive is the driver's state for working inside sandboxes (Runtime.in): the shell layer
-// that runs commands, files and terminals over exec streams, and the OOM counts.
+// that runs commands, files and terminals over exec streams, the OOM counts, and where the
+// streams' own logs go.
 type interactive struct {
 	sh  *shell.Runner
 	oom oomCounts
+	// streamLog receives what remotecommand logs of a stream (through klog's context logger):
+	// errors of copies that our own cut or detach ended ("Copying stdin failed", "websocket: close
+	// sent"), which would otherwise reach stderr as klog's unstructured lines. Debug level.
+	streamLog logr.Logger
 }
 
 func newInteractive(r *Runtime) *interactive {
-	return &interactive{sh: shell.NewRunner(starter{r}, shell.Options{Name: "kubernetes", Log: r.log})}
+	log := r.log.Named("exec")
+	return &interactive{
+		sh:        shell.NewRunner(starter{r}, shell.Options{Name: "kubernetes", Log: r.log}),
+		streamLog: funcr.New(func(prefix, args string) { log.Debug(prefix + args) }, funcr.Options{}),
+	}
 }
 
 // starter starts the shell layer's processes as exec streams (see exec_stream.go).
