@@ -92,6 +92,10 @@ func (r *Runtime) startStream(ctx context.Context, op, pod string, s streamSpec)
 	go st.run(sctx, ex, opts)
 	select {
 	case <-accepted:
+		if st.sizes != nil {
+			// A terminal's first size goes out before anything is typed into it.
+			st.sizes.waitInitial(ctx)
+		}
 		return st, nil
 	case <-st.done:
 		return nil, r.streamErr(ctx, op, pod, st.err)
@@ -360,7 +364,8 @@ func (gw *gatedWriter) Write(p []byte) (int, error) {
 // stream is over.
 type sizeQueue struct {
 	next      chan sizeRequest
-	last      *sizeRequest // the size Next returned last: sent once Next is called again
+	initial   chan struct{} // closed once the first size is on the wire (nil: none was given)
+	last      *sizeRequest  // the size Next returned last: sent once Next is called again
 	done      chan struct{}
 	closeOnce sync.Once
 }
@@ -380,9 +385,30 @@ const resizeSettle = 50 * time.Millisecond
 func newSizeQueue(rows, cols uint) *sizeQueue {
 	q := &sizeQueue{next: make(chan sizeRequest, 1), done: make(chan struct{})}
 	if rows > 0 && cols > 0 {
-		q.next <- sizeRequest{size: termSize(rows, cols), sent: make(chan struct{})}
+		q.initial = make(chan struct{})
+		q.next <- sizeRequest{size: termSize(rows, cols), sent: q.initial}
 	}
 	return q
+}
+
+// initialWait bounds the wait for the first size: a server speaking a protocol older than v3
+// (no resize channel) never takes it.
+const initialWait = time.Second
+
+// waitInitial returns once the first size is on the wire, the stream is over, ctx ends or
+// initialWait has passed.
+func (q *sizeQueue) waitInitial(ctx context.Context) {
+	if q.initial == nil {
+		return
+	}
+	t := time.NewTimer(initialWait)
+	defer t.Stop()
+	select {
+	case <-q.initial:
+	case <-q.done:
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
 
 func termSize(rows, cols uint) remotecommand.TerminalSize {

@@ -118,17 +118,23 @@ func TestExecStream(t *testing.T) {
 	})
 
 	t.Run("terminal size, then a resize", func(t *testing.T) {
-		s, err := h.st.Start(h.ctx(), "terminal", id, shell.Command{Argv: []string{"sh", "-c", "stty size; read x; stty size"}, Stdin: true, TTY: true, Rows: 33, Cols: 101})
+		// The first size is on the wire when Start returns, so it is there for what is typed; a
+		// program that asks at once may still see the pty's default (the server sets sizes on a
+		// goroutine of its own).
+		s, err := h.st.Start(h.ctx(), "terminal", id, shell.Command{Argv: []string{"sh", "-c", "read x; stty size; read y; stty size"}, Stdin: true, TTY: true, Rows: 33, Cols: 101})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer s.Close()
 		out, _ := copyInBackground(s)
+		if _, err := s.Write([]byte("a\r")); err != nil {
+			t.Fatal(err)
+		}
 		waitFor(t, 10*time.Second, "the first size", func() bool { return strings.Contains(out.String(), "33 101") })
 		if err := s.Resize(h.ctx(), 40, 120); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Write([]byte("go\r")); err != nil {
+		if _, err := s.Write([]byte("b\r")); err != nil {
 			t.Fatal(err)
 		}
 		if code, err := s.Wait(h.ctx()); err != nil || code != 0 || !strings.Contains(out.String(), "40 120") {
