@@ -199,7 +199,15 @@ func (p *proxy) up() {
 				in.Close()
 				continue
 			}
+			// A connection accepted just before down() must not outlive it: down() closed the
+			// listener (p.l is no longer l) and only knows the connections recorded before.
 			p.mu.Lock()
+			if p.l != l {
+				p.mu.Unlock()
+				in.Close()
+				out.Close()
+				return
+			}
 			p.conns = append(p.conns, in, out)
 			p.mu.Unlock()
 			go func() { _, _ = io.Copy(out, in); out.Close() }()
