@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -62,8 +61,8 @@ func (h *streamHarness) run(id string, cmd shell.Command) (stdout, stderr string
 }
 
 // copyInBackground copies a session's output into a buffer the test can read meanwhile.
-func copyInBackground(s shell.Session) (*syncBuffer, <-chan error) {
-	var out syncBuffer
+func copyInBackground(s shell.Session) (*runtimetest.SyncBuffer, <-chan error) {
+	var out runtimetest.SyncBuffer
 	copied := make(chan error, 1)
 	go func() { copied <- s.Copy(&out, &out) }()
 	return &out, copied
@@ -220,22 +219,4 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// syncBuffer is a bytes.Buffer that a test may read while a stream writes it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -12,19 +12,20 @@ import (
 	"github.com/insien/orchestrator/internal/runtimes"
 )
 
-// syncBuffer is an io.Writer that a test can read while Exec (or a follower) writes to it.
-type syncBuffer struct {
+// SyncBuffer is an io.Writer that a test can read while Exec (or a follower) writes to it; drivers' own
+// tests use it too.
+type SyncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *SyncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
@@ -73,7 +74,7 @@ func testExec(t *testing.T, e *Env) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			var stdout, stderr syncBuffer
+			var stdout, stderr SyncBuffer
 			res, err := rt.Exec(e.Ctx(), id, c.spec, &stdout, &stderr, 30*time.Second, 0)
 			if c.spec.User != "" && !rt.Capabilities().ExecUser {
 				// A driver that cannot choose the user says so, and runs nothing.
@@ -98,7 +99,7 @@ func testExec(t *testing.T, e *Env) {
 	}
 
 	t.Run("command not found", func(t *testing.T) {
-		var stderr syncBuffer
+		var stderr SyncBuffer
 		res, err := rt.Exec(e.Ctx(), id, runtimes.ExecSpec{Cmd: []string{"no-such-command"}}, nil, &stderr, 0, 0)
 		if err != nil {
 			t.Fatalf("Exec: %v", err)
@@ -148,7 +149,7 @@ func testExecTimeoutKillsProcessTree(t *testing.T, e *Env) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			var stdout syncBuffer
+			var stdout SyncBuffer
 			start := time.Now()
 			res, err := rt.Exec(e.Ctx(), id, runtimes.ExecSpec{Cmd: []string{"sh", "-c", "echo started; " + c.script}}, &stdout, nil, time.Second, 0)
 			took := time.Since(start)
@@ -229,7 +230,7 @@ func testExecOutputCap(t *testing.T, e *Env) {
 		}
 	})
 	t.Run("the cap spans both streams", func(t *testing.T) {
-		var stdout, stderr syncBuffer
+		var stdout, stderr SyncBuffer
 		res, err := rt.Exec(e.Ctx(), id, runtimes.ExecSpec{Cmd: []string{"sh", "-c", "echo 12345; sleep 0.2; echo 67890 >&2"}}, &stdout, &stderr, time.Minute, 8)
 		if err != nil {
 			t.Fatalf("Exec: %v", err)
@@ -239,7 +240,7 @@ func testExecOutputCap(t *testing.T, e *Env) {
 		}
 	})
 	t.Run("exactly the cap is not truncated", func(t *testing.T) {
-		var stdout syncBuffer
+		var stdout SyncBuffer
 		res, err := rt.Exec(e.Ctx(), id, runtimes.ExecSpec{Cmd: []string{"echo", "1234"}}, &stdout, nil, time.Minute, 5)
 		if err != nil || res.Truncated || stdout.String() != "1234\n" {
 			t.Errorf("Exec = %+v, %v, stdout %q; want all 5 bytes, not truncated", res, err, stdout.String())
@@ -249,14 +250,14 @@ func testExecOutputCap(t *testing.T, e *Env) {
 
 // firstWrite records when its first bytes arrived.
 type firstWrite struct {
-	syncBuffer
+	SyncBuffer
 	once sync.Once
 	at   chan time.Time
 }
 
 func (w *firstWrite) Write(p []byte) (int, error) {
 	w.once.Do(func() { w.at <- time.Now() })
-	return w.syncBuffer.Write(p)
+	return w.SyncBuffer.Write(p)
 }
 
 // ExecStreamsIncrementally: output reaches the writer as it is printed, not when the command ends.
@@ -319,7 +320,7 @@ func testExecWorkDir(t *testing.T, e *Env) {
 	if code, _ := e.Run(t, id, "ls", "/tmp/ran"); code == 0 {
 		t.Error("the command ran although its work directory is missing")
 	}
-	var out syncBuffer
+	var out SyncBuffer
 	started := false
 	if _, err := rt.Exec(e.Ctx(), id, runtimes.ExecSpec{Cmd: []string{"pwd"}, WorkDir: "/tmp", Started: func() { started = out.String() == "" }},
 		&out, nil, time.Minute, 0); err != nil || out.String() != "/tmp\n" || !started {

@@ -23,7 +23,7 @@ n=0; while :; do if [ -e /tmp/go ]; then rm /tmp/go; n=$((n+1)); echo "late $n";
 
 	logs := func(opts runtimes.LogOptions) (string, string) {
 		t.Helper()
-		var stdout, stderr syncBuffer
+		var stdout, stderr SyncBuffer
 		if err := rt.Logs(e.Ctx(), id, opts, &stdout, &stderr); err != nil {
 			t.Fatalf("Logs(%+v): %v", opts, err)
 		}
@@ -33,7 +33,7 @@ n=0; while :; do if [ -e /tmp/go ]; then rm /tmp/go; n=$((n+1)); echo "late $n";
 		out, _ := logs(runtimes.LogOptions{Tail: -1})
 		return strings.Contains(out, "three")
 	})
-	trigger := func(want string, sinks ...*syncBuffer) {
+	trigger := func(want string, sinks ...*SyncBuffer) {
 		t.Helper()
 		if code, out := e.Run(t, id, "touch", "/tmp/go"); code != 0 {
 			t.Fatalf("touch: %s", out)
@@ -85,7 +85,7 @@ n=0; while :; do if [ -e /tmp/go ]; then rm /tmp/go; n=$((n+1)); echo "late $n";
 	t.Run("follow", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(e.Ctx())
 		defer cancel()
-		var stdout syncBuffer
+		var stdout SyncBuffer
 		done := make(chan error, 1)
 		go func() { done <- rt.Logs(ctx, id, runtimes.LogOptions{Tail: 0, Follow: true}, &stdout, io.Discard) }()
 		time.Sleep(200 * time.Millisecond) // let the follow begin
@@ -187,9 +187,9 @@ func testStats(t *testing.T, e *Env) {
 }
 
 // screen collects what a terminal prints.
-func screen(t *testing.T, term runtimes.Terminal) (*syncBuffer, <-chan struct{}) {
+func screen(t *testing.T, term runtimes.Terminal) (*SyncBuffer, <-chan struct{}) {
 	t.Helper()
-	var out syncBuffer
+	var out SyncBuffer
 	eof := make(chan struct{})
 	go func() {
 		defer close(eof)
