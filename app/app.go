@@ -20,6 +20,7 @@ import (
 	"github.com/insien/orchestrator/internal/sandbox/interact"
 	"github.com/insien/orchestrator/internal/sandbox/lifecycle"
 	"github.com/insien/orchestrator/internal/sandbox/liveconns"
+	"github.com/insien/orchestrator/internal/sandbox/pool"
 	"github.com/insien/orchestrator/migrations"
 	"github.com/insien/orchestrator/providers"
 	"github.com/insien/orchestrator/repositories"
@@ -47,6 +48,7 @@ func Options(cfg *config.Config, extra ...fx.Option) fx.Option {
 		webhooks.Module,
 		envcrypt.Module,
 		liveconns.Module,
+		pool.Module,
 		lifecycle.Module,
 		interact.Module,
 		handlers.Module,

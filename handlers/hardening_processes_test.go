@@ -20,7 +20,7 @@ import (
 
 	"github.com/insien/orchestrator/internal/platform/config"
 	"github.com/insien/orchestrator/internal/runtimes"
-	"github.com/insien/orchestrator/internal/sandbox/lifecycle"
+	"github.com/insien/orchestrator/internal/sandbox/model"
 	"github.com/insien/orchestrator/internal/testenv"
 	"github.com/insien/orchestrator/internal/testenv/clerkstub"
 )
@@ -32,7 +32,7 @@ import (
 // enginePS maps pid to command line for every process in a sandbox's container.
 func enginePS(t testing.TB, sbID string) map[string]string {
 	t.Helper()
-	return testenv.Processes(t, lifecycle.ContainerName(uuid.MustParse(sbID)))
+	return testenv.Processes(t, model.ContainerName(uuid.MustParse(sbID)))
 }
 
 // wantOnly waits (a SIGKILLed process still has to be reaped) until the sandbox runs only the

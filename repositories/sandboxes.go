@@ -46,6 +46,7 @@ type sandboxColumns struct {
 	EndedAt                *time.Time        `bun:"ended_at"`
 	PausedAt               *time.Time        `bun:"paused_at"`
 	AutoExtend             bool              `bun:"auto_extend"`
+	Start                  string            `bun:"start"`
 }
 
 func (r *sandboxRow) sandbox() *model.Sandbox {

@@ -26,8 +26,8 @@ import (
 	"github.com/insien/orchestrator/repositories"
 )
 
-// keysTimeout bounds one key command, database and Redis round trips included.
-const keysTimeout = 30 * time.Second
+// commandTimeout bounds one operator command (keys, pool), database and Redis round trips included.
+const commandTimeout = 30 * time.Second
 
 // keysCommand manages API keys from the command line, for machines without Clerk.
 func keysCommand(g globalFlags, args []string) int {
@@ -49,7 +49,7 @@ func keysCommand(g globalFlags, args []string) int {
 	if err != nil {
 		return 2
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), keysTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
 	switch args[0] {
 	case "create":

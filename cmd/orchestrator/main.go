@@ -30,6 +30,8 @@ func run(args []string) int {
 		return migrateCommand(global, rest)
 	case "keys":
 		return keysCommand(global, rest)
+	case "pool":
+		return poolCommand(global, rest)
 	case "version":
 		fmt.Println(version)
 		return 0
@@ -51,5 +53,6 @@ commands:
                               create an API key (and a local user for an unknown email)
   keys list --email E         list a local user's keys (masked)
   keys revoke ID              revoke a key
+  pool status                 each warm pool's target, ready and starting members, last error
   version                     print the version
 `

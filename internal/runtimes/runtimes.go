@@ -15,6 +15,10 @@ const (
 	LabelInstance  = "dev.insien.orchestrator.instance" // the orchestrator process that created it
 	LabelSandboxID = "dev.insien.orchestrator.sandbox"
 	LabelUserID    = "dev.insien.orchestrator.user"
+	// LabelPool marks a workload started for a warm pool ("true"); it stays when a sandbox claims
+	// it (a Docker container's labels cannot change), so it says how the workload began, and the
+	// sandbox label, not this one, says what it is now.
+	LabelPool = "dev.insien.orchestrator.pool"
 )
 
 // Errors a driver returns so callers can tell outcomes apart without knowing the driver.
@@ -48,6 +52,19 @@ type Capabilities struct {
 	// LogStreams: Logs writes the main process's stdout and stderr apart; false: the whole log,
 	// interleaved as it was written, goes to stdout (the Kubernetes API serves one stream).
 	LogStreams bool `json:"log_streams"`
+	// LiveResize: Claim changes a running workload's CPU and memory limits; false: a Claim that
+	// asks for other limits than the workload's is ErrNotSupported, so only a pool member of the
+	// requested size can be claimed.
+	LiveResize bool `json:"-"`
+}
+
+// Claim is what a running pool member becomes when a sandbox claims it.
+type Claim struct {
+	CPU      float64 // cores; 0: keep the member's
+	MemoryMB int64   // 0: keep the member's
+	// Labels are the sandbox's; a driver whose workloads keep their labels for life (Docker)
+	// leaves the member's, which already name the sandbox (the member was created under its id).
+	Labels map[string]string
 }
 
 // The smallest limits a driver can enforce. A limit below them is not a smaller limit: an engine
@@ -170,6 +187,11 @@ type Runtime interface {
 	Resume(ctx context.Context, id string) error
 	Inspect(ctx context.Context, id string) (Info, error)
 	List(ctx context.Context, labels map[string]string) ([]Info, error)
+	// Claim hands the running workload id (a warm pool member) to a sandbox: it checks that the
+	// workload still runs, applies the claim's limits where they differ from the workload's and
+	// its labels where the driver can. A workload that no longer runs is a *NotRunningError (or
+	// ErrNotFound): the caller discards it and starts a sandbox the cold way.
+	Claim(ctx context.Context, id string, c Claim) error
 	// Watch reports the events of workloads that carry every one of labels until ctx ends, then
 	// closes the channel. The driver reconnects by itself (with backoff) when its source breaks
 	// and sends EventResync after each connection, the first included. Events may repeat:

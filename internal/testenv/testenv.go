@@ -113,6 +113,8 @@ func Config(t testing.TB) *config.Config {
 	// Tests poll; the tests of rate limiting set their own limits.
 	cfg.RateLimit.PrincipalPerMin, cfg.RateLimit.PrincipalBurst = 60000, 10000
 	cfg.App.Instance = "test-instance-" + randomHex(3)
+	// A pool starts containers at once and takes capacity: the tests of pools turn it on.
+	cfg.Sandbox.WarmPool.Enabled = false
 	useDriver(t, &cfg)
 	return &cfg
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -220,6 +221,54 @@ type Sandbox struct {
 	ExecOutputLimit   int64         `mapstructure:"exec_output_limit"`
 	ExecMaxTimeout    time.Duration `mapstructure:"exec_max_timeout"`
 	MaxUploadBytes    int64         `mapstructure:"max_upload_bytes"`
+	WarmPool          WarmPool      `mapstructure:"warm_pool"`
+}
+
+// WarmPool keeps sandboxes of some images started ahead of demand, so that a create claims one
+// instead of waiting for the engine.
+type WarmPool struct {
+	Enabled bool `mapstructure:"enabled"`
+	Size    int  `mapstructure:"size"` // members of sandbox.default_image
+	// Images are more pools as "image=size" entries: image names hold dots and colons, which
+	// configuration keys cannot, so a map keyed by image is not an option.
+	Images          []string      `mapstructure:"images"`
+	RefillPerSecond float64       `mapstructure:"refill_per_second"` // members started per second, per replica
+	MaxIdleAge      time.Duration `mapstructure:"max_idle_age"`      // older members are replaced (image updates reach the pool)
+}
+
+// Targets is the number of members to keep per image: empty when the pool is off. An entry of
+// Images for sandbox.default_image overrides Size.
+func (s Sandbox) Targets() (map[string]int, error) {
+	targets := map[string]int{}
+	if !s.WarmPool.Enabled {
+		return targets, nil
+	}
+	targets[s.DefaultImage] = s.WarmPool.Size
+	for _, entry := range s.WarmPool.Images {
+		image, size, ok := strings.Cut(strings.TrimSpace(entry), "=")
+		n, err := strconv.Atoi(strings.TrimSpace(size))
+		image = strings.TrimSpace(image)
+		switch {
+		case !ok || err != nil || image == "":
+			return nil, invalid("sandbox.warm_pool.images", "entry %q is not image=size", entry)
+		case !slices.Contains(s.AllowedImages, image):
+			return nil, invalid("sandbox.warm_pool.images", "image %q is not in sandbox.allowed_images", image)
+		case n < 0:
+			return nil, invalid("sandbox.warm_pool.images", "size of %q must not be negative", image)
+		}
+		targets[image] = n
+	}
+	total := 0
+	for image, n := range targets {
+		if n == 0 {
+			delete(targets, image)
+		}
+		total += n
+	}
+	if total > s.MaxPerInstance {
+		return nil, invalid("sandbox.warm_pool", "%d members in all exceed sandbox.max_per_instance (%d)", total, s.MaxPerInstance)
+	}
+	return targets, nil
 }
 
 // Default returns the configuration used when nothing overrides it. config.yaml mirrors it.
@@ -310,6 +359,7 @@ func Default() Config {
 			ExecOutputLimit:   10 << 20,
 			ExecMaxTimeout:    time.Hour,
 			MaxUploadBytes:    100 << 20,
+			WarmPool:          WarmPool{Enabled: true, Size: 2, Images: []string{}, RefillPerSecond: 2, MaxIdleAge: 30 * time.Minute},
 		},
 	}
 }
@@ -387,13 +437,17 @@ func (c *Config) Validate() error {
 		{c.Sandbox.ExecOutputLimit > 0, "sandbox.exec_output_limit", "must be positive"},
 		{c.Sandbox.ExecMaxTimeout >= time.Second, "sandbox.exec_max_timeout", "must be at least 1s"},
 		{c.Sandbox.MaxUploadBytes > 0, "sandbox.max_upload_bytes", "must be positive"},
+		{c.Sandbox.WarmPool.Size >= 0, "sandbox.warm_pool.size", "must not be negative"},
+		{c.Sandbox.WarmPool.RefillPerSecond > 0, "sandbox.warm_pool.refill_per_second", "must be positive"},
+		{c.Sandbox.WarmPool.MaxIdleAge >= time.Minute, "sandbox.warm_pool.max_idle_age", "must be at least 1m"},
 	}
 	for _, ch := range checks {
 		if !ch.ok {
 			return invalid(ch.key, "%s", ch.reason)
 		}
 	}
-	return nil
+	_, err := c.Sandbox.Targets()
+	return err
 }
 
 func validURL(raw string, schemes ...string) bool {

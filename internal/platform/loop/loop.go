@@ -24,3 +24,21 @@ func Every(ctx context.Context, interval time.Duration, fn func(context.Context)
 		}
 	}
 }
+
+// EveryOrWake is Every for work that can also be asked for: fn runs at once, then whenever wake
+// receives and at the latest one interval after its last run. Wakes during a run coalesce (a
+// buffered wake channel of one holds the next).
+func EveryOrWake(ctx context.Context, interval time.Duration, wake <-chan struct{}, fn func(context.Context)) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case <-wake:
+		}
+		fn(ctx)
+		timer.Reset(interval)
+	}
+}

@@ -88,9 +88,10 @@ func (r *Runtime) Close() error { return r.cli.Close() }
 // Name identifies the driver in logs and health checks.
 func (r *Runtime) Name() string { return "docker" }
 
-// Capabilities: the engine freezes a container's cgroup, so pause and resume work.
+// Capabilities: the engine freezes a container's cgroup, so pause and resume work, and changes
+// its limits in place, so a pool member of any size can be claimed.
 func (r *Runtime) Capabilities() runtimes.Capabilities {
-	return runtimes.Capabilities{Pause: true, ExecUser: true, LogStreams: true}
+	return runtimes.Capabilities{Pause: true, ExecUser: true, LogStreams: true, LiveResize: true}
 }
 
 // Ping checks that the engine answers; a failure is ErrUnavailable.

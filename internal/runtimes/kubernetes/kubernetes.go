@@ -161,9 +161,10 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 func (r *Runtime) Name() string { return "kubernetes" }
 
 // Capabilities: a running Pod cannot be frozen through the Kubernetes API, pods/exec has no user
-// (everything runs as the container's), and pods/log serves stdout and stderr as one stream.
+// (everything runs as the container's), pods/log serves stdout and stderr as one stream, and a
+// Pod's limits stay those it was created with (see Claim).
 func (r *Runtime) Capabilities() runtimes.Capabilities {
-	return runtimes.Capabilities{Pause: false, ExecUser: false, LogStreams: false}
+	return runtimes.Capabilities{Pause: false, ExecUser: false, LogStreams: false, LiveResize: false}
 }
 
 // Pause is not possible: Kubernetes has no call that freezes a Pod's processes.

@@ -14,11 +14,12 @@ import (
 
 	"github.com/insien/orchestrator/internal/runtimes"
 	"github.com/insien/orchestrator/internal/runtimes/kubernetes"
+	"github.com/insien/orchestrator/internal/testenv"
 )
 
 // probe prints, as key=value lines, what the sandbox's kernel and filesystem enforce, then
 // sleeps: the hardening seen from inside.
-const probe = `for f in NoNewPrivs Seccomp CapEff CapBnd CapAmb; do echo "$f=$(grep "^$f:" /proc/self/status | cut -f2)"; done
+var probe = `for f in NoNewPrivs Seccomp CapEff CapBnd CapAmb; do echo "$f=$(grep "^$f:" /proc/self/status | cut -f2)"; done
 echo "hostname=$(hostname)"
 echo "pwd=$(pwd)"
 echo "pid1=$([ $$ = 1 ] && echo main || echo other)"
@@ -26,8 +27,7 @@ echo "nameservers=$(grep '^nameserver' /etc/resolv.conf | cut -d' ' -f2 | tr '\n
 touch /probe 2>/dev/null && echo root=writable || echo root=read-only
 echo "tmp=$(df -k /tmp | tail -1 | awk '{print $2}')"
 echo "workdir=$(df -k . | tail -1 | awk '{print $2}')"
-echo "memory=$(cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes)"
-echo "cpu=$(cat /sys/fs/cgroup/cpu.max 2>/dev/null || echo $(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) $(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us))"
+` + testenv.CgroupLimitsScript + `
 echo "token=$(ls /var/run/secrets/kubernetes.io/serviceaccount 2>/dev/null | wc -l)"
 echo "service_links=$(env | grep '_SERVICE_HOST=' | grep -vc '^KUBERNETES_SERVICE_HOST=')"
 echo "greeting=$GREETING"

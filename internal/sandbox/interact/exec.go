@@ -61,6 +61,9 @@ func (s *Service) PrepareExec(ctx context.Context, userID, id uuid.UUID, in Exec
 	if err != nil {
 		return nil, err
 	}
+	if spec.Env, err = s.withSandboxEnv(ctx, sb, spec.Env); err != nil {
+		return nil, err
+	}
 	return &Command{s: s, sb: sb, spec: spec, timeout: timeout}, nil
 }
 

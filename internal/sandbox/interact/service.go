@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 
 	"github.com/google/uuid"
 	"go.uber.org/fx"
@@ -27,6 +28,8 @@ type Sandboxes interface {
 	Get(ctx context.Context, userID, id uuid.UUID) (*model.Sandbox, error)
 	// Running returns a user's sandbox if it runs (409 naming its state otherwise).
 	Running(ctx context.Context, userID, id uuid.UUID) (*model.Sandbox, error)
+	// ExecEnv is the sandbox's own env when its commands must be given it (a warm sandbox's).
+	ExecEnv(ctx context.Context, sb *model.Sandbox) (map[string]string, error)
 	// Touch records activity (auto-extend).
 	Touch(ctx context.Context, sb *model.Sandbox)
 	// Connect registers a live connection until release is called (429 when the sandbox has
@@ -68,8 +71,23 @@ func (s *Service) running(ctx context.Context, userID, id uuid.UUID) (*model.San
 	return sb, nil
 }
 
+// withSandboxEnv is env on top of the sandbox's own env where commands must be given it, so that
+// a command sees the same environment in a warm sandbox as in a cold one.
+func (s *Service) withSandboxEnv(ctx context.Context, sb *model.Sandbox, env map[string]string) (map[string]string, error) {
+	own, err := s.sandboxes.ExecEnv(ctx, sb)
+	if err != nil {
+		return nil, fmt.Errorf("reading the env of sandbox %s: %w", sb.ID, err)
+	}
+	if len(own) == 0 {
+		return env, nil
+	}
+	merged := maps.Clone(own)
+	maps.Copy(merged, env)
+	return merged, nil
+}
+
 // container is the runtime name of a sandbox.
-func container(sb *model.Sandbox) string { return lifecycle.ContainerName(sb.ID) }
+func container(sb *model.Sandbox) string { return model.ContainerName(sb.ID) }
 
 // runtimeErr maps the runtime's sentinels to API errors; anything else stays internal, and says
 // what failed (op) on which sandbox.

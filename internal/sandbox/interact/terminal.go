@@ -54,9 +54,10 @@ func CheckTerminalSize(rows, cols uint) error {
 
 // TerminalRequest is a validated terminal for a running sandbox, ready to open.
 type TerminalRequest struct {
-	s  *Service
-	sb *model.Sandbox
-	in TerminalInput
+	s   *Service
+	sb  *model.Sandbox
+	in  TerminalInput
+	env map[string]string
 }
 
 // PrepareTerminal validates the request and checks that the caller's sandbox runs, so every
@@ -81,7 +82,11 @@ func (s *Service) PrepareTerminal(ctx context.Context, userID, id uuid.UUID, in 
 	if err != nil {
 		return nil, err
 	}
-	return &TerminalRequest{s: s, sb: sb, in: in}, nil
+	env, err := s.withSandboxEnv(ctx, sb, map[string]string{"TERM": "xterm-256color"})
+	if err != nil {
+		return nil, err
+	}
+	return &TerminalRequest{s: s, sb: sb, in: in, env: env}, nil
 }
 
 // Open starts the command on a pseudo-terminal; ctx bounds the start only.
@@ -90,7 +95,7 @@ func (r *TerminalRequest) Open(ctx context.Context) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening a terminal: %w", err)
 	}
-	spec := runtimes.ExecSpec{Cmd: r.in.Cmd, Env: map[string]string{"TERM": "xterm-256color"}}
+	spec := runtimes.ExecSpec{Cmd: r.in.Cmd, Env: r.env}
 	term, err := r.s.rt.Terminal(ctx, container(r.sb), spec, r.in.Rows, r.in.Cols)
 	if err != nil {
 		release()

@@ -118,7 +118,7 @@ func (s *Service) freeze(ctx context.Context, userID, id uuid.UUID, from, to mod
 	// The container and the row change together even if the client leaves in between.
 	ctx, cancel := withRuntimeBudget(ctx)
 	defer cancel()
-	if err := act(ctx, ContainerName(id)); err != nil {
+	if err := act(ctx, model.ContainerName(id)); err != nil {
 		return nil, s.freezeFailed(ctx, sb, to, err)
 	}
 	updated, err := s.rows.Transition(ctx, id, []model.Status{from}, to, set(time.Now(), sb))

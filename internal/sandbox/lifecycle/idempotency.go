@@ -87,16 +87,9 @@ func (s *Service) replay(first *model.Sandbox, in CreateInput) (*model.Sandbox, 
 
 // sameEnv compares env values with the first sandbox's sealed ones (the names already matched).
 func (s *Service) sameEnv(first *model.Sandbox, env map[string]string) (bool, error) {
-	if len(first.EnvEncrypted) == 0 {
-		return len(env) == 0, nil
-	}
-	plain, err := s.sealer.Open(first.EnvEncrypted, first.ID[:])
+	stored, err := s.openEnv(first)
 	if err != nil {
-		return false, fmt.Errorf("opening the env of sandbox %s to compare a replayed create: %w", first.ID, err)
-	}
-	var stored map[string]string
-	if err := json.Unmarshal(plain, &stored); err != nil {
-		return false, fmt.Errorf("decoding the env of sandbox %s: %w", first.ID, err)
+		return false, fmt.Errorf("comparing a replayed create: %w", err)
 	}
 	return maps.Equal(stored, env), nil
 }

@@ -27,7 +27,7 @@ const (
 // destroy stops and removes the container of a row this caller moved to stopping, then records
 // the final state. If the runtime fails the row stays stopping and the reconciler retries.
 func (s *Service) destroy(ctx context.Context, sb *model.Sandbox) error {
-	name := ContainerName(sb.ID)
+	name := model.ContainerName(sb.ID)
 	if err := s.rt.Stop(ctx, name, s.runtimeCfg.StopGrace); err != nil && !errors.Is(err, runtimes.ErrNotFound) {
 		s.log.Warn("stopping sandbox", zap.Stringer("sandbox", sb.ID), zap.Error(err))
 	}
@@ -136,6 +136,16 @@ func (s *Service) Reconcile(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reconciling: listing the runtime's containers: %w", err)
 	}
+	// Members before sandboxes: a claim moves a member into sandboxes (never back), so a
+	// container claimed between the two reads is seen in one of them.
+	members, err := s.rows.Pool().Members(ctx)
+	if err != nil {
+		return fmt.Errorf("reconciling: %w", err)
+	}
+	pooled := map[uuid.UUID]bool{}
+	for _, m := range members {
+		pooled[m.ID] = true
+	}
 	live, err := s.rows.Live(ctx)
 	if err != nil {
 		return fmt.Errorf("reconciling: %w", err)
@@ -147,11 +157,11 @@ func (s *Service) Reconcile(ctx context.Context) error {
 			continue
 		}
 		seen[id] = c
-		if _, ok := live[id]; ok {
-			continue
+		if _, ok := live[id]; ok || pooled[id] {
+			continue // a pool member's health is the pool's business
 		}
-		// A container is created only after its row is inserted, so one without a live row is
-		// an orphan (its row ended, or a process died between the two steps).
+		// A container is created only after its row (or pool member) is inserted, so one without
+		// either is an orphan (its row ended, or a process died between the two steps).
 		if err := s.rt.Remove(ctx, c.Name); err != nil {
 			s.log.Warn("removing orphaned container", zap.String("container", c.Name), zap.Error(err))
 		} else {

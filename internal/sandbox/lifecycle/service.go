@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -26,6 +27,7 @@ import (
 	"github.com/insien/orchestrator/internal/sandbox/envcrypt"
 	"github.com/insien/orchestrator/internal/sandbox/liveconns"
 	"github.com/insien/orchestrator/internal/sandbox/model"
+	"github.com/insien/orchestrator/internal/sandbox/pool"
 	"github.com/insien/orchestrator/repositories"
 )
 
@@ -49,6 +51,7 @@ type Caller struct {
 type Service struct {
 	rows       *repositories.Sandboxes
 	rt         runtimes.Runtime
+	pool       *pool.Pool
 	runtimeCfg config.Runtime
 	sealer     *envcrypt.Sealer
 	rdb        *redis.Client
@@ -68,6 +71,7 @@ type Params struct {
 	fx.In
 	Sandboxes     *repositories.Sandboxes
 	Runtime       runtimes.Runtime
+	Pool          *pool.Pool
 	RuntimeConfig config.Runtime
 	Sealer        *envcrypt.Sealer
 	Redis         *redis.Client
@@ -79,7 +83,7 @@ type Params struct {
 
 // NewService builds the service; its loops run from Start to Stop.
 func NewService(p Params) *Service {
-	return &Service{rows: p.Sandboxes, rt: p.Runtime, runtimeCfg: p.RuntimeConfig, sealer: p.Sealer, rdb: p.Redis,
+	return &Service{rows: p.Sandboxes, rt: p.Runtime, pool: p.Pool, runtimeCfg: p.RuntimeConfig, sealer: p.Sealer, rdb: p.Redis,
 		conns: p.Conns, cfg: p.Sandbox, instance: p.App.InstanceName(), started: time.Now(), log: p.Log.Named("sandboxes")}
 }
 
@@ -114,10 +118,8 @@ func (s *Service) Create(ctx context.Context, caller Caller, in CreateInput) (sb
 			return nil, false, fmt.Errorf("looking up the Idempotency-Key: %w", err)
 		}
 	}
-	sb, err = s.newSandbox(caller, in, sp)
-	if err != nil {
-		return nil, false, err
-	}
+	sb = s.newSandbox(caller, in, sp)
+	poolable := s.pool.Serves(sb.Image, sb.Command)
 	err = s.rows.InTx(ctx, func(ctx context.Context, rows *repositories.Sandboxes) error {
 		if err := rows.LockQuota(ctx); err != nil {
 			return err
@@ -136,12 +138,22 @@ func (s *Service) Create(ctx context.Context, caller Caller, in CreateInput) (sb
 		if mine >= s.cfg.MaxPerUser {
 			return quotaExceeded("you already have %d live sandboxes, the maximum", mine)
 		}
-		all, err := rows.CountLive(ctx, uuid.Nil)
+		claimed, err := s.claim(ctx, rows, sb, poolable)
 		if err != nil {
 			return err
 		}
-		if all >= s.cfg.MaxPerInstance {
-			return quotaExceeded("this server runs %d sandboxes, its maximum; retry later", all)
+		if !claimed {
+			// A claimed member already held its place in the instance's capacity.
+			used, err := rows.CountCapacity(ctx)
+			if err != nil {
+				return err
+			}
+			if used >= s.cfg.MaxPerInstance {
+				return quotaExceeded("this server runs %d sandboxes, its maximum; retry later", used)
+			}
+		}
+		if err := s.seal(sb, sp.env); err != nil {
+			return err
 		}
 		return rows.Insert(ctx, sb)
 	})
@@ -156,24 +168,48 @@ func (s *Service) Create(ctx context.Context, caller Caller, in CreateInput) (sb
 	if err != nil {
 		return nil, false, fmt.Errorf("reserving quota for a sandbox: %w", err)
 	}
+	if poolable {
+		s.pool.Wake() // refill behind the claim, or try again to fill a pool that had nothing
+	}
 	runCtx, cancel := withRuntimeBudget(ctx)
 	defer cancel()
+	if sb.Start == model.StartWarm {
+		started, err := s.startWarm(runCtx, sb, sp)
+		return started, false, err
+	}
 	started, err := s.start(runCtx, sb, sp)
 	return started, false, err
+}
+
+// claim takes a ready warm pool member for sb when the pool can serve it, within the create's
+// transaction: sb takes the member's id (its container's name) and runtime id. The member leaves
+// the pool in the same commit as sb's row appears, so it is handed out once or not at all.
+func (s *Service) claim(ctx context.Context, rows *repositories.Sandboxes, sb *model.Sandbox, poolable bool) (bool, error) {
+	if !poolable {
+		return false, nil
+	}
+	m, err := rows.Pool().Claim(ctx, sb.Image, sb.CPU, sb.MemoryMB, s.pool.AnySize())
+	if errors.Is(err, repositories.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	sb.ID, sb.RuntimeID, sb.Start = m.ID, m.RuntimeID, model.StartWarm
+	return true, nil
 }
 
 func quotaExceeded(format string, args ...any) error {
 	return apierror.TooManyRequests("quota_exceeded", format, args...)
 }
 
-// newSandbox is the pending sandbox a create inserts, its env sealed.
-func (s *Service) newSandbox(caller Caller, in CreateInput, sp spec) (*model.Sandbox, error) {
-	id := uuid.New()
+// newSandbox is the pending sandbox a create inserts (its env is sealed once its id is final).
+func (s *Service) newSandbox(caller Caller, in CreateInput, sp spec) *model.Sandbox {
 	row := &model.Sandbox{
-		ID: id, UserID: caller.UserID, APIKeyID: caller.APIKeyID, Image: sp.image, Command: sp.command,
+		ID: uuid.New(), UserID: caller.UserID, APIKeyID: caller.APIKeyID, Image: sp.image, Command: sp.command,
 		Status: model.StatusPending, Instance: s.instance, CPU: sp.cpu, MemoryMB: sp.memoryMB,
 		Metadata: sp.metadata, EnvNames: []string{}, TimeoutSeconds: int(sp.timeout / time.Second), AutoExtend: sp.autoExtend,
-		ExpiresAt: time.Now().Add(sp.timeout),
+		ExpiresAt: time.Now().Add(sp.timeout), Start: model.StartCold,
 	}
 	if row.Command == nil {
 		row.Command = []string{}
@@ -185,36 +221,31 @@ func (s *Service) newSandbox(caller Caller, in CreateInput, sp spec) (*model.San
 		row.IdempotencyKey = &in.IdempotencyKey
 		row.IdempotencyFingerprint = in.fingerprint()
 	}
-	if len(sp.env) > 0 {
-		plain, _ := json.Marshal(sp.env)
-		sealed, err := s.sealer.Seal(plain, id[:])
-		if err != nil {
-			return nil, fmt.Errorf("sealing the env of sandbox %s: %w", id, err)
-		}
-		row.EnvEncrypted = sealed
-		for name := range sp.env {
-			row.EnvNames = append(row.EnvNames, name)
-		}
-		slices.Sort(row.EnvNames)
-	}
-	return row, nil
+	return row
 }
 
-// ContainerName is the runtime name of a sandbox: deterministic, so every step can find it.
-func ContainerName(id uuid.UUID) string { return "sbx-" + id.String() }
+// seal stores env in the row, encrypted and bound to the row's id.
+func (s *Service) seal(row *model.Sandbox, env map[string]string) error {
+	if len(env) == 0 {
+		return nil
+	}
+	plain, _ := json.Marshal(env)
+	sealed, err := s.sealer.Seal(plain, row.ID[:])
+	if err != nil {
+		return fmt.Errorf("sealing the env of sandbox %s: %w", row.ID, err)
+	}
+	row.EnvEncrypted = sealed
+	row.EnvNames = slices.Sorted(maps.Keys(env))
+	return nil
+}
 
 // start creates and starts the container of a pending row. On failure the row ends failed with
 // a reason a client may read (the runtime's own words are only logged) and no container is left.
 func (s *Service) start(ctx context.Context, row *model.Sandbox, sp spec) (*model.Sandbox, error) {
-	name := ContainerName(row.ID)
+	name := model.ContainerName(row.ID)
 	runtimeID, err := s.rt.Create(ctx, runtimes.Spec{
 		Name: name, Image: row.Image, Command: row.Command, Env: sp.env, CPU: row.CPU, MemoryMB: row.MemoryMB,
-		PidsLimit: s.cfg.PidsLimit,
-		Labels: map[string]string{
-			runtimes.LabelManagedBy: "true", runtimes.LabelCluster: s.runtimeCfg.Cluster,
-			runtimes.LabelInstance: s.instance, runtimes.LabelSandboxID: row.ID.String(),
-			runtimes.LabelUserID: row.UserID.String(),
-		},
+		PidsLimit: s.cfg.PidsLimit, Labels: s.labels(row),
 	})
 	if err == nil {
 		err = s.rt.Start(ctx, runtimeID)
@@ -222,19 +253,10 @@ func (s *Service) start(ctx context.Context, row *model.Sandbox, sp spec) (*mode
 	if err != nil {
 		return nil, s.failStart(ctx, row, err)
 	}
-	now := time.Now()
-	running, err := s.rows.Transition(ctx, row.ID, []model.Status{model.StatusPending}, model.StatusRunning, map[string]any{
-		"runtime_id": runtimeID, "started_at": now, "expires_at": now.Add(time.Duration(row.TimeoutSeconds) * time.Second),
-	})
-	if errors.Is(err, repositories.ErrNotFound) {
-		// Deleted while starting: whoever deleted it finalised the row; the container is ours to remove.
-		_ = s.rt.Remove(ctx, name)
-		return nil, apierror.Conflict("sandbox_deleted", "the sandbox was deleted while it was starting")
-	}
+	running, err := s.markRunning(ctx, row, runtimeID)
 	if err != nil {
-		return nil, fmt.Errorf("recording that sandbox %s runs: %w", row.ID, err)
+		return nil, err
 	}
-	s.changed(ctx, running)
 	// A main process that died at once (a command that does not exist: the init starts, then
 	// fails to exec it) is caught here. The check comes after the row is running so that no exit
 	// falls between two chairs: an earlier one shows here, a later one reaches the event watcher
@@ -250,9 +272,84 @@ func (s *Service) start(ctx context.Context, row *model.Sandbox, sp spec) (*mode
 	return running, nil
 }
 
+// startWarm readies a claimed pool member for its sandbox: its limits become the request's and it
+// is relabelled where the runtime can. A member that died since the pool last looked is removed,
+// and the sandbox starts cold under the same row, unknown to the client.
+func (s *Service) startWarm(ctx context.Context, row *model.Sandbox, sp spec) (*model.Sandbox, error) {
+	err := s.rt.Claim(ctx, *row.RuntimeID, runtimes.Claim{CPU: row.CPU, MemoryMB: row.MemoryMB, Labels: s.labels(row)})
+	if errors.Is(err, runtimes.ErrNotRunning) || errors.Is(err, runtimes.ErrNotFound) {
+		s.log.Info("a claimed pool member no longer ran; starting the sandbox cold", zap.Stringer("sandbox", row.ID), zap.Error(err))
+		if err := s.rt.Remove(ctx, model.ContainerName(row.ID)); err != nil {
+			return nil, s.failStart(ctx, row, err)
+		}
+		row.Start = model.StartCold
+		return s.start(ctx, row, sp)
+	}
+	if err != nil {
+		return nil, s.failStart(ctx, row, err)
+	}
+	return s.markRunning(ctx, row, *row.RuntimeID)
+}
+
+// openEnv returns a sandbox's env from its sealed copy (nil when it has none).
+func (s *Service) openEnv(sb *model.Sandbox) (map[string]string, error) {
+	if len(sb.EnvEncrypted) == 0 {
+		return nil, nil
+	}
+	plain, err := s.sealer.Open(sb.EnvEncrypted, sb.ID[:])
+	if err != nil {
+		return nil, fmt.Errorf("opening the env of sandbox %s: %w", sb.ID, err)
+	}
+	var env map[string]string
+	if err := json.Unmarshal(plain, &env); err != nil {
+		return nil, fmt.Errorf("decoding the env of sandbox %s: %w", sb.ID, err)
+	}
+	return env, nil
+}
+
+// ExecEnv is the env every command run in sb must be given. A cold sandbox's container was
+// created with its env, so it needs none; a warm one started before its env was known (a running
+// container's env cannot change), so each exec and terminal carries it, read from the sealed copy
+// in Postgres (never cached).
+func (s *Service) ExecEnv(ctx context.Context, sb *model.Sandbox) (map[string]string, error) {
+	if sb.Start != model.StartWarm || len(sb.EnvNames) == 0 {
+		return nil, nil
+	}
+	row, err := s.owned(ctx, sb.UserID, sb.ID)
+	if err != nil {
+		return nil, err
+	}
+	return s.openEnv(row)
+}
+
+// labels are the runtime labels of a user's sandbox.
+func (s *Service) labels(row *model.Sandbox) map[string]string {
+	return model.RuntimeLabels(s.runtimeCfg.Cluster, s.instance, row.ID, row.UserID)
+}
+
+// markRunning records that a pending sandbox's workload runs; its clock starts now. A sandbox
+// deleted meanwhile has its workload removed here (whoever deleted it finalised the row).
+func (s *Service) markRunning(ctx context.Context, row *model.Sandbox, runtimeID string) (*model.Sandbox, error) {
+	now := time.Now()
+	running, err := s.rows.Transition(ctx, row.ID, []model.Status{model.StatusPending}, model.StatusRunning, map[string]any{
+		"runtime_id": runtimeID, "started_at": now, "expires_at": now.Add(time.Duration(row.TimeoutSeconds) * time.Second),
+		"start": row.Start,
+	})
+	if errors.Is(err, repositories.ErrNotFound) {
+		// Deleted while starting: whoever deleted it finalised the row; the workload is ours to remove.
+		_ = s.rt.Remove(ctx, model.ContainerName(row.ID))
+		return nil, apierror.Conflict("sandbox_deleted", "the sandbox was deleted while it was starting")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("recording that sandbox %s runs: %w", row.ID, err)
+	}
+	s.changed(ctx, running)
+	return running, nil
+}
+
 // failStart ends a pending row whose container could not be created or started.
 func (s *Service) failStart(ctx context.Context, row *model.Sandbox, cause error) error {
-	if err := s.rt.Remove(ctx, ContainerName(row.ID)); err != nil {
+	if err := s.rt.Remove(ctx, model.ContainerName(row.ID)); err != nil {
 		s.log.Warn("removing a container that failed to start", zap.Stringer("sandbox", row.ID), zap.Error(err))
 	}
 	reason, apiErr := startFailure(row, cause)

@@ -49,6 +49,9 @@ func (s *Service) watch(ctx context.Context) {
 				s.log.Warn("reconciling after the runtime's event stream (re)connected", zap.Error(err))
 			}
 		case runtimes.EventExited, runtimes.EventGone:
+			if ev.Labels[runtimes.LabelPool] == "true" {
+				s.pool.Wake() // if it was still a member, the pool replaces it now
+			}
 			id, err := uuid.Parse(ev.Labels[runtimes.LabelSandboxID])
 			if err != nil {
 				continue
@@ -106,7 +109,7 @@ func (s *Service) recordEnd(ctx context.Context, id uuid.UUID, end ending) bool 
 func (s *Service) removeEnded(ctx context.Context, id uuid.UUID) {
 	ctx, cancel := context.WithTimeout(ctx, RuntimeBudget)
 	defer cancel()
-	if err := s.rt.Remove(ctx, ContainerName(id)); err != nil && ctx.Err() == nil {
+	if err := s.rt.Remove(ctx, model.ContainerName(id)); err != nil && ctx.Err() == nil {
 		s.log.Warn("removing an ended sandbox's container; the reconciler retries", zap.Stringer("sandbox", id), zap.Error(err))
 	}
 }
@@ -131,7 +134,7 @@ func (s *Service) inspectEnd(ctx context.Context, name string) (ending, bool) {
 // the container before returning: for the callers that are about to tell a client what state
 // the sandbox is in. over is true when the container has ended, whoever recorded it.
 func (s *Service) settle(ctx context.Context, id uuid.UUID) (end ending, over bool) {
-	end, over = s.inspectEnd(ctx, ContainerName(id))
+	end, over = s.inspectEnd(ctx, model.ContainerName(id))
 	if over && s.recordEnd(ctx, id, end) {
 		s.removeEnded(ctx, id)
 	}

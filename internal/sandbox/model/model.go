@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/insien/orchestrator/internal/runtimes"
 )
 
 // Sandbox is one sandbox and everything known about it.
@@ -39,7 +41,34 @@ type Sandbox struct {
 	EndedAt                *time.Time
 	PausedAt               *time.Time
 	AutoExtend             bool
+	Start                  string // StartCold or StartWarm
 }
+
+// How a sandbox started (start), so that clients and benchmarks can tell.
+const (
+	StartCold = "cold" // a container was created and started for it
+	StartWarm = "warm" // it claimed a member of a warm pool, already running
+)
+
+// RuntimeLabels are the labels of a sandbox's workload: reconciliation finds its own by cluster
+// and maps each back to its row by sandbox id; instance and owner say who made it for whom. A
+// pool member has no owner yet (uuid.Nil) and carries runtimes.LabelPool instead.
+func RuntimeLabels(cluster, instance string, id, owner uuid.UUID) map[string]string {
+	labels := map[string]string{
+		runtimes.LabelManagedBy: "true", runtimes.LabelCluster: cluster,
+		runtimes.LabelInstance: instance, runtimes.LabelSandboxID: id.String(),
+	}
+	if owner == uuid.Nil {
+		labels[runtimes.LabelPool] = "true"
+	} else {
+		labels[runtimes.LabelUserID] = owner.String()
+	}
+	return labels
+}
+
+// ContainerName is the runtime name of a sandbox (or of the pool member that becomes it):
+// deterministic, so every step can find it.
+func ContainerName(id uuid.UUID) string { return "sbx-" + id.String() }
 
 // Status is where a sandbox is in its life:
 //
