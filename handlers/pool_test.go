@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/insien/orchestrator/internal/platform/config"
+	"github.com/insien/orchestrator/internal/runtimes/runtimetest"
 	"github.com/insien/orchestrator/internal/testenv"
 	"github.com/insien/orchestrator/internal/testenv/clerkstub"
 )
@@ -109,7 +110,7 @@ func TestWarmPool(t *testing.T) {
 				t.Fatalf("start %q, want %q", sb.Start, tc.wantStart)
 			}
 			// The limits are the request's whichever way it started: the kernel says so.
-			limits := u.sh(t, sb.ID, testenv.CgroupLimitsScript)
+			limits := u.sh(t, sb.ID, runtimetest.CgroupLimitsScript)
 			want := "memory=" + strconv.FormatInt(sb.MemoryMB<<20, 10) + "\ncpu=" + strconv.FormatInt(int64(sb.CPU*100000+0.5), 10) + " 100000\n"
 			if limits != want {
 				t.Errorf("the sandbox's cgroup says\n%s\nwant (memory_mb %d, cpu %g)\n%s", limits, sb.MemoryMB, sb.CPU, want)

@@ -88,9 +88,15 @@ func kubernetesOptions(cfg config.Runtime, sb config.Sandbox) kubernetes.Options
 
 // lifetimeBackstop is when the cluster itself ends a Pod (activeDeadlineSeconds): after the
 // reaper's own expiry at sandbox.max_lifetime had its chance, so that a sandbox ends "expired"
-// by the reaper and the deadline only catches one that every replica forgot.
+// by the reaper and the deadline only catches one that every replica forgot. The deadline counts
+// from the Pod's start, so a sandbox that was a warm pool member first gets the longest a member
+// waits (max_idle_age) on top.
 func lifetimeBackstop(sb config.Sandbox) time.Duration {
-	return sb.MaxLifetime + sb.ReapInterval + time.Minute
+	backstop := sb.MaxLifetime + sb.ReapInterval + time.Minute
+	if sb.WarmPool.Enabled {
+		backstop += sb.WarmPool.MaxIdleAge
+	}
+	return backstop
 }
 
 func runtimeCheck(rt runtimes.Runtime) health.Check {

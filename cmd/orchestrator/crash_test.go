@@ -15,9 +15,17 @@ import (
 	"github.com/insien/orchestrator/internal/testenv"
 )
 
-// TestKillDuringCreatesThenRestart: kill -9 while creates are in flight, restart, and the
-// restarted service leaves no orphaned container (or Pod) and no row stuck mid-transition.
+// TestKillDuringCreatesThenRestart: kill -9 while creates are in flight (cold, or claiming warm
+// pool members), restart, and the restarted service leaves no orphaned container (or Pod), no row
+// stuck mid-transition, and no member half claimed: every workload is a running sandbox or a
+// pool member, never both, and the pool fills back to its target.
 func TestKillDuringCreatesThenRestart(t *testing.T) {
+	for _, pool := range []int{0, 3} {
+		t.Run(fmt.Sprintf("warm pool of %d", pool), func(t *testing.T) { killDuringCreatesThenRestart(t, pool) })
+	}
+}
+
+func killDuringCreatesThenRestart(t *testing.T, pool int) {
 	cfg := testenv.Config(t)
 	port := testenv.FreePort(t)
 	dbURL := cfg.Database.URL.Reveal()
@@ -30,6 +38,11 @@ func TestKillDuringCreatesThenRestart(t *testing.T) {
 		"ORCH_APP_INSTANCE":     "crash-test",
 		"ORCH_HTTP_DRAIN_DELAY": "0s",
 		"ORCH_LOG_LEVEL":        "warn",
+		// Members the size of the creates, so that on Kubernetes too every create can claim one.
+		"ORCH_SANDBOX_WARM_POOL_ENABLED":           fmt.Sprint(pool > 0),
+		"ORCH_SANDBOX_WARM_POOL_SIZE":              fmt.Sprint(pool),
+		"ORCH_SANDBOX_DEFAULT_MEMORY_MB":           "32",
+		"ORCH_SANDBOX_WARM_POOL_REFILL_PER_SECOND": "20",
 	})
 	if out, err := command(t, env, "migrate", "up").CombinedOutput(); err != nil {
 		t.Fatalf("migrate up: %v\n%s", err, out)
@@ -104,20 +117,32 @@ func TestKillDuringCreatesThenRestart(t *testing.T) {
 	if stuck := count("SELECT count(*) FROM sandboxes WHERE status IN ('pending', 'stopping')"); stuck != 0 {
 		t.Errorf("%d rows stuck in pending or stopping after restart\n%s", stuck, logs)
 	}
-	rows, err := db.Query("SELECT 'sbx-' || id FROM sandboxes WHERE status = 'running' ORDER BY 1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	running := []string{}
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
+	names := func(query string) []string {
+		rows, err := db.Query(query)
+		if err != nil {
 			t.Fatal(err)
 		}
-		running = append(running, name)
+		defer rows.Close()
+		out := []string{}
+		for rows.Next() {
+			var name string
+			if err := rows.Scan(&name); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, name)
+		}
+		return out
 	}
+	if pool > 0 {
+		testenv.Eventually(t, "the pool to fill back", 60*time.Second, func() bool {
+			return count("SELECT count(*) FROM pool_members WHERE status = 'ready'") == pool &&
+				count("SELECT count(*) FROM pool_members") == pool
+		})
+	}
+	want := names(`SELECT 'sbx-' || id FROM sandboxes WHERE status = 'running'
+		UNION ALL SELECT 'sbx-' || id FROM pool_members ORDER BY 1`)
 	containers := testenv.Workloads(t, cfg)
-	if fmt.Sprint(containers) != fmt.Sprint(running) {
-		t.Fatalf("containers %v do not match running rows %v\n%s", containers, running, logs)
+	if fmt.Sprint(containers) != fmt.Sprint(want) {
+		t.Fatalf("containers %v do not match running sandboxes and pool members %v\n%s", containers, want, logs)
 	}
 }

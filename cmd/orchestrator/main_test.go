@@ -81,13 +81,14 @@ func TestBadConfigStopsStartUpNamingTheKey(t *testing.T) {
 func TestSIGTERM(t *testing.T) {
 	port := testenv.FreePort(t)
 	env := map[string]string{
-		"DATABASE_URL":          testenv.DatabaseURL(t),
-		"REDIS_URL":             testenv.RedisURL(t),
-		"PORT":                  fmt.Sprint(port),
-		"ORCH_HTTP_DRAIN_DELAY": "2s",
-		"JWT_SECRET":            "sigterm-test-secret",
-		"ORCH_LOG_LEVEL":        "warn",
-		"DOCKER_HOST":           os.Getenv(testenv.EnvDockerHost),
+		"DATABASE_URL":                   testenv.DatabaseURL(t),
+		"REDIS_URL":                      testenv.RedisURL(t),
+		"PORT":                           fmt.Sprint(port),
+		"ORCH_HTTP_DRAIN_DELAY":          "2s",
+		"JWT_SECRET":                     "sigterm-test-secret",
+		"ORCH_LOG_LEVEL":                 "warn",
+		"DOCKER_HOST":                    os.Getenv(testenv.EnvDockerHost),
+		"ORCH_SANDBOX_WARM_POOL_ENABLED": "false", // no workloads but the test's own
 	}
 	if out, err := command(t, env, "migrate", "up").CombinedOutput(); err != nil {
 		t.Fatalf("migrate up: %v\n%s", err, out)

@@ -39,14 +39,15 @@ func TestAbuseLeavesNoResidue(t *testing.T) {
 	testenv.RemoveCluster(t, cluster)
 	port := testenv.FreePort(t)
 	env := map[string]string{
-		"DATABASE_URL":          testenv.DatabaseURL(t),
-		"REDIS_URL":             testenv.RedisURL(t),
-		"PORT":                  fmt.Sprint(port),
-		"DOCKER_HOST":           testenv.Require(t, testenv.EnvDockerHost),
-		"JWT_SECRET":            "residue-test-secret",
-		"ORCH_RUNTIME_CLUSTER":  cluster,
-		"ORCH_HTTP_DRAIN_DELAY": "0s",
-		"ORCH_LOG_LEVEL":        "warn",
+		"DATABASE_URL":                   testenv.DatabaseURL(t),
+		"REDIS_URL":                      testenv.RedisURL(t),
+		"PORT":                           fmt.Sprint(port),
+		"DOCKER_HOST":                    testenv.Require(t, testenv.EnvDockerHost),
+		"JWT_SECRET":                     "residue-test-secret",
+		"ORCH_RUNTIME_CLUSTER":           cluster,
+		"ORCH_HTTP_DRAIN_DELAY":          "0s",
+		"ORCH_LOG_LEVEL":                 "warn",
+		"ORCH_SANDBOX_WARM_POOL_ENABLED": "false", // no workloads but the test's own
 	}
 	run := func(args ...string) string {
 		cmd := command(t, env, args...)

@@ -14,7 +14,7 @@ import (
 
 	"github.com/insien/orchestrator/internal/runtimes"
 	"github.com/insien/orchestrator/internal/runtimes/kubernetes"
-	"github.com/insien/orchestrator/internal/testenv"
+	"github.com/insien/orchestrator/internal/runtimes/runtimetest"
 )
 
 // probe prints, as key=value lines, what the sandbox's kernel and filesystem enforce, then
@@ -27,7 +27,7 @@ echo "nameservers=$(grep '^nameserver' /etc/resolv.conf | cut -d' ' -f2 | tr '\n
 touch /probe 2>/dev/null && echo root=writable || echo root=read-only
 echo "tmp=$(df -k /tmp | tail -1 | awk '{print $2}')"
 echo "workdir=$(df -k . | tail -1 | awk '{print $2}')"
-` + testenv.CgroupLimitsScript + `
+` + runtimetest.CgroupLimitsScript + `
 echo "token=$(ls /var/run/secrets/kubernetes.io/serviceaccount 2>/dev/null | wc -l)"
 echo "service_links=$(env | grep '_SERVICE_HOST=' | grep -vc '^KUBERNETES_SERVICE_HOST=')"
 echo "greeting=$GREETING"

@@ -188,3 +188,9 @@ func testHelpersLeaveNothingRunning(t *testing.T, e *Env) {
 		})
 	}
 }
+
+// CgroupLimitsScript prints a sandbox's memory limit in bytes and its CPU quota and period in
+// microseconds ("memory=N" and "cpu=Q P" lines), read from its cgroup whether the host runs
+// cgroup v2 or v1: what the kernel enforces, not what the runtime reports.
+const CgroupLimitsScript = `echo "memory=$(cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes)"
+echo "cpu=$(cat /sys/fs/cgroup/cpu.max 2>/dev/null || echo $(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) $(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us))"`

@@ -90,6 +90,7 @@ func Run(t *testing.T, h Harness) {
 		{"Logs", testLogs},
 		{"Stats", testStats},
 		{"Terminal", testTerminal},
+		{"Claim", testClaim},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.test(t, NewEnv(t, h)) })
 	}
