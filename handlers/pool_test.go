@@ -1,6 +1,7 @@
 package handlers_test
 
 import (
+	"database/sql"
 	"net/http"
 	"slices"
 	"strconv"
@@ -8,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 
 	"github.com/insien/orchestrator/internal/platform/config"
 	"github.com/insien/orchestrator/internal/runtimes/runtimetest"
@@ -47,8 +50,12 @@ func withPool(size int, more func(*config.Config)) func(*config.Config, *clerkst
 // poolCounts reads how many members are ready and starting, straight from Postgres.
 func poolCounts(t testing.TB, id *identity) (ready, starting int) {
 	t.Helper()
-	db := testenv.OpenSQL(t, string(id.cfg.Database.URL))
-	err := db.QueryRow(`SELECT count(*) FILTER (WHERE status = 'ready'), count(*) FILTER (WHERE status = 'starting') FROM pool_members`).
+	db, err := sql.Open("pgx", string(id.cfg.Database.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.QueryRow(`SELECT count(*) FILTER (WHERE status = 'ready'), count(*) FILTER (WHERE status = 'starting') FROM pool_members`).
 		Scan(&ready, &starting)
 	if err != nil {
 		t.Fatal(err)

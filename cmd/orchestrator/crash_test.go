@@ -138,6 +138,11 @@ func killDuringCreatesThenRestart(t *testing.T, pool int) {
 			return count("SELECT count(*) FROM pool_members WHERE status = 'ready'") == pool &&
 				count("SELECT count(*) FROM pool_members") == pool
 		})
+		out, err := command(t, env, "pool", "status").Output()
+		want := fmt.Sprintf("%s  %d       %d      0         -", cfg.Sandbox.DefaultImage, pool, pool)
+		if err != nil || !strings.Contains(string(out), want) {
+			t.Errorf("pool status: %v\n%s\nwant a line %q", err, out, want)
+		}
 	}
 	want := names(`SELECT 'sbx-' || id FROM sandboxes WHERE status = 'running'
 		UNION ALL SELECT 'sbx-' || id FROM pool_members ORDER BY 1`)

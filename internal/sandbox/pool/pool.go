@@ -41,6 +41,9 @@ const (
 	warnEvery = time.Minute
 	// maxBackoff bounds the wait before a pool that failed to fill tries again.
 	maxBackoff = time.Minute
+	// refillDelay holds a refill back after a claim: starting a container takes the engine (and,
+	// on a small host, the CPU) from the sandbox just handed out, whose first commands would wait.
+	refillDelay = time.Second
 	// parallelStarts bounds the members being started at once by one replica.
 	parallelStarts = 4
 )
@@ -107,12 +110,15 @@ func (p *Pool) Serves(image string, command []string) bool {
 // otherwise only members of the requested size can.
 func (p *Pool) AnySize() bool { return p.rt.Capabilities().LiveResize }
 
-// Wake asks for a maintenance pass soon (after a claim, or a member's death); calls coalesce.
+// Wake asks for a maintenance pass after refillDelay (after a claim, or a member's death); calls
+// coalesce.
 func (p *Pool) Wake() {
-	select {
-	case p.wake <- struct{}{}:
-	default:
-	}
+	time.AfterFunc(refillDelay, func() {
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
+	})
 }
 
 // Start runs the maintenance loop, whose first pass fills the pools in the background.
