@@ -86,6 +86,9 @@ func killDuringCreatesThenRestart(t *testing.T, pool int) {
 			t.Fatal("could not kill the service while a create was in flight")
 		}
 		first, _ := serve()
+		testenv.Eventually(t, "the pool to fill", 60*time.Second, func() bool {
+			return count("SELECT count(*) FROM pool_members WHERE status = 'ready'") == pool
+		})
 		var wg sync.WaitGroup
 		client := &http.Client{Timeout: 30 * time.Second}
 		for range 6 {
@@ -100,7 +103,8 @@ func killDuringCreatesThenRestart(t *testing.T, pool int) {
 				}
 			}()
 		}
-		testenv.Eventually(t, "a first container", 20*time.Second, func() bool { return len(testenv.Workloads(t, cfg)) > 0 })
+		// Beyond the members: a create made one.
+		testenv.Eventually(t, "a first sandbox container", 20*time.Second, func() bool { return len(testenv.Workloads(t, cfg)) > pool })
 		if err := first.Process.Kill(); err != nil {
 			t.Fatal(err)
 		}
