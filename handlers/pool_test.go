@@ -2,6 +2,7 @@ package handlers_test
 
 import (
 	"database/sql"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -101,7 +102,7 @@ func TestWarmPool(t *testing.T) {
 		name, body, wantStart string
 	}{
 		{"a custom command needs its own container", `{"command":["sleep","600"]}`, "cold"},
-		{"the members' size", `{"memory_mb":32,"cpu":1}`, "warm"},
+		{"the members' size", fmt.Sprintf(`{"memory_mb":%d,"cpu":%g}`, id.cfg.Sandbox.DefaultMemoryMB, id.cfg.Sandbox.DefaultCPU), "warm"},
 	}
 	if testenv.Driver() == "docker" {
 		// Docker resizes a running container; a Pod keeps its limits, so there another size is cold.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"sort"
+	"strconv"
 	"testing"
 	"time"
 
@@ -110,10 +111,12 @@ func RemoveWorkload(t testing.TB, cfg *config.Config, name string) {
 	}
 }
 
-// RuntimeEnv is cfg's runtime section as the environment variables an operator would set, for
-// tests that run the real binary.
+// RuntimeEnv is cfg's runtime section, and what the test driver changes in the sandbox section,
+// as the environment variables an operator would set, for tests that run the real binary.
 func RuntimeEnv(cfg *config.Config) map[string]string {
-	env := map[string]string{"ORCH_RUNTIME_DRIVER": cfg.Runtime.Driver, "ORCH_RUNTIME_CLUSTER": cfg.Runtime.Cluster}
+	env := map[string]string{"ORCH_RUNTIME_DRIVER": cfg.Runtime.Driver, "ORCH_RUNTIME_CLUSTER": cfg.Runtime.Cluster,
+		"ORCH_SANDBOX_DEFAULT_CPU":       strconv.FormatFloat(cfg.Sandbox.DefaultCPU, 'f', -1, 64),
+		"ORCH_SANDBOX_WARM_POOL_ENABLED": strconv.FormatBool(cfg.Sandbox.WarmPool.Enabled)}
 	if cfg.Runtime.Driver == "kubernetes" {
 		k := cfg.Runtime.Kubernetes
 		env["KUBECONFIG"] = k.Kubeconfig
