@@ -15,19 +15,30 @@ import (
 	"github.com/insien/orchestrator/internal/testenv/clerkstub"
 )
 
-// roundTrips counts the Redis commands a client sends and waits for one at a time; pipelines
-// (the limiter's background reconciliation) are not on a request's path and are not counted.
-type roundTrips struct{ n *atomic.Int64 }
+// roundTrips counts the Redis round trips of a client: each command sent alone, and each
+// pipeline when pipelines is set (the rate limiter reconciles its buckets in background
+// pipelines, off the requests' path).
+type roundTrips struct {
+	n         *atomic.Int64
+	pipelines bool
+}
 
 func (h roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (h roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.n.Add(1)
+		if cmd.Name() != "hello" { // a new connection's handshake, whoever dialled it
+			h.n.Add(1)
+		}
 		return next(ctx, cmd)
 	}
 }
 func (h roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if h.pipelines {
+			h.n.Add(1)
+		}
+		return next(ctx, cmds)
+	}
 }
 
 // quietLoops keeps the sandbox reaper and reconciler from querying while a test counts queries.
