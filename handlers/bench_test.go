@@ -24,7 +24,7 @@ type benchTarget struct {
 }
 
 // unthrottled lifts the principal rate limit far above what a benchmark can send. The limiter
-// stays enabled: its Redis round trip is part of every authenticated request.
+// stays enabled: its bucket is part of every authenticated request.
 func unthrottled(c *config.Config) {
 	c.RateLimit.PrincipalPerMin, c.RateLimit.PrincipalBurst = 100_000_000, 100_000_000
 }
@@ -110,9 +110,9 @@ func (l *loadClient) compare(b *testing.B, baseline, target benchTarget, baselin
 
 // BenchmarkAuthOverhead measures what authenticating an API key costs a request: requests per
 // second of GET /test/keyed with a key (checksum, SHA-256, the in-process key cache, the rate
-// limiter's one Redis round trip, the scope check) against GET /health (no authentication, no
-// dependency), over real HTTP on loopback with keep-alive connections, in the same process and
-// run.
+// limiter's local copy of the bucket, the scope check; no network round trip once the key and
+// the bucket are warm) against GET /health (no authentication, no dependency), over real HTTP on
+// loopback with keep-alive connections, in the same process and run.
 //
 // health and api_key each run alone; auth_vs_health alternates bursts of both so that both see
 // the same machine state, and reports api_key req/s ÷ health req/s as auth_vs_health_ratio.
