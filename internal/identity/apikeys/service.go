@@ -2,6 +2,7 @@ package apikeys
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -17,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/insien/orchestrator/internal/platform/apierror"
+	"github.com/insien/orchestrator/internal/platform/cache"
 	"github.com/insien/orchestrator/internal/platform/config"
 	"github.com/insien/orchestrator/internal/platform/loop"
 	"github.com/insien/orchestrator/repositories"
@@ -27,17 +29,20 @@ type Service struct {
 	db    *bun.DB
 	keys  *repositories.APIKeys
 	users *repositories.Users
-	rdb   *redis.Client
 	cfg   config.Auth
 	log   *zap.Logger
 
-	local *verified
-	usage *usage
+	// verified holds the keys Postgres vouched for, by hex digest (never the secret), so a
+	// repeated request authenticates without a network round trip.
+	verified *cache.Local[Identity]
+	usage    *usage
 
-	sub   *redis.PubSub
 	stop  context.CancelFunc
 	loops sync.WaitGroup
 }
+
+// revokedChannel carries the hex digest of every revoked key to every replica.
+const revokedChannel = "apikeys:revoked"
 
 // Params are the service's dependencies.
 type Params struct {
@@ -52,27 +57,31 @@ type Params struct {
 
 // NewService builds the key service; Start runs its background work.
 func NewService(p Params) (*Service, error) {
-	local, err := newVerified(p.Auth.KeyCacheSize, p.Auth.KeyLocalTTL)
+	// A key's copy never outlives the key.
+	verified, err := cache.NewLocal(p.Redis, revokedChannel, p.Auth.KeyCacheSize, p.Auth.KeyLocalTTL,
+		func(id Identity) time.Duration {
+			if id.ExpiresAt == nil {
+				return p.Auth.KeyLocalTTL
+			}
+			return time.Until(*id.ExpiresAt)
+		})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("build the key cache: %w", err)
 	}
-	return &Service{db: p.DB, keys: p.Keys, users: p.Users, rdb: p.Redis, cfg: p.Auth, log: p.Log.Named("apikeys"),
-		local: local, usage: newUsage(p.Keys, p.Auth.KeyCacheSize)}, nil
+	return &Service{db: p.DB, keys: p.Keys, users: p.Users, cfg: p.Auth, log: p.Log.Named("apikeys"),
+		verified: verified, usage: newUsage(p.Keys, p.Auth.KeyCacheSize)}, nil
 }
 
 // Start listens for revocations announced by other replicas and starts writing key uses. It does
 // not wait for Redis: until the subscription is up, the local lifetime bounds what is missed.
-func (s *Service) Start(context.Context) error {
-	s.sub = s.rdb.Subscribe(context.Background()) // no channel yet: no I/O here
-	ctx, cancel := context.WithCancel(context.Background())
+func (s *Service) Start(ctx context.Context) error {
+	if err := s.verified.Start(ctx); err != nil {
+		return fmt.Errorf("listen for revocations: %w", err)
+	}
+	loopCtx, cancel := context.WithCancel(context.Background())
 	s.stop = cancel
 	s.loops.Go(func() {
-		// On failure the channel is still recorded, and go-redis subscribes when it reconnects.
-		_ = s.sub.Subscribe(context.Background(), revokedChannel)
-		s.listen(s.sub)
-	})
-	s.loops.Go(func() {
-		loop.Every(ctx, s.cfg.LastUsedResolution, func(ctx context.Context) bool {
+		loop.Every(loopCtx, s.cfg.LastUsedResolution, func(ctx context.Context) bool {
 			if err := s.usage.flush(ctx); err != nil && ctx.Err() == nil {
 				s.log.Warn("recording key use failed; retrying at the next flush", zap.Error(err))
 			}
@@ -86,10 +95,9 @@ func (s *Service) Start(context.Context) error {
 func (s *Service) Stop(ctx context.Context) error {
 	if s.stop != nil {
 		s.stop()
-		_ = s.sub.Close()
 		s.loops.Wait()
 	}
-	s.local.close()
+	_ = s.verified.Stop(ctx)
 	if err := s.usage.flush(ctx); err != nil {
 		return fmt.Errorf("write key uses at shutdown: %w", err)
 	}
@@ -242,10 +250,11 @@ func (s *Service) RevokeAll(ctx context.Context, userID uuid.UUID) error {
 
 // forget drops revoked keys from this replica's memory, then tells the others.
 func (s *Service) forget(ctx context.Context, digests [][]byte) {
+	keys := make([]string, 0, len(digests))
 	for _, digest := range digests {
-		s.local.evict(digest)
+		keys = append(keys, hex.EncodeToString(digest))
 	}
-	if err := s.announce(ctx, digests); err != nil {
+	if err := s.verified.Evict(ctx, keys...); err != nil {
 		s.log.Warn("revoked keys could not be announced; other replicas drop them within auth.key_local_ttl",
 			zap.Int("keys", len(digests)), zap.Duration("key_local_ttl", s.cfg.KeyLocalTTL), zap.Error(err))
 	}
@@ -259,7 +268,7 @@ func (s *Service) Authenticate(ctx context.Context, raw string) (Identity, error
 		return Identity{}, apierror.Unauthorized("invalid_api_key", "the API key is malformed or mistyped")
 	}
 	digest := Digest(raw)
-	id, err := s.local.get(ctx, digest, func(ctx context.Context) (Identity, error) { return s.lookup(ctx, digest) })
+	id, err := s.verified.Get(ctx, hex.EncodeToString(digest), func(ctx context.Context) (Identity, error) { return s.lookup(ctx, digest) })
 	if err != nil {
 		return Identity{}, err
 	}
