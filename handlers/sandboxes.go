@@ -183,13 +183,12 @@ func (h *Sandboxes) get(c *gin.Context) {
 	if !ok {
 		return
 	}
-	sb, err := h.sandboxes.Get(c.Request.Context(), auth.From(c).UserID, id)
+	sb, conns, err := h.sandboxes.View(c.Request.Context(), auth.From(c).UserID, id)
 	if err != nil {
 		_ = c.Error(err)
 		return
 	}
 	resp := toSandboxResponse(sb)
-	conns := h.sandboxes.ActiveConnections(c.Request.Context(), id)
 	resp.ActiveConnections = &conns
 	c.JSON(http.StatusOK, resp)
 }

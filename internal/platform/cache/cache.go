@@ -24,10 +24,6 @@ const InvalidationWindow = 30 * time.Second
 
 func generation(key string) string { return key + ":gen" }
 
-// tombstone blocks Set for the window after an invalidation. Set and Get predate Read and Fill,
-// and the tombstone goes with them.
-func tombstone(key string) string { return key + ":invalidated" }
-
 // Entry is one key as a reader found it: its copy, if any, and the generation Fill checks.
 type Entry[T any] struct {
 	key string
@@ -37,6 +33,12 @@ type Entry[T any] struct {
 // Read reads key and its generation in one round trip.
 func Read[T any](ctx context.Context, rdb *redis.Client, key string) *Entry[T] {
 	return &Entry[T]{key: key, cmd: rdb.MGet(ctx, key, generation(key))}
+}
+
+// Queue queues Read on pipe, so that it shares a round trip with other commands; the entry is
+// usable once the pipeline has run.
+func Queue[T any](ctx context.Context, pipe redis.Pipeliner, key string) *Entry[T] {
+	return &Entry[T]{key: key, cmd: pipe.MGet(ctx, key, generation(key))}
 }
 
 // Value is the cached copy; ok is false on a miss or any failure.
@@ -75,42 +77,12 @@ func (e *Entry[T]) Fill(ctx context.Context, rdb *redis.Client, value T, ttl tim
 	return nil
 }
 
-// Get reads key into a new T; ok is false on a miss or any failure.
-func Get[T any](ctx context.Context, rdb *redis.Client, key string) (value T, ok bool) {
-	data, err := rdb.Get(ctx, key).Bytes()
-	if err != nil {
-		return value, false
-	}
-	if json.Unmarshal(data, &value) != nil {
-		return value, false
-	}
-	return value, true
-}
-
-var setScript = redis.NewScript(`
-if redis.call("EXISTS", KEYS[2]) == 1 then return 0 end
-redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
-return 1`)
-
-// Set stores value as JSON under key for ttl, unless key was invalidated within the window.
-func Set(ctx context.Context, rdb *redis.Client, key string, value any, ttl time.Duration) error {
-	data, err := json.Marshal(value)
-	if err != nil {
-		return fmt.Errorf("cache: encode: %w", err)
-	}
-	if err := setScript.Run(ctx, rdb, []string{key, tombstone(key)}, data, ttl.Milliseconds()).Err(); err != nil {
-		return fmt.Errorf("cache: set: %w", err)
-	}
-	return nil
-}
-
 // Invalidate removes key on every replica at once, and refuses the copies of readers that read
 // it before (for window).
 func Invalidate(ctx context.Context, rdb *redis.Client, key string, window time.Duration) error {
 	pipe := rdb.TxPipeline()
 	pipe.Incr(ctx, generation(key))
 	pipe.PExpire(ctx, generation(key), window)
-	pipe.Set(ctx, tombstone(key), 1, window)
 	pipe.Del(ctx, key)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("cache: invalidate: %w", err)

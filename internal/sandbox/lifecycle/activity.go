@@ -70,16 +70,6 @@ func (s *Service) Connect(ctx context.Context, sb *model.Sandbox) (release func(
 	return release, nil
 }
 
-// ActiveConnections counts the live connections of a sandbox on every replica (0 if Redis is
-// unreachable: the count is advisory).
-func (s *Service) ActiveConnections(ctx context.Context, id uuid.UUID) int {
-	n, err := s.conns.Count(ctx, id)
-	if err != nil {
-		s.log.Debug("counting connections", zap.Error(err))
-	}
-	return n
-}
-
 // Pause freezes every process of a running sandbox; pausing a paused sandbox succeeds.
 func (s *Service) Pause(ctx context.Context, userID, id uuid.UUID) (*model.Sandbox, error) {
 	return s.freeze(ctx, userID, id, model.StatusRunning, model.StatusPaused, s.rt.Pause,

@@ -194,18 +194,23 @@ func (s *Service) Reconcile(ctx context.Context) error {
 
 func cacheKey(id uuid.UUID) string { return "sandbox:" + id.String() }
 
-// cached returns the Redis copy of a sandbox (env excluded) when present.
-func (s *Service) cached(ctx context.Context, id uuid.UUID) (*model.Sandbox, bool) {
-	sb, ok := cache.Get[model.Sandbox](ctx, s.rdb, cacheKey(id))
-	return &sb, ok
-}
-
-func (s *Service) cache(ctx context.Context, sb *model.Sandbox) {
+// read returns the entry's copy when it is the user's sandbox, else the row from Postgres, which
+// it caches (env excluded: secrets stay in Postgres only) unless the sandbox changed since the
+// entry was read.
+func (s *Service) read(ctx context.Context, userID, id uuid.UUID, entry *cache.Entry[model.Sandbox]) (*model.Sandbox, error) {
+	if sb, ok := entry.Value(); ok && sb.UserID == userID {
+		return &sb, nil
+	}
+	sb, err := s.owned(ctx, userID, id)
+	if err != nil {
+		return nil, err
+	}
 	copied := *sb
-	copied.EnvEncrypted = nil // secrets stay in Postgres only
-	if err := cache.Set(ctx, s.rdb, cacheKey(sb.ID), copied, s.cfg.CacheTTL); err != nil {
+	copied.EnvEncrypted = nil
+	if err := entry.Fill(ctx, s.rdb, copied, s.cfg.CacheTTL); err != nil {
 		s.log.Debug("caching sandbox", zap.Error(err))
 	}
+	return sb, nil
 }
 
 // changed invalidates the Redis copy after every write, on every replica. If Redis is down the

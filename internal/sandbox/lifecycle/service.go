@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/insien/orchestrator/internal/platform/apierror"
+	"github.com/insien/orchestrator/internal/platform/cache"
 	"github.com/insien/orchestrator/internal/platform/config"
 	"github.com/insien/orchestrator/internal/runtimes"
 	"github.com/insien/orchestrator/internal/sandbox/envcrypt"
@@ -387,15 +388,24 @@ func startFailure(row *model.Sandbox, cause error) (string, error) {
 
 // Get returns a user's sandbox, from the Redis copy when fresh.
 func (s *Service) Get(ctx context.Context, userID, id uuid.UUID) (*model.Sandbox, error) {
-	if sb, ok := s.cached(ctx, id); ok && sb.UserID == userID {
-		return sb, nil
+	return s.read(ctx, userID, id, cache.Read[model.Sandbox](ctx, s.rdb, cacheKey(id)))
+}
+
+// View is Get plus the sandbox's live connections on every replica (0 if Redis is unreachable:
+// the count is advisory), read in the same Redis round trip as the copy: a cached sandbox costs
+// one round trip.
+func (s *Service) View(ctx context.Context, userID, id uuid.UUID) (*model.Sandbox, int, error) {
+	pipe := s.rdb.Pipeline()
+	entry := cache.Queue[model.Sandbox](ctx, pipe, cacheKey(id))
+	conns := s.conns.QueueCount(ctx, pipe, id)
+	if _, err := pipe.Exec(ctx); err != nil {
+		s.log.Debug("reading the copy and connections of a sandbox", zap.Error(err))
 	}
-	sb, err := s.owned(ctx, userID, id)
+	sb, err := s.read(ctx, userID, id, entry)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	s.cache(ctx, sb)
-	return sb, nil
+	return sb, int(conns.Val()), nil
 }
 
 // owned reads a user's sandbox from Postgres: 404 when it is not theirs or does not exist.

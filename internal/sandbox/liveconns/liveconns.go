@@ -122,15 +122,19 @@ func (r *Registry) keepAlive(k, member string, onBeat func(context.Context)) fun
 	}
 }
 
-// Count returns the live connections of a sandbox across every replica, dropping lapsed ones.
+// Count returns the live connections of a sandbox across every replica.
 func (r *Registry) Count(ctx context.Context, sandboxID uuid.UUID) (int, error) {
-	k := key(sandboxID)
-	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	pipe := r.rdb.Pipeline()
-	pipe.ZRemRangeByScore(ctx, k, "-inf", "("+now)
-	card := pipe.ZCard(ctx, k)
+	n := r.QueueCount(ctx, pipe, sandboxID)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return 0, fmt.Errorf("counting the connections of sandbox %s: %w", sandboxID, err)
 	}
-	return int(card.Val()), nil
+	return int(n.Val()), nil
+}
+
+// QueueCount queues on pipe, to share a round trip with other commands, the count of a sandbox's
+// live connections across every replica: the returned command's value once the pipeline has
+// run. Lapsed entries are not counted (Acquire drops them).
+func (r *Registry) QueueCount(ctx context.Context, pipe redis.Pipeliner, sandboxID uuid.UUID) *redis.IntCmd {
+	return pipe.ZCount(ctx, key(sandboxID), strconv.FormatInt(time.Now().UnixMilli(), 10), "+inf")
 }
