@@ -55,44 +55,54 @@ type Harness struct {
 }
 
 // Run runs the whole suite, one subtest per behaviour. Tests of what a driver cannot do at all
-// (runtimes.Capabilities) check that it says so instead.
+// (runtimes.Capabilities) check that it says so instead. Each test has a cluster label of its
+// own and spends its time waiting on the engine, so they run in parallel (go test -parallel),
+// but for those that time CPU-bound work in a sandbox against a bound: those run first, alone.
 func Run(t *testing.T, h Harness) {
 	for _, c := range []struct {
 		name string
 		test func(*testing.T, *Env)
+		// timed: the test bounds how long (or how much CPU) work in a sandbox takes, which
+		// other tests' sandboxes competing for the host's cores would distort.
+		timed bool
 	}{
-		{"Lifecycle", testLifecycle},
-		{"ExitCodeAndCommand", testExitCodeAndCommand},
-		{"PauseResume", testPauseResume},
-		{"UnenforceableLimits", testUnenforceableLimits},
-		{"MissingSandbox", testMissingSandbox},
-		{"List", testList},
-		{"CreateSameName", testCreateSameName},
-		{"EnvValuesAreNotLogged", testEnvValuesAreNotLogged},
-		{"Watch", testWatch},
-		{"Exec", testExec},
-		{"ExecTimeoutKillsProcessTree", testExecTimeoutKillsProcessTree},
-		{"ExecCancelKillsProcessTree", testExecCancelKillsProcessTree},
-		{"ExecOutputCap", testExecOutputCap},
-		{"ExecStreamsIncrementally", testExecStreamsIncrementally},
-		{"ExecNotRunning", testExecNotRunning},
-		{"ExecWorkDir", testExecWorkDir},
-		{"ExecOOMKilled", testExecOOMKilled},
-		{"NotRunningSaysWhy", testNotRunningSaysWhy},
-		{"Files", testFiles},
-		{"ListDir", testListDir},
-		{"RemoveFile", testRemoveFile},
-		{"FilesOnTmpfs", testFilesOnTmpfs},
-		{"ReadFileBounds", testReadFileBounds},
-		{"FilesystemRefusals", testFilesystemRefusals},
-		{"ListDirLarge", testListDirLarge},
-		{"HelpersLeaveNothingRunning", testHelpersLeaveNothingRunning},
-		{"Logs", testLogs},
-		{"Stats", testStats},
-		{"Terminal", testTerminal},
-		{"Claim", testClaim},
+		{"Lifecycle", testLifecycle, false},
+		{"ExitCodeAndCommand", testExitCodeAndCommand, false},
+		{"PauseResume", testPauseResume, false},
+		{"UnenforceableLimits", testUnenforceableLimits, false},
+		{"MissingSandbox", testMissingSandbox, false},
+		{"List", testList, false},
+		{"CreateSameName", testCreateSameName, false},
+		{"EnvValuesAreNotLogged", testEnvValuesAreNotLogged, false},
+		{"Watch", testWatch, false},
+		{"Exec", testExec, false},
+		{"ExecTimeoutKillsProcessTree", testExecTimeoutKillsProcessTree, false},
+		{"ExecCancelKillsProcessTree", testExecCancelKillsProcessTree, false},
+		{"ExecOutputCap", testExecOutputCap, false},
+		{"ExecStreamsIncrementally", testExecStreamsIncrementally, false},
+		{"ExecNotRunning", testExecNotRunning, false},
+		{"ExecWorkDir", testExecWorkDir, false},
+		{"ExecOOMKilled", testExecOOMKilled, false},
+		{"NotRunningSaysWhy", testNotRunningSaysWhy, false},
+		{"Files", testFiles, false},
+		{"ListDir", testListDir, false},
+		{"RemoveFile", testRemoveFile, false},
+		{"FilesOnTmpfs", testFilesOnTmpfs, false},
+		{"ReadFileBounds", testReadFileBounds, false},
+		{"FilesystemRefusals", testFilesystemRefusals, false},
+		{"ListDirLarge", testListDirLarge, true},
+		{"HelpersLeaveNothingRunning", testHelpersLeaveNothingRunning, false},
+		{"Logs", testLogs, false},
+		{"Stats", testStats, true},
+		{"Terminal", testTerminal, false},
+		{"Claim", testClaim, false},
 	} {
-		t.Run(c.name, func(t *testing.T) { c.test(t, NewEnv(t, h)) })
+		t.Run(c.name, func(t *testing.T) {
+			if !c.timed {
+				t.Parallel()
+			}
+			c.test(t, NewEnv(t, h))
+		})
 	}
 }
 
