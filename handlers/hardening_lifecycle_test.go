@@ -87,7 +87,8 @@ func TestLimitsTheHostCannotGive(t *testing.T) {
 // TestStatusFollowsEngineEvents: a sandbox whose main process exits, or is killed by the OOM
 // killer, reads as ended within moments (it used to read running until the reconciler, 30 s),
 // with end_reason and exit_code; pausing, resuming or running a command in it is 409
-// sandbox_not_running, never 500.
+// sandbox_not_running, never 500. Not in parallel with other tests: "within moments" is 5 s,
+// which a busy engine stretches.
 func TestStatusFollowsEngineEvents(t *testing.T) {
 	id := startIdentity(t, nil) // reconcile_interval stays 30 s: only the events can be this fast
 	u := newSandboxUser(t, id, "user_events")

@@ -324,6 +324,9 @@ func execMemory(t *testing.T, u sandboxUser, sbID, body string) (allocated, peak
 // sandbox.exec_output_limit) plus a small constant: not a growing buffer, a string copy and a
 // marshalled copy (`yes` took the service from 42 to 118 MB RSS with a 10 MiB limit).
 func TestExecMemoryStaysNearTheOutputLimit(t *testing.T) {
+	if !testenv.InOwnProcess(t) { // it measures the process's heap
+		return
+	}
 	const limit = 10 << 20
 	id := startIdentity(t, func(c *config.Config, _ *clerkstub.Server) { c.Sandbox.ExecOutputLimit = limit })
 	u := newSandboxUser(t, id, "user_exec_memory")
@@ -345,6 +348,9 @@ func TestExecMemoryStaysNearTheOutputLimit(t *testing.T) {
 // exec whose client stopped reading waits to be cut by the stream's write deadline (30 s): its
 // command must be killed then (the kill used a deadline that had expired with the stream).
 func TestAbuseLeavesNothingBehind(t *testing.T) {
+	if !testenv.InOwnProcess(t) { // it measures the process's heap
+		return
+	}
 	id := startIdentity(t, nil)
 	// A replica whose request timeout cuts a long listing short.
 	short := *id.cfg
@@ -483,7 +489,8 @@ func stalledStream(t *testing.T, u sandboxUser, sbID, body string) <-chan struct
 
 // TestShutdownKillsWhatStreamsRun: when the service shuts down, the command of an open stream is
 // killed before shutdown returns, so none outlives the orchestrator that started it. (Terminals
-// are hijacked connections that shutdown does not wait for; see middleware.Streams.)
+// are hijacked connections that shutdown does not wait for; see middleware.Streams.) Not in
+// parallel: the shutdown must end within its 4 s timeout, which a busy engine stretches.
 func TestShutdownKillsWhatStreamsRun(t *testing.T) {
 	id := startIdentity(t, func(c *config.Config, _ *clerkstub.Server) { c.HTTP.ShutdownTimeout = 4 * time.Second })
 	u := newSandboxUser(t, id, "user_shutdown_kills")

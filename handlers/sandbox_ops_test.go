@@ -291,6 +291,8 @@ func TestExecOutputIsCapped(t *testing.T) {
 	})
 }
 
+// TestExecStreaming: output arrives as the command writes it. Not in parallel: the first event
+// must come within 1.5 s, which a busy engine stretches.
 func TestExecStreaming(t *testing.T) {
 	id := startIdentity(t, nil)
 	u := newSandboxUser(t, id, "user_exec_stream")

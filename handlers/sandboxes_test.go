@@ -341,8 +341,9 @@ func TestQuotaRace(t *testing.T) {
 	}
 }
 
+// TestExpiryReapsWithinSeconds: an expired sandbox is reaped within 5 s of its expiry. Not in
+// parallel: a busy engine stretches the stop.
 func TestExpiryReapsWithinSeconds(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, nil)
 	u := newSandboxUser(t, id, "user_expire")
 	short := u.create(t, `{"timeout_seconds":1}`)
@@ -643,6 +644,8 @@ func TestRuntimeCapabilities(t *testing.T) {
 	}
 }
 
+// TestPauseResume: a paused sandbox runs nothing until resumed. Not in parallel: the counter may
+// run 0.5 s between a resume and the exec that reads it, which a busy engine stretches.
 func TestPauseResume(t *testing.T) {
 	testenv.DockerOnly(t) // reads the container's paused state from the engine
 	id := startIdentity(t, nil)
