@@ -186,6 +186,8 @@ func deploy(t *testing.T, cs kubernetes.Interface, restCfg *rest.Config, m *mani
 		"ORCH_RUNTIME_KUBERNETES_NAMESPACE": d.sandboxNS,
 		"ORCH_RUNTIME_CLUSTER":              d.sandboxNS,
 		"ORCH_SANDBOX_DEFAULT_IMAGE":        testenv.Image(t),
+		// The test counts the sandbox namespace's Pods, and the node has 2 cores to share.
+		"ORCH_SANDBOX_WARM_POOL_ENABLED": "false",
 	} {
 		setEnv(c, name, value)
 	}

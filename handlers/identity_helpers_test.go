@@ -62,8 +62,8 @@ func (h countQueries) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) contex
 func (countQueries) AfterQuery(context.Context, *bun.QueryEvent) {}
 
 // startIdentity starts the service against the stub in JWKS mode (CLERK_SECRET_KEY) unless
-// mutate changes it.
-func startIdentity(t testing.TB, mutate func(*config.Config, *clerkstub.Server)) *identity {
+// mutate changes it; extra options reach into the graph (hooks on the clients, say).
+func startIdentity(t testing.TB, mutate func(*config.Config, *clerkstub.Server), extra ...fx.Option) *identity {
 	t.Helper()
 	stub := clerkstub.New(t)
 	cfg := testenv.Config(t)
@@ -77,17 +77,17 @@ func startIdentity(t testing.TB, mutate func(*config.Config, *clerkstub.Server))
 		mutate(cfg, stub)
 	}
 	testenv.Migrate(t, cfg)
-	return startIdentityWith(t, cfg, stub, secret)
+	return startIdentityWith(t, cfg, stub, secret, extra...)
 }
 
 // startIdentityWith starts another instance with the same configuration (a second replica).
-func startIdentityWith(t testing.TB, cfg *config.Config, stub *clerkstub.Server, secret string) *identity {
+func startIdentityWith(t testing.TB, cfg *config.Config, stub *clerkstub.Server, secret string, extra ...fx.Option) *identity {
 	t.Helper()
 	queries := new(atomic.Int64)
 	var service *lifecycle.Service
-	app := testenv.StartApp(t, cfg, probeRoutes(), fx.Populate(&service), fx.Invoke(func(db *bun.DB) {
+	app := testenv.StartApp(t, cfg, append([]fx.Option{probeRoutes(), fx.Populate(&service), fx.Invoke(func(db *bun.DB) {
 		db.AddQueryHook(countQueries{n: queries})
-	}))
+	})}, extra...)...)
 	return &identity{App: app, cfg: cfg, clerk: stub, secret: secret, queries: queries, service: service}
 }
 

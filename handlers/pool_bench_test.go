@@ -48,7 +48,7 @@ func rawCreate(ctx context.Context, id *identity, direct *docker.Runtime) (strin
 // warmCreate creates a sandbox that the pool must serve and returns its id and latency.
 func warmCreate(b *testing.B, u sandboxUser) (string, time.Duration) {
 	start := time.Now()
-	sb := u.createStarted(b, `{}`)
+	sb := u.create(b, `{}`)
 	took := time.Since(start)
 	if sb.Start != "warm" {
 		b.Fatalf("a create with a full pool started %s", sb.Start)
@@ -68,9 +68,7 @@ func BenchmarkWarmCreate(b *testing.B) {
 	samples := max(b.N, 40)
 	b.ResetTimer()
 	for range samples {
-		b.StopTimer()
-		waitPoolReady(b, id, size)
-		b.StartTimer()
+		untimed(b, func() { waitPoolReady(b, id, size) })
 		start := time.Now()
 		sbID, took := warmCreate(b, u)
 		if got := u.sh(b, sbID, "echo ok"); got != "ok\n" {
@@ -78,9 +76,7 @@ func BenchmarkWarmCreate(b *testing.B) {
 		}
 		usable = append(usable, time.Since(start))
 		warm = append(warm, took)
-		b.StopTimer()
-		waitPoolReady(b, id, size) // the baseline runs on an engine as idle as the claim's
-		b.StartTimer()
+		untimed(b, func() { waitPoolReady(b, id, size) }) // the baseline runs on an engine as idle as the claim's
 
 		start = time.Now()
 		cid, err := rawCreate(ctx, id, direct)
@@ -88,10 +84,10 @@ func BenchmarkWarmCreate(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.StopTimer()
-		u.do(b, "DELETE", "/api/sandboxes/"+sbID, "")
-		_ = direct.Remove(ctx, cid)
-		b.StartTimer()
+		untimed(b, func() {
+			u.do(b, "DELETE", "/api/sandboxes/"+sbID, "")
+			_ = direct.Remove(ctx, cid)
+		})
 	}
 	b.StopTimer()
 	reportLatencies(b, warm, raw)
@@ -112,26 +108,24 @@ func BenchmarkConcurrentCreates(b *testing.B) {
 	rounds := max(b.N, 3)
 	b.ResetTimer()
 	for range rounds {
-		b.StopTimer()
-		waitPoolReady(b, pooled, n)
-		b.StartTimer()
+		untimed(b, func() { waitPoolReady(b, pooled, n) })
 		for range 3 {
 			sbID, took := warmCreate(b, pu)
 			single = append(single, took)
-			b.StopTimer()
-			pu.do(b, "DELETE", "/api/sandboxes/"+sbID, "")
-			waitPoolReady(b, pooled, n)
-			b.StartTimer()
+			untimed(b, func() {
+				pu.do(b, "DELETE", "/api/sandboxes/"+sbID, "")
+				waitPoolReady(b, pooled, n)
+			})
 		}
 		warm = append(warm, concurrently(b, n, func() (string, error) {
-			sb := pu.createStarted(b, `{}`)
+			sb := pu.create(b, `{}`)
 			if sb.Start != "warm" {
 				b.Errorf("a create with a full pool started %s", sb.Start)
 			}
 			return sb.ID, nil
 		}, func(sbID string) { pu.do(b, "DELETE", "/api/sandboxes/"+sbID, "") })...)
 		api = append(api, concurrently(b, n, func() (string, error) {
-			return cu.createStarted(b, `{}`).ID, nil
+			return cu.create(b, `{}`).ID, nil
 		}, func(sbID string) { cu.do(b, "DELETE", "/api/sandboxes/"+sbID, "") })...)
 		raw = append(raw, concurrently(b, n, func() (string, error) {
 			return rawCreate(ctx, cold, direct)
@@ -169,12 +163,19 @@ func concurrently(b *testing.B, n int, create func() (string, error), cleanup fu
 		})
 	}
 	wg.Wait()
-	b.StopTimer()
-	for _, id := range ids {
-		if id != "" {
-			cleanup(id)
+	untimed(b, func() {
+		for _, id := range ids {
+			if id != "" {
+				cleanup(id)
+			}
 		}
-	}
-	b.StartTimer()
+	})
 	return latencies
+}
+
+// untimed runs f with the benchmark's timer stopped.
+func untimed(b *testing.B, f func()) {
+	b.StopTimer()
+	f()
+	b.StartTimer()
 }

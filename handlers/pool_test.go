@@ -19,23 +19,6 @@ import (
 	"github.com/insien/orchestrator/internal/testenv/clerkstub"
 )
 
-// startedSandbox is a sandbox with how it started.
-type startedSandbox struct {
-	sandbox
-	Start string `json:"start"`
-}
-
-func (u sandboxUser) createStarted(t testing.TB, body string) startedSandbox {
-	t.Helper()
-	resp := u.do(t, "POST", "/api/sandboxes", body)
-	if resp.Status != http.StatusCreated {
-		t.Fatalf("POST /api/sandboxes %s = %d %s", body, resp.Status, resp.Body)
-	}
-	var sb startedSandbox
-	mustJSON(t, resp.Body, &sb)
-	return sb
-}
-
 // withPool turns the warm pool of the default image on, with members of 32 MiB.
 func withPool(size int, more func(*config.Config)) func(*config.Config, *clerkstub.Server) {
 	return func(c *config.Config, _ *clerkstub.Server) {
@@ -81,12 +64,12 @@ func TestWarmPool(t *testing.T) {
 	waitPoolReady(t, id, 3)
 	members := containers(t, id)
 
-	warm := u.createStarted(t, `{"env":{"GREETING":"hello from the pool"},"metadata":{"job":"warm"},"timeout_seconds":120}`)
+	warm := u.create(t, `{"env":{"GREETING":"hello from the pool"},"metadata":{"job":"warm"},"timeout_seconds":120}`)
 	if warm.Start != "warm" || warm.Status != "running" || !slices.Contains(members, "sbx-"+warm.ID) {
 		t.Fatalf("create served by the pool: start %q status %q, id %s not one of the members %v", warm.Start, warm.Status, warm.ID, members)
 	}
 	if warm.TimeoutSeconds != 120 || warm.Metadata["job"] != "warm" || strings.Join(warm.EnvNames, ",") != "GREETING" {
-		t.Errorf("the request's settings were not applied: %+v", warm.sandbox)
+		t.Errorf("the request's settings were not applied: %+v", warm)
 	}
 	if got := u.sh(t, warm.ID, `echo "$GREETING"`); got != "hello from the pool\n" {
 		t.Errorf("exec in a warm sandbox sees GREETING=%q, want the create's env", got)
@@ -113,7 +96,7 @@ func TestWarmPool(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			waitPoolReady(t, id, 3)
-			sb := u.createStarted(t, tc.body)
+			sb := u.create(t, tc.body)
 			if sb.Start != tc.wantStart {
 				t.Fatalf("start %q, want %q", sb.Start, tc.wantStart)
 			}
@@ -139,7 +122,7 @@ func TestWarmPoolQuotas(t *testing.T) {
 	other := newSandboxUser(t, id, "user_pool_other")
 	waitPoolReady(t, id, 2)
 
-	cold := u.createStarted(t, `{"command":["sleep","600"]}`) // capacity: 2 members + 1
+	cold := u.create(t, `{"command":["sleep","600"]}`) // capacity: 2 members + 1
 	if cold.Start != "cold" {
 		t.Fatalf("a custom command started %s", cold.Start)
 	}
@@ -147,10 +130,10 @@ func TestWarmPoolQuotas(t *testing.T) {
 	if resp.Status != http.StatusTooManyRequests || errorCode(t, resp) != "quota_exceeded" {
 		t.Fatalf("a cold create with the instance full of members: %d %s", resp.Status, resp.Body)
 	}
-	if warm := other.createStarted(t, `{}`); warm.Start != "warm" {
+	if warm := other.create(t, `{}`); warm.Start != "warm" {
 		t.Fatalf("a create the pool serves must succeed at capacity: start %s", warm.Start)
 	}
-	if warm := u.createStarted(t, `{}`); warm.Start != "warm" {
+	if warm := u.create(t, `{}`); warm.Start != "warm" {
 		t.Fatalf("the second member: start %s", warm.Start)
 	}
 	resp = u.do(t, "POST", "/api/sandboxes", `{}`)
@@ -183,7 +166,7 @@ func TestWarmPoolClaimRace(t *testing.T) {
 	replicas := []*identity{a, b}
 	type result struct {
 		status int
-		sb     startedSandbox
+		sb     sandbox
 		code   string
 	}
 	results := make([]result, 50)
@@ -248,7 +231,7 @@ func TestWarmPoolReplacesDeadMembers(t *testing.T) {
 		testenv.RemoveWorkload(t, id.cfg, name)
 	}
 	// Whatever the pool knows yet, this create gets a sandbox that runs.
-	sb := u.createStarted(t, `{}`)
+	sb := u.create(t, `{}`)
 	if got := u.sh(t, sb.ID, "echo ok"); got != "ok\n" {
 		t.Fatalf("exec in a sandbox created right after its members died: %q", got)
 	}
@@ -280,7 +263,7 @@ func TestWarmPoolThatCannotFill(t *testing.T) {
 	if !strings.Contains(message, "CPU") {
 		t.Errorf("recorded failure %q does not say what the engine refused", message)
 	}
-	sb := u.createStarted(t, `{"cpu":0.5}`)
+	sb := u.create(t, `{"cpu":0.5}`)
 	if sb.Start != "cold" || sb.Status != "running" {
 		t.Fatalf("create while the pool cannot fill: start %s status %s", sb.Start, sb.Status)
 	}

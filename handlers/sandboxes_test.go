@@ -37,6 +37,7 @@ type sandbox struct {
 	ExpiresAt      time.Time         `json:"expires_at"`
 	EndedAt        *time.Time        `json:"ended_at"`
 	PausedAt       *time.Time        `json:"paused_at"`
+	Start          string            `json:"start"`
 }
 
 // sandboxUser is a user with a full-scope API key on a running service.

@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
 )
 
 // APIKey is a row of api_keys. SecretHash never leaves the apikeys service, which maps rows to
@@ -87,9 +88,22 @@ func (r *APIKeys) RevokeAllForUser(ctx context.Context, userID uuid.UUID) ([][]b
 	return hashes, translate(err)
 }
 
-// TouchLastUsed records use of a key.
-func (r *APIKeys) TouchLastUsed(ctx context.Context, id uuid.UUID) error {
-	_, err := r.db.NewUpdate().Model((*APIKey)(nil)).Set("last_used_at = now()").Where("id = ?", id).Exec(ctx)
+// TouchLastUsed records when each key was last used, in one statement however many keys there
+// are. A time older than the recorded one is ignored: replicas flush in any order.
+func (r *APIKeys) TouchLastUsed(ctx context.Context, uses map[uuid.UUID]time.Time) error {
+	if len(uses) == 0 {
+		return nil
+	}
+	ids := make([]string, 0, len(uses))
+	times := make([]time.Time, 0, len(uses))
+	for id, at := range uses {
+		ids = append(ids, id.String())
+		times = append(times, at)
+	}
+	_, err := r.db.NewRaw(`UPDATE api_keys AS k SET last_used_at = u.at
+		FROM unnest(?::uuid[], ?::timestamptz[]) AS u(id, at)
+		WHERE k.id = u.id AND (k.last_used_at IS NULL OR k.last_used_at < u.at)`,
+		pgdialect.Array(ids), pgdialect.Array(times)).Exec(ctx)
 	return translate(err)
 }
 

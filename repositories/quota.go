@@ -7,25 +7,30 @@ import (
 	"github.com/google/uuid"
 )
 
-// quotaLockKey names the advisory lock that serializes quota checks across replicas.
-const quotaLockKey int64 = 0x73616e64626f78 // "sandbox"
+// capacityLockKey names the advisory lock that serializes, across replicas, everything that adds
+// to what takes the instance's capacity (sandbox.max_per_instance): cold creates and pool fills.
+const capacityLockKey int64 = 0x73616e64626f78 // "sandbox"
 
-// LockQuota takes the quota lock until the transaction the repository is bound to ends, so
-// concurrent creates on every replica count and insert one at a time and can never exceed a
-// quota between counting and inserting. Outside a transaction it would be released at once.
-func (r *Sandboxes) LockQuota(ctx context.Context) error {
-	if _, err := r.db.ExecContext(ctx, "SELECT pg_advisory_xact_lock(?)", quotaLockKey); err != nil {
-		return fmt.Errorf("take the sandbox quota lock: %w", translate(err))
+// LockCapacity takes the capacity lock until the transaction the repository is bound to ends, so
+// that concurrent creates and pool fills on every replica count and insert one at a time and can
+// never exceed the capacity between counting and inserting. Outside a transaction it would be
+// released at once. A claim of a pool member needs no capacity lock: the member already held its
+// place, and the claim moves it from one count to the other in one commit.
+func (r *Sandboxes) LockCapacity(ctx context.Context) error {
+	if _, err := r.db.ExecContext(ctx, "SELECT pg_advisory_xact_lock(?)", capacityLockKey); err != nil {
+		return fmt.Errorf("take the sandbox capacity lock: %w", translate(err))
 	}
 	return nil
 }
 
-// LockOwner share-locks a user who is to own a new sandbox until the transaction ends, so the
-// create is ordered against a soft delete of the user that would otherwise miss it; ErrNotFound
-// when the user does not exist or is deleted.
+// LockOwner locks a user who is to own a new sandbox until the transaction ends: creates of one
+// user count and insert one at a time (their quota holds under any concurrency, while other
+// users' creates go on in parallel), and a create is ordered against a soft delete of the user
+// that would otherwise miss it. ErrNotFound when the user does not exist or is deleted. FOR NO
+// KEY UPDATE leaves the foreign-key checks of inserts that reference the user unblocked.
 func (r *Sandboxes) LockOwner(ctx context.Context, userID uuid.UUID) error {
 	var alive uuid.UUID
-	if err := r.db.NewRaw("SELECT id FROM users WHERE id = ? AND deleted_at IS NULL FOR SHARE", userID).Scan(ctx, &alive); err != nil {
+	if err := r.db.NewRaw("SELECT id FROM users WHERE id = ? AND deleted_at IS NULL FOR NO KEY UPDATE", userID).Scan(ctx, &alive); err != nil {
 		return fmt.Errorf("lock the sandbox's owner: %w", translate(err))
 	}
 	return nil

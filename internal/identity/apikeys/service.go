@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/insien/orchestrator/internal/platform/apierror"
 	"github.com/insien/orchestrator/internal/platform/cache"
 	"github.com/insien/orchestrator/internal/platform/config"
+	"github.com/insien/orchestrator/internal/platform/loop"
 	"github.com/insien/orchestrator/repositories"
 )
 
@@ -27,10 +29,20 @@ type Service struct {
 	db    *bun.DB
 	keys  *repositories.APIKeys
 	users *repositories.Users
-	rdb   *redis.Client
 	cfg   config.Auth
 	log   *zap.Logger
+
+	// verified holds the keys Postgres vouched for, by hex digest (never the secret), so a
+	// repeated request authenticates without a network round trip.
+	verified *cache.Local[Identity]
+	usage    *usage
+
+	stop  context.CancelFunc
+	loops sync.WaitGroup
 }
+
+// revokedChannel carries the hex digest of every revoked key to every replica.
+const revokedChannel = "apikeys:revoked"
 
 // Params are the service's dependencies.
 type Params struct {
@@ -43,9 +55,53 @@ type Params struct {
 	Log   *zap.Logger
 }
 
-// NewService builds the key service.
-func NewService(p Params) *Service {
-	return &Service{db: p.DB, keys: p.Keys, users: p.Users, rdb: p.Redis, cfg: p.Auth, log: p.Log.Named("apikeys")}
+// NewService builds the key service; Start runs its background work.
+func NewService(p Params) (*Service, error) {
+	// A key's copy never outlives the key.
+	verified, err := cache.NewLocal(p.Redis, revokedChannel, p.Auth.KeyCacheSize, p.Auth.KeyLocalTTL,
+		func(id Identity) time.Duration {
+			if id.ExpiresAt == nil {
+				return p.Auth.KeyLocalTTL
+			}
+			return time.Until(*id.ExpiresAt)
+		})
+	if err != nil {
+		return nil, fmt.Errorf("build the key cache: %w", err)
+	}
+	return &Service{db: p.DB, keys: p.Keys, users: p.Users, cfg: p.Auth, log: p.Log.Named("apikeys"),
+		verified: verified, usage: newUsage(p.Keys, p.Auth.KeyCacheSize)}, nil
+}
+
+// Start listens for revocations announced by other replicas and starts writing key uses. It does
+// not wait for Redis: until the subscription is up, the local lifetime bounds what is missed.
+func (s *Service) Start(ctx context.Context) error {
+	if err := s.verified.Start(ctx); err != nil {
+		return fmt.Errorf("listen for revocations: %w", err)
+	}
+	loopCtx, cancel := context.WithCancel(context.Background())
+	s.stop = cancel
+	s.loops.Go(func() {
+		loop.Every(loopCtx, s.cfg.LastUsedResolution, func(ctx context.Context) bool {
+			if err := s.usage.flush(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("recording key use failed; retrying at the next flush", zap.Error(err))
+			}
+			return false
+		})
+	})
+	return nil
+}
+
+// Stop ends the background work and writes the key uses not written yet.
+func (s *Service) Stop(ctx context.Context) error {
+	if s.stop != nil {
+		s.stop()
+		s.loops.Wait()
+	}
+	_ = s.verified.Stop(ctx)
+	if err := s.usage.flush(ctx); err != nil {
+		return fmt.Errorf("write key uses at shutdown: %w", err)
+	}
+	return nil
 }
 
 // Validate checks a request and returns it normalized (trimmed name, default and ordered scopes).
@@ -129,8 +185,12 @@ func normalizeScopes(requested []string) ([]string, error) {
 	return out, nil
 }
 
-// List returns the user's keys, newest first.
+// List returns the user's keys, newest first. It writes this replica's pending key uses first,
+// so a key used here shows it at once; a use on another replica shows within the resolution.
 func (s *Service) List(ctx context.Context, userID uuid.UUID) ([]Key, error) {
+	if err := s.usage.flush(ctx); err != nil {
+		s.log.Warn("recording key use failed; retrying at the next flush", zap.Error(err))
+	}
 	rows, err := s.keys.ListByUser(ctx, userID)
 	if err != nil {
 		return nil, fmt.Errorf("list keys: %w", err)
@@ -151,7 +211,11 @@ func (s *Service) CountActive(ctx context.Context, userID uuid.UUID) (int, error
 	return n, nil
 }
 
-// Revoke revokes one of the user's keys; revoking twice succeeds, another user's key is not found.
+// Revoke revokes one of the user's keys; revoking twice succeeds, another user's key is not
+// found. The revocation is in force once Postgres has it: this replica forgets the key at once,
+// and the others when the announcement reaches them (within a second) or when their copy
+// lapses (auth.key_local_ttl) if it does not, as while Redis is down. That is logged, not
+// returned: the caller could do nothing about it.
 func (s *Service) Revoke(ctx context.Context, userID, keyID uuid.UUID) error {
 	key, err := s.keys.Revoke(ctx, userID, keyID)
 	if errors.Is(err, repositories.ErrNotFound) {
@@ -160,7 +224,8 @@ func (s *Service) Revoke(ctx context.Context, userID, keyID uuid.UUID) error {
 	if err != nil {
 		return fmt.Errorf("revoke key %s: %w", keyID, err)
 	}
-	return s.evict(ctx, key.SecretHash)
+	s.forget(ctx, [][]byte{key.SecretHash})
+	return nil
 }
 
 // RevokeByID revokes a key whoever owns it, for the operator's command line. An unknown id
@@ -173,36 +238,53 @@ func (s *Service) RevokeByID(ctx context.Context, keyID uuid.UUID) error {
 	return s.Revoke(ctx, key.UserID, keyID)
 }
 
-// RevokeAll revokes every key of a user (account deleted).
+// RevokeAll revokes every key of a user (account deleted), with Revoke's guarantees.
 func (s *Service) RevokeAll(ctx context.Context, userID uuid.UUID) error {
-	hashes, err := s.keys.RevokeAllForUser(ctx, userID)
+	digests, err := s.keys.RevokeAllForUser(ctx, userID)
 	if err != nil {
 		return fmt.Errorf("revoke every key of user %s: %w", userID, err)
 	}
-	for _, hash := range hashes {
-		if err := s.evict(ctx, hash); err != nil {
-			return err
-		}
-	}
+	s.forget(ctx, digests)
 	return nil
 }
 
-// Authenticate resolves a presented key. Mistyped keys are refused before any lookup; known keys
-// come from Redis when cached, else from Postgres.
+// forget drops revoked keys from this replica's memory, then tells the others.
+func (s *Service) forget(ctx context.Context, digests [][]byte) {
+	keys := make([]string, 0, len(digests))
+	for _, digest := range digests {
+		keys = append(keys, hex.EncodeToString(digest))
+	}
+	if err := s.verified.Evict(ctx, keys...); err != nil {
+		s.log.Warn("revoked keys could not be announced; other replicas drop them within auth.key_local_ttl",
+			zap.Int("keys", len(digests)), zap.Duration("key_local_ttl", s.cfg.KeyLocalTTL), zap.Error(err))
+	}
+}
+
+// Authenticate resolves a presented key. Mistyped keys are refused before any lookup; a key
+// verified within auth.key_local_ttl is answered from memory, without a network round trip;
+// otherwise Postgres decides. Expiry is checked on every request.
 func (s *Service) Authenticate(ctx context.Context, raw string) (Identity, error) {
 	if !WellFormed(raw) {
 		return Identity{}, apierror.Unauthorized("invalid_api_key", "the API key is malformed or mistyped")
 	}
-	hash := Digest(raw)
-	now := time.Now()
-	if id, ok := s.cached(ctx, hash); ok {
-		if id.ExpiresAt != nil && !now.Before(*id.ExpiresAt) {
-			return Identity{}, apierror.Unauthorized("api_key_expired", "the API key has expired")
-		}
-		s.touch(ctx, id.KeyID)
-		return id, nil
+	digest := Digest(raw)
+	id, err := s.verified.Get(ctx, hex.EncodeToString(digest), func(ctx context.Context) (Identity, error) { return s.lookup(ctx, digest) })
+	if err != nil {
+		return Identity{}, err
 	}
-	row, err := s.keys.ByHash(ctx, hash)
+	now := time.Now()
+	if id.ExpiresAt != nil && !now.Before(*id.ExpiresAt) {
+		return Identity{}, errExpired
+	}
+	s.usage.record(id.KeyID, now)
+	return id, nil
+}
+
+var errExpired = apierror.Unauthorized("api_key_expired", "the API key has expired")
+
+// lookup reads a key from Postgres and says whether it may authenticate now.
+func (s *Service) lookup(ctx context.Context, digest []byte) (Identity, error) {
+	row, err := s.keys.ByHash(ctx, digest)
 	if errors.Is(err, repositories.ErrNotFound) {
 		return Identity{}, apierror.Unauthorized("invalid_api_key", "the API key is not valid")
 	}
@@ -210,52 +292,11 @@ func (s *Service) Authenticate(ctx context.Context, raw string) (Identity, error
 		return Identity{}, fmt.Errorf("look up key: %w", err)
 	}
 	key := fromRow(*row)
-	switch key.State(now) {
+	switch key.State(time.Now()) {
 	case StateRevoked:
 		return Identity{}, apierror.Unauthorized("api_key_revoked", "the API key has been revoked")
 	case StateExpired:
-		return Identity{}, apierror.Unauthorized("api_key_expired", "the API key has expired")
+		return Identity{}, errExpired
 	}
-	id := Identity{KeyID: key.ID, UserID: key.UserID, Scopes: key.Scopes, ExpiresAt: key.ExpiresAt}
-	s.remember(ctx, hash, id, now)
-	s.touch(ctx, id.KeyID)
-	return id, nil
-}
-
-func cacheKey(hash []byte) string { return "apikey:" + hex.EncodeToString(hash) }
-
-func (s *Service) cached(ctx context.Context, hash []byte) (Identity, bool) {
-	return cache.Get[Identity](ctx, s.rdb, cacheKey(hash))
-}
-
-func (s *Service) remember(ctx context.Context, hash []byte, id Identity, now time.Time) {
-	ttl := s.cfg.KeyCacheTTL
-	if id.ExpiresAt != nil && id.ExpiresAt.Sub(now) < ttl {
-		ttl = id.ExpiresAt.Sub(now)
-	}
-	if err := cache.Set(ctx, s.rdb, cacheKey(hash), id, ttl); err != nil {
-		s.log.Debug("caching key failed", zap.Error(err))
-	}
-}
-
-// evict removes a key from the cache on every replica at once, and blocks re-caching for as long
-// as the cache could hold it, so a lookup racing the revocation cannot bring it back.
-func (s *Service) evict(ctx context.Context, hash []byte) error {
-	if err := cache.Invalidate(ctx, s.rdb, cacheKey(hash), s.cfg.KeyCacheTTL); err != nil {
-		// The row is revoked; only the cache may still hold the key. Say so: the caller must
-		// not believe the key is dead everywhere.
-		return apierror.Unavailable("cache_unavailable", "the key is revoked but could not be evicted from the cache yet; retry").WithCause(err)
-	}
-	return nil
-}
-
-// touch writes last_used_at at most once per resolution per key, across replicas.
-func (s *Service) touch(ctx context.Context, keyID uuid.UUID) {
-	first, err := s.rdb.SetNX(ctx, "apikey:used:"+keyID.String(), 1, s.cfg.LastUsedResolution).Result()
-	if err != nil || !first {
-		return
-	}
-	if err := s.keys.TouchLastUsed(ctx, keyID); err != nil {
-		s.log.Warn("recording key use failed", zap.Error(err))
-	}
+	return Identity{KeyID: key.ID, UserID: key.UserID, Scopes: key.Scopes, ExpiresAt: key.ExpiresAt}, nil
 }

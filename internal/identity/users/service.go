@@ -92,8 +92,9 @@ func clerkCacheKey(clerkUserID string) string { return "user:clerk:" + clerkUser
 // EnsureClerkUser returns the user of a verified Clerk session, creating it on first sight and
 // refreshing its profile from Clerk when stale. If Clerk cannot be reached, what is stored serves.
 func (s *Service) EnsureClerkUser(ctx context.Context, clerkUserID string) (*User, error) {
-	if row, ok := s.cachedUser(ctx, clerkUserID); ok {
-		return checkActive(row)
+	cached := cache.Read[repositories.User](ctx, s.rdb, clerkCacheKey(clerkUserID))
+	if row, ok := cached.Value(); ok {
+		return checkActive(&row)
 	}
 	row, err := s.users.ByClerkID(ctx, clerkUserID)
 	switch {
@@ -115,7 +116,10 @@ func (s *Service) EnsureClerkUser(ctx context.Context, clerkUserID string) (*Use
 	if err := s.users.TouchLastSeen(ctx, row.ID); err != nil {
 		s.log.Warn("recording last_seen_at failed", zap.Error(err))
 	}
-	s.cacheUser(ctx, clerkUserID, row)
+	// The row as JSON, so replicas of every version share entries.
+	if err := cached.Fill(ctx, s.rdb, *row, cacheTTL); err != nil {
+		s.log.Debug("caching user failed", zap.Error(err))
+	}
 	return checkActive(row)
 }
 
@@ -161,18 +165,6 @@ func (s *Service) noteClerk(err error) {
 	case err == nil && s.clerkFailing:
 		s.clerkFailing = false
 		s.log.Info("Clerk's Backend API answers again")
-	}
-}
-
-// cachedUser and cacheUser keep the row, as its JSON, so replicas of every version share entries.
-func (s *Service) cachedUser(ctx context.Context, clerkUserID string) (*repositories.User, bool) {
-	row, ok := cache.Get[repositories.User](ctx, s.rdb, clerkCacheKey(clerkUserID))
-	return &row, ok
-}
-
-func (s *Service) cacheUser(ctx context.Context, clerkUserID string, row *repositories.User) {
-	if err := cache.Set(ctx, s.rdb, clerkCacheKey(clerkUserID), row, cacheTTL); err != nil {
-		s.log.Debug("caching user failed", zap.Error(err))
 	}
 }
 

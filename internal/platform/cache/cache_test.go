@@ -39,3 +39,40 @@ func TestInvalidationWins(t *testing.T) {
 		}
 	}
 }
+
+// TestFillRefusesReadersOlderThanAChange: a reader's copy is stored only if no invalidation came
+// between its read and its fill, and a reader that read after a change caches at once.
+func TestFillRefusesReadersOlderThanAChange(t *testing.T) {
+	ctx := context.Background()
+	rdb := testenv.OpenRedis(t, testenv.RedisURL(t))
+	type row struct{ Status string }
+	read := func() *cache.Entry[row] { return cache.Read[row](ctx, rdb, "k") }
+	invalidate := func() {
+		if err := cache.Invalidate(ctx, rdb, "k", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	steps := []struct {
+		name   string
+		before func() // between the reader's read and its fill
+		fill   string
+		want   string // "" = miss
+	}{
+		{"a first reader caches its copy", func() {}, "pending", "pending"},
+		{"a reader that read before a change is refused", invalidate, "pending", ""},
+		{"a reader that read after the change caches at once", func() {}, "running", "running"},
+		{"two changes while reading: still refused", func() { invalidate(); invalidate() }, "running", ""},
+	}
+	for _, step := range steps {
+		entry := read()
+		step.before()
+		if err := entry.Fill(ctx, rdb, row{step.fill}, time.Minute); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		got, ok := read().Value()
+		if (step.want == "" && ok) || (step.want != "" && got.Status != step.want) {
+			t.Fatalf("%s: got %+v (present %v), want %q", step.name, got, ok, step.want)
+		}
+	}
+}

@@ -141,9 +141,13 @@ type Clerk struct {
 
 // Auth configures API keys.
 type Auth struct {
-	JWTSecret          Secret        `mapstructure:"jwt_secret"`
-	MaxKeysPerUser     int           `mapstructure:"max_keys_per_user"`
-	KeyCacheTTL        time.Duration `mapstructure:"key_cache_ttl"`
+	JWTSecret      Secret `mapstructure:"jwt_secret"`
+	MaxKeysPerUser int    `mapstructure:"max_keys_per_user"`
+	// KeyLocalTTL is how long a replica trusts a verified key without asking Postgres: the bound
+	// on a revocation that the Redis broadcast did not reach.
+	KeyLocalTTL time.Duration `mapstructure:"key_local_ttl"`
+	// KeyCacheSize bounds the verified keys each replica holds (and the key uses it buffers).
+	KeyCacheSize       int           `mapstructure:"key_cache_size"`
 	LastUsedResolution time.Duration `mapstructure:"last_used_resolution"`
 }
 
@@ -314,7 +318,7 @@ func Default() Config {
 			WebhookTolerance:  5 * time.Minute,
 			MaxTokenLifetime:  24 * time.Hour,
 		},
-		Auth: Auth{MaxKeysPerUser: 25, KeyCacheTTL: 5 * time.Minute, LastUsedResolution: time.Minute},
+		Auth: Auth{MaxKeysPerUser: 25, KeyLocalTTL: 5 * time.Second, KeyCacheSize: 10_000, LastUsedResolution: time.Minute},
 		RateLimit: RateLimit{
 			Enabled:         true,
 			PrincipalPerMin: 600,
@@ -407,7 +411,8 @@ func (c *Config) Validate() error {
 		{c.Clerk.WebhookTolerance > 0, "clerk.webhook_tolerance", "must be positive"},
 		{c.Clerk.MaxTokenLifetime >= time.Minute, "clerk.max_token_lifetime", "must be at least 1m (Clerk's session tokens live 60s)"},
 		{c.Auth.MaxKeysPerUser > 0, "auth.max_keys_per_user", "must be positive"},
-		{c.Auth.KeyCacheTTL > 0, "auth.key_cache_ttl", "must be positive"},
+		{c.Auth.KeyLocalTTL >= 100*time.Millisecond && c.Auth.KeyLocalTTL <= time.Minute, "auth.key_local_ttl", "must be between 100ms and 1m: it bounds how long a revocation can go unseen"},
+		{c.Auth.KeyCacheSize > 0, "auth.key_cache_size", "must be positive"},
 		{c.Auth.LastUsedResolution > 0, "auth.last_used_resolution", "must be positive"},
 		{c.RateLimit.PrincipalPerMin > 0, "ratelimit.principal_per_minute", "must be positive"},
 		{c.RateLimit.AnonymousPerMin > 0, "ratelimit.anonymous_per_minute", "must be positive"},

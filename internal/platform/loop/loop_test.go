@@ -35,3 +35,44 @@ func TestEvery(t *testing.T) {
 		}
 	})
 }
+
+func TestEveryOrWake(t *testing.T) {
+	t.Run("runs at once, then on each wake, long before the interval", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		wake := make(chan struct{}, 1)
+		calls := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			loop.EveryOrWake(ctx, time.Hour, wake, func(context.Context) { calls <- struct{}{} })
+		}()
+		for i := range 3 {
+			select {
+			case <-calls:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("call %d did not come", i+1)
+			}
+			wake <- struct{}{}
+		}
+		cancel()
+		select {
+		case <-calls: // the last wake's call, if it won the race with cancel
+		case <-done:
+		}
+		<-done
+	})
+	t.Run("runs again after the interval without a wake", func(t *testing.T) {
+		var calls atomic.Int32
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		go loop.EveryOrWake(ctx, time.Millisecond, nil, func(context.Context) {
+			if calls.Add(1) == 3 {
+				cancel()
+			}
+		})
+		<-ctx.Done()
+		if got := calls.Load(); got < 3 {
+			t.Fatalf("%d calls, want 3", got)
+		}
+	})
+}

@@ -1,5 +1,15 @@
-// Package ratelimit throttles API callers with a GCRA token bucket kept in Redis, so every replica
-// of the service draws on one shared budget per caller.
+// Package ratelimit throttles API callers with GCRA token buckets shared by every replica through
+// Redis, without a Redis round trip on a busy bucket's requests.
+//
+// Each replica decides from its own copy of a bucket and reconciles it with Redis in the
+// background (reconcileEvery): it charges the shared bucket for the requests it let through and
+// takes back the shared state, which includes every other replica's charges. A bucket this
+// replica has not reconciled within trustFor (a new or idle one) is decided in Redis, on the
+// request's path: one round trip. Measured on a 2-core machine, a Redis round trip per request
+// cost an authenticated request about half its throughput; the local copy costs nothing. The
+// rate is shared exactly (every request let through is charged); a burst can be overdrawn by
+// what other replicas let through within one reconciliation, and the shared bucket then pays it
+// back before it admits more.
 //
 // Response headers follow draft-ietf-httpapi-ratelimit-headers (the RateLimit-Limit /
 // RateLimit-Remaining / RateLimit-Reset form), read for a token bucket:
@@ -15,22 +25,22 @@
 // Tokens come back at the configured per-minute rate, one every minute/rate.
 //
 // When Redis fails, config failure_mode "open" lets requests through without headers and "closed"
-// answers 503 rate_limiter_unavailable. Each check waits at most 250 ms for Redis, and after a
-// failure Redis is left alone for a second, so an outage costs requests no latency.
+// answers 503 rate_limiter_unavailable, from the first failed reconciliation or check until one
+// succeeds. Each check waits at most 250 ms for Redis, and after a failure Redis is left alone
+// for a second, so an outage costs requests no latency.
 package ratelimit
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/fx"
 	"go.uber.org/zap"
@@ -51,12 +61,22 @@ const (
 const (
 	// redisTimeout bounds one bucket check, so a slow or hung Redis delays a request by at most this.
 	redisTimeout = 250 * time.Millisecond
-	// pauseAfterFailure is how long the limiter stops asking Redis after a failed check and applies
-	// the failure mode at once: go-redis retries a refused connection until our timeout, so without
-	// the pause every request of an outage would wait redisTimeout.
+	// pauseAfterFailure is how long the limiter stops asking Redis after a failure and applies the
+	// failure mode at once: go-redis retries a refused connection until our timeout, so without
+	// the pause every request of an outage would wait redisTimeout. It is at least trustFor, so
+	// every bucket is checked in Redis again when the pause ends.
 	pauseAfterFailure = time.Second
 	// warnEvery spaces out the warning logged while Redis fails, so an outage is not a log flood.
 	warnEvery = time.Minute
+	// reconcileEvery is how often busy buckets are reconciled with Redis: how late one replica
+	// learns what the others let through.
+	reconcileEvery = 100 * time.Millisecond
+	// trustFor is how long a bucket is decided locally after its last reconciliation; after that
+	// (an idle bucket, or Redis failing) the next request is decided in Redis.
+	trustFor = time.Second
+	// maxBuckets bounds the buckets held in memory; beyond it, requests of new buckets are
+	// decided in Redis, one round trip each, as if the bucket were idle.
+	maxBuckets = 100_000
 )
 
 // Class selects which configured limit a bucket uses; each class has its own buckets.
@@ -84,10 +104,16 @@ func (c Class) String() string {
 type Limiter struct {
 	enabled   bool
 	failOpen  bool
-	principal redis_rate.Limit
-	anonymous redis_rate.Limit
-	rl        *redis_rate.Limiter
+	principal limit
+	anonymous limit
+	rdb       *redis.Client
 	log       *zap.Logger
+
+	mu      sync.RWMutex
+	buckets map[string]*bucket // by Redis key
+
+	stop context.CancelFunc
+	done chan struct{}
 
 	pausedUntil atomic.Int64 // unix nanoseconds until which Redis is not asked, after a failure
 	lastWarn    atomic.Int64 // unix nanoseconds of the last "Redis failed" warning, 0 = never
@@ -102,8 +128,8 @@ type Params struct {
 	Log       *zap.Logger
 }
 
-// New builds a Limiter over p.Redis. It works without Fx; p.RateLimit is assumed valid
-// (config.Validate), and a nil p.Log logs nothing.
+// New builds a Limiter over p.Redis; Start runs its reconciliation. It works without Fx;
+// p.RateLimit is assumed valid (config.Validate), and a nil p.Log logs nothing.
 func New(p Params) *Limiter {
 	log := p.Log
 	if log == nil {
@@ -113,11 +139,34 @@ func New(p Params) *Limiter {
 	return &Limiter{
 		enabled:   cfg.Enabled,
 		failOpen:  cfg.FailureMode != "closed",
-		principal: redis_rate.Limit{Rate: cfg.PrincipalPerMin, Period: time.Minute, Burst: cfg.PrincipalBurst},
-		anonymous: redis_rate.Limit{Rate: cfg.AnonymousPerMin, Period: time.Minute, Burst: cfg.AnonymousBurst},
-		rl:        redis_rate.NewLimiter(p.Redis),
+		principal: newLimit(cfg.PrincipalPerMin, cfg.PrincipalBurst),
+		anonymous: newLimit(cfg.AnonymousPerMin, cfg.AnonymousBurst),
+		rdb:       p.Redis,
 		log:       log.Named("ratelimit"),
+		buckets:   map[string]*bucket{},
 	}
+}
+
+// Start reconciles the buckets with Redis in the background until Stop.
+func (l *Limiter) Start(context.Context) error {
+	if !l.enabled {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	l.stop, l.done = cancel, make(chan struct{})
+	go l.reconcileLoop(ctx)
+	return nil
+}
+
+// Stop ends the reconciliation, charging Redis for what was let through since the last one.
+func (l *Limiter) Stop(ctx context.Context) error {
+	if l.stop == nil {
+		return nil
+	}
+	l.stop()
+	<-l.done
+	l.reconcileAll(ctx)
+	return nil
 }
 
 // ByIP limits unauthenticated routes per client IP (gin's ClientIP, which honours only the
@@ -136,26 +185,25 @@ func (l *Limiter) Allow(c *gin.Context, class Class, key string) bool {
 	if !l.enabled {
 		return true
 	}
-	limit := l.limit(class)
-	ctx := c.Request.Context()
-	res, err := l.take(ctx, class.String()+":"+key, limit)
+	lim := l.limit(class)
+	d, err := l.take(c.Request.Context(), "rate:"+class.String()+":"+key, lim)
 	if err != nil {
 		return l.failed(c, class, err)
 	}
-	c.Header(HeaderLimit, strconv.Itoa(limit.Burst))
-	c.Header(HeaderRemaining, strconv.Itoa(remaining(res)))
-	c.Header(HeaderReset, strconv.Itoa(ceilSeconds(res.ResetAfter)))
-	if res.Allowed > 0 {
+	c.Header(HeaderLimit, strconv.Itoa(lim.burst))
+	c.Header(HeaderRemaining, strconv.Itoa(d.remaining(lim)))
+	c.Header(HeaderReset, strconv.Itoa(ceilSeconds(d.debt)))
+	if d.allowed {
 		return true
 	}
-	retry := max(1, ceilSeconds(res.RetryAfter))
+	retry := max(1, ceilSeconds(d.retryAfter(lim)))
 	c.Header(HeaderRetryAfter, strconv.Itoa(retry))
 	middleware.WriteError(c, apierror.New(http.StatusTooManyRequests, "rate_limited",
 		"too many requests; retry in %d s", retry))
 	return false
 }
 
-func (l *Limiter) limit(class Class) redis_rate.Limit {
+func (l *Limiter) limit(class Class) limit {
 	switch class {
 	case Principal:
 		return l.principal
@@ -168,21 +216,6 @@ func (l *Limiter) limit(class Class) redis_rate.Limit {
 // errPaused stands in for Redis's error while the limiter pauses after a failure.
 var errPaused = errors.New("redis failed within the last second; not asked again yet")
 
-// take runs the GCRA script, giving up after redisTimeout: the client bounds its socket I/O by
-// the context's deadline (providers.NewRedis sets ContextTimeoutEnabled).
-func (l *Limiter) take(parent context.Context, key string, limit redis_rate.Limit) (*redis_rate.Result, error) {
-	if time.Now().UnixNano() < l.pausedUntil.Load() {
-		return nil, errPaused
-	}
-	ctx, cancel := context.WithTimeout(parent, redisTimeout)
-	defer cancel()
-	res, err := l.rl.Allow(ctx, key, limit)
-	if err != nil {
-		return nil, fmt.Errorf("rate limit check: %w", err)
-	}
-	return res, nil
-}
-
 // failed applies the failure mode when the bucket could not be read.
 func (l *Limiter) failed(c *gin.Context, class Class, err error) bool {
 	if ctx := c.Request.Context(); ctx.Err() != nil {
@@ -193,8 +226,7 @@ func (l *Limiter) failed(c *gin.Context, class Class, err error) bool {
 	if errors.Is(err, errPaused) {
 		l.suppressed.Add(1) // the failure that started the pause has been counted or logged
 	} else {
-		l.pausedUntil.Store(time.Now().Add(pauseAfterFailure).UnixNano())
-		l.warn(class, err)
+		l.redisFailed(class.String(), err)
 	}
 	if l.failOpen {
 		return true
@@ -204,12 +236,16 @@ func (l *Limiter) failed(c *gin.Context, class Class, err error) bool {
 	return false
 }
 
-// warn logs a Redis failure at most once per warnEvery, with the count of failures it held back.
-// The bucket key is never logged: it may name a user or an API key.
-func (l *Limiter) warn(class Class, err error) {
-	now := time.Now().UnixNano()
+// paused reports whether Redis failed within pauseAfterFailure.
+func (l *Limiter) paused() bool { return time.Now().UnixNano() < l.pausedUntil.Load() }
+
+// redisFailed starts a pause and warns, at most once per warnEvery, with the count of failures it
+// held back. The bucket key is never logged: it may name a user or an API key.
+func (l *Limiter) redisFailed(what string, err error) {
+	now := time.Now()
+	l.pausedUntil.Store(now.Add(pauseAfterFailure).UnixNano())
 	last := l.lastWarn.Load()
-	if (last != 0 && now-last < int64(warnEvery)) || !l.lastWarn.CompareAndSwap(last, now) {
+	if (last != 0 && now.UnixNano()-last < int64(warnEvery)) || !l.lastWarn.CompareAndSwap(last, now.UnixNano()) {
 		l.suppressed.Add(1)
 		return
 	}
@@ -217,26 +253,11 @@ func (l *Limiter) warn(class Class, err error) {
 	if l.failOpen {
 		msg = "rate limiter unavailable: allowing requests unlimited"
 	}
-	l.log.Warn(msg, zap.Stringer("class", class), zap.Error(err),
+	l.log.Warn(msg, zap.String("class", what), zap.Error(err),
 		zap.Int64("suppressed_since_last_warning", l.suppressed.Swap(0)))
 }
 
-// remaining is the whole tokens left after the request. redis_rate's own Remaining is a float the
-// script truncates, and the script's arithmetic on an epoch-sized clock leaves it a hair under the
-// whole number: a full bucket of 5 reports 3 after one request. Recompute it from ResetAfter (how
-// long the tokens in use take to come back), with a tolerance far above that noise (~1e-7 token)
-// and far below a token.
-func remaining(res *redis_rate.Result) int {
-	if res.Allowed == 0 {
-		return 0
-	}
-	emission := res.Limit.Period.Seconds() / float64(res.Limit.Rate)
-	inUse := res.ResetAfter.Seconds() / emission
-	n := int(math.Floor(float64(res.Limit.Burst) - inUse + 1e-3))
-	return max(0, min(n, res.Limit.Burst))
-}
-
-// ceilSeconds rounds d up to whole seconds; negative durations (redis_rate's "not applicable") are 0.
+// ceilSeconds rounds d up to whole seconds; negative durations are 0.
 func ceilSeconds(d time.Duration) int {
 	if d <= 0 {
 		return 0

@@ -1,6 +1,7 @@
 package ratelimit_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -47,9 +49,15 @@ func newClient(t *testing.T, url string) *redis.Client {
 	return rdb
 }
 
-// newLimiter builds the limiter under test.
-func newLimiter(cfg config.RateLimit, rdb *redis.Client, log *zap.Logger) *ratelimit.Limiter {
-	return ratelimit.New(ratelimit.Params{RateLimit: cfg, Redis: rdb, Log: log})
+// newLimiter builds the limiter under test and runs it as the app does, until the test ends.
+func newLimiter(t *testing.T, cfg config.RateLimit, rdb *redis.Client, log *zap.Logger) *ratelimit.Limiter {
+	t.Helper()
+	l := ratelimit.New(ratelimit.Params{RateLimit: cfg, Redis: rdb, Log: log})
+	if err := l.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Stop(context.Background()) })
+	return l
 }
 
 // limits is an enabled configuration; tests override what they exercise.
@@ -160,7 +168,7 @@ func TestBurstIsAllowedThenTooManyRequests(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			rdb := newClient(t, testenv.RedisURL(t))
-			a := newAPI(t, newLimiter(limits(6, burst), rdb, zap.NewNop()))
+			a := newAPI(t, newLimiter(t, limits(6, burst), rdb, zap.NewNop()))
 
 			for i := 1; i <= burst; i++ {
 				rec := a.get(tc.path, "192.0.2.1", tc.principal)
@@ -224,7 +232,7 @@ func TestBucketsAreSeparate(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			rdb := newClient(t, testenv.RedisURL(t))
-			a := newAPI(t, newLimiter(limits(6, burst), rdb, zap.NewNop()))
+			a := newAPI(t, newLimiter(t, limits(6, burst), rdb, zap.NewNop()))
 			for range burst {
 				if rec := a.get(tc.exhaust.path, tc.exhaust.ip, tc.exhaust.principal); rec.Code != http.StatusOK {
 					t.Fatalf("exhausting: status %d", rec.Code)
@@ -248,7 +256,7 @@ func TestBucketsAreSeparate(t *testing.T) {
 
 func TestBucketKeysNameClassAndKey(t *testing.T) {
 	rdb := newClient(t, testenv.RedisURL(t))
-	a := newAPI(t, newLimiter(limits(6, 3), rdb, zap.NewNop()))
+	a := newAPI(t, newLimiter(t, limits(6, 3), rdb, zap.NewNop()))
 	a.get("/public", "192.0.2.1", "")
 	a.get("/private", "192.0.2.1", "user:a")
 	keys, err := rdb.Keys(t.Context(), "*").Result()
@@ -269,7 +277,7 @@ func TestBucketKeysNameClassAndKey(t *testing.T) {
 func TestTokensComeBack(t *testing.T) {
 	rdb := newClient(t, testenv.RedisURL(t))
 	// 600 per minute: one token every 100 ms.
-	a := newAPI(t, newLimiter(limits(600, 2), rdb, zap.NewNop()))
+	a := newAPI(t, newLimiter(t, limits(600, 2), rdb, zap.NewNop()))
 	for range 2 {
 		if rec := a.get("/public", "192.0.2.1", ""); rec.Code != http.StatusOK {
 			t.Fatalf("status %d, want 200", rec.Code)
@@ -301,7 +309,7 @@ func TestDisabledLimitsNothing(t *testing.T) {
 	rdb := newClient(t, testenv.RedisURL(t))
 	cfg := limits(6, 1)
 	cfg.Enabled = false
-	a := newAPI(t, newLimiter(cfg, rdb, zap.NewNop()))
+	a := newAPI(t, newLimiter(t, cfg, rdb, zap.NewNop()))
 	for i := range 5 {
 		for _, rec := range []*httptest.ResponseRecorder{a.get("/public", "192.0.2.1", ""), a.get("/private", "192.0.2.1", "user:a")} {
 			if rec.Code != http.StatusOK {
@@ -330,12 +338,22 @@ func TestRedisFailure(t *testing.T) {
 			core, logs := observer.New(zapcore.DebugLevel)
 			cfg := limits(6, 100)
 			cfg.FailureMode = tc.mode
-			a := newAPI(t, newLimiter(cfg, newClient(t, srv.URL()), zap.New(core)))
+			a := newAPI(t, newLimiter(t, cfg, newClient(t, srv.URL()), zap.New(core)))
 
 			if rec := a.get("/private", "192.0.2.1", secretish); rec.Code != http.StatusOK || rec.Header().Get(ratelimit.HeaderLimit) == "" {
 				t.Fatalf("with Redis up: status %d, headers %v", rec.Code, rec.Header())
 			}
 			srv.Stop()
+			// The bucket was just reconciled, so this replica may decide it alone until the next
+			// reconciliation fails; from then on the failure mode applies.
+			deadline := time.Now().Add(time.Second)
+			for a.get("/private", "192.0.2.1", secretish).Header().Get(ratelimit.HeaderLimit) != "" {
+				if time.Now().After(deadline) {
+					t.Fatal("Redis is down but the limiter still decides after a second")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			served := a.servedCount()
 			start := time.Now()
 			for i := range 20 {
 				path, principal := "/public", ""
@@ -352,8 +370,8 @@ func TestRedisFailure(t *testing.T) {
 				}
 				assertNoRateHeaders(t, rec)
 			}
-			if got := a.servedCount(); tc.mode == "closed" && got != 1 {
-				t.Errorf("handler ran %d times, want only the request made while Redis was up", got)
+			if got := a.servedCount(); tc.mode == "closed" && got != served {
+				t.Errorf("handler ran %d times during the outage, want none", got-served)
 			}
 
 			// The first check gives up after its short timeout; the limiter then stops asking for a
@@ -370,7 +388,7 @@ func TestRedisFailure(t *testing.T) {
 			}
 
 			srv.Start()
-			deadline := time.Now().Add(5 * time.Second)
+			deadline = time.Now().Add(5 * time.Second)
 			for {
 				rec := a.get("/public", "192.0.2.1", "")
 				if rec.Code == http.StatusOK && rec.Header().Get(ratelimit.HeaderLimit) == "100" {
@@ -420,7 +438,7 @@ func TestHungRedisDoesNotStallRequests(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			cfg := limits(6, 10)
 			cfg.FailureMode = mode
-			a := newAPI(t, newLimiter(cfg, newClient(t, "redis://"+ln.Addr().String()), zap.NewNop()))
+			a := newAPI(t, newLimiter(t, cfg, newClient(t, "redis://"+ln.Addr().String()), zap.NewNop()))
 			start := time.Now()
 			rec := a.get("/public", "192.0.2.1", "")
 			if took := time.Since(start); took > time.Second {
@@ -433,5 +451,65 @@ func TestHungRedisDoesNotStallRequests(t *testing.T) {
 				assertError(t, rec, http.StatusServiceUnavailable, "rate_limiter_unavailable")
 			}
 		})
+	}
+}
+
+// countCommands counts the commands a client sends one at a time (not in a pipeline): the round
+// trips a request waits for.
+type countCommands struct{ n *atomic.Int64 }
+
+func (h countCommands) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h countCommands) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+func (h countCommands) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// A bucket in use is decided from the replica's own copy: only its first request waits for Redis.
+func TestBusyBucketIsDecidedWithoutRedis(t *testing.T) {
+	rdb := newClient(t, testenv.RedisURL(t))
+	sent := new(atomic.Int64)
+	rdb.AddHook(countCommands{n: sent})
+	a := newAPI(t, newLimiter(t, limits(6000, 1000), rdb, zap.NewNop()))
+	for i := range 50 {
+		if i == 1 {
+			sent.Store(0)
+		}
+		if rec := a.get("/private", "192.0.2.1", "key:busy"); rec.Code != http.StatusOK || intHeader(t, rec, ratelimit.HeaderRemaining) != 999-i {
+			t.Fatalf("request %d: status %d, Remaining %s", i+1, rec.Code, rec.Header().Get(ratelimit.HeaderRemaining))
+		}
+	}
+	if n := sent.Load(); n != 0 {
+		t.Errorf("the 49 requests after the first waited for %d Redis round trips, want none", n)
+	}
+}
+
+// Replicas draw on one bucket: what one lets through is charged to Redis within a reconciliation,
+// and the other's first request of the bucket is decided there.
+func TestReplicasShareOneBucket(t *testing.T) {
+	url := testenv.RedisURL(t)
+	rdb := newClient(t, url)
+	const burst = 5 // 6 per minute: one token every 10 s, so none comes back while the test runs
+	replicaA := newAPI(t, newLimiter(t, limits(6, burst), newClient(t, url), zap.NewNop()))
+	replicaB := newAPI(t, newLimiter(t, limits(6, burst), newClient(t, url), zap.NewNop()))
+	for range 3 {
+		if rec := replicaA.get("/private", "192.0.2.1", "key:shared"); rec.Code != http.StatusOK {
+			t.Fatalf("replica A: status %d", rec.Code)
+		}
+	}
+	// Three tokens in use hold the shared bucket for 30 s.
+	testenv.Eventually(t, "replica A's requests charged to Redis", time.Second, func() bool {
+		return rdb.PTTL(t.Context(), "rate:principal:key:shared").Val() > 25*time.Second
+	})
+	for i, want := range []int{http.StatusOK, http.StatusOK, http.StatusTooManyRequests} {
+		rec := replicaB.get("/private", "192.0.2.2", "key:shared")
+		if rec.Code != want || intHeader(t, rec, ratelimit.HeaderRemaining) != max(0, 1-i) {
+			t.Fatalf("replica B request %d: status %d Remaining %s, want %d and %d", i+1, rec.Code,
+				rec.Header().Get(ratelimit.HeaderRemaining), want, max(0, 1-i))
+		}
 	}
 }

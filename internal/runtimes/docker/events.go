@@ -19,10 +19,6 @@ const (
 	// neither failed nor delivered by then is live. EventResync is sent then (or on the first
 	// event, whichever comes first).
 	streamSettle = 200 * time.Millisecond
-	// Reconnection backoff: doubled after each failed attempt up to the maximum, reset by a
-	// stream that connected.
-	watchMinBackoff = 100 * time.Millisecond
-	watchMaxBackoff = 5 * time.Second
 	// sigkillExit is the status of a process killed by SIGKILL (128+9): what the OOM killer sends.
 	sigkillExit = 137
 )
@@ -48,23 +44,10 @@ func (r *Runtime) watch(ctx context.Context, labels map[string]string, out chan<
 	// the kill before the exit, in order, for each container. It outlives reconnections, and
 	// an entry is dropped at the container's die event.
 	oomed := map[string]bool{}
-	backoff := watchMinBackoff
-	for {
-		connected, err := r.stream(ctx, f, oomed, out)
-		if ctx.Err() != nil {
-			return
-		}
-		if connected {
-			backoff = watchMinBackoff
-		}
-		r.log.Warn("engine event stream broke; reconnecting", zap.Error(err), zap.Duration("after", backoff))
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, watchMaxBackoff)
-	}
+	runtimes.KeepWatching(ctx, func(ctx context.Context) (bool, error) { return r.stream(ctx, f, oomed, out) },
+		func(err error, after time.Duration) {
+			r.log.Warn("engine event stream broke; reconnecting", zap.Error(err), zap.Duration("after", after))
+		})
 }
 
 // stream reads one event subscription until it breaks, and reports whether it had connected.

@@ -18,13 +18,6 @@ import (
 	"github.com/insien/orchestrator/internal/runtimes"
 )
 
-// Reconnection backoff of Watch: doubled after each failed attempt up to the maximum, reset by
-// a connection that listed.
-const (
-	watchMinBackoff = 100 * time.Millisecond
-	watchMaxBackoff = 5 * time.Second
-)
-
 // Watch implements runtimes.Runtime with a list and watch of the sandbox Pods that carry labels:
 // EventResync after each listing; EventExited when a Pod's main container ends, the kubelet
 // evicts the Pod (Evicted) or its deadline passes (ExitCode -1), or Stop or Remove deleted it;
@@ -89,27 +82,17 @@ func (r *Runtime) watch(ctx context.Context, labels map[string]string, out chan<
 	// Listed from the API server's watch cache ("0"), like an informer: the watch then starts at
 	// the cache's own resourceVersion, and nothing between the two is missed.
 	opts := metav1.ListOptions{LabelSelector: selector(labels), ResourceVersion: "0"}
-	backoff := watchMinBackoff
-	for {
+	// A connection counts as connected once it listed.
+	runtimes.KeepWatching(ctx, func(ctx context.Context) (bool, error) {
 		connected := false
 		err := r.observe(ctx, opts, nil, func(list *corev1.PodList) (string, bool) {
 			connected = true
 			return listed(list)
 		}, changed)
-		if ctx.Err() != nil {
-			return
-		}
-		if connected {
-			backoff = watchMinBackoff
-		}
-		r.log.Warn("pod watch broke; reconnecting", zap.Error(err), zap.Duration("after", backoff))
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, watchMaxBackoff)
-	}
+		return connected, err
+	}, func(err error, after time.Duration) {
+		r.log.Warn("pod watch broke; reconnecting", zap.Error(err), zap.Duration("after", after))
+	})
 }
 
 // endEvent reports a Pod's end: EventGone when it was deleted, and not through this driver.

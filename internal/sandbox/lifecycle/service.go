@@ -121,11 +121,7 @@ func (s *Service) Create(ctx context.Context, caller Caller, in CreateInput) (sb
 	sb = s.newSandbox(caller, in, sp)
 	poolable := s.pool.Serves(sb.Image, sb.Command)
 	err = s.rows.InTx(ctx, func(ctx context.Context, rows *repositories.Sandboxes) error {
-		if err := rows.LockQuota(ctx); err != nil {
-			return err
-		}
-		// A user deleted while this request was on its way gets no new sandbox; the share lock
-		// orders this create against the soft delete that would miss it.
+		// The user's lock first, then the instance's: every transaction takes them in this order.
 		if err := rows.LockOwner(ctx, caller.UserID); errors.Is(err, repositories.ErrNotFound) {
 			return apierror.Unauthorized("account_deleted", "this account has been deleted")
 		} else if err != nil {
@@ -144,6 +140,9 @@ func (s *Service) Create(ctx context.Context, caller Caller, in CreateInput) (sb
 		}
 		if !claimed {
 			// A claimed member already held its place in the instance's capacity.
+			if err := rows.LockCapacity(ctx); err != nil {
+				return err
+			}
 			used, err := rows.CountCapacity(ctx)
 			if err != nil {
 				return err

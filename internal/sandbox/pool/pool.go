@@ -5,7 +5,7 @@
 // runtimes.LabelPool, named after the id they will have as sandboxes). The claim itself is part of
 // the sandbox service's create transaction; this package fills the pools, replaces members that
 // died or idled too long, and reports their state. Every replica maintains the same pools: fills
-// are counted under the quota lock, so replicas never overshoot a target together.
+// are counted under the capacity lock, so replicas never overshoot a target together.
 package pool
 
 import (
@@ -241,8 +241,8 @@ func (p *Pool) remove(ctx context.Context, members []repositories.PoolMember) {
 }
 
 // fill starts members for every pool below its target, within the refill rate and the instance
-// capacity. Members of different images start in parallel; each is reserved under the quota lock
-// first, so that replicas filling at once never start more than a target together.
+// capacity. Members of different images start in parallel; each is reserved under the capacity
+// lock first, so that replicas filling at once never start more than a target together.
 func (p *Pool) fill(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -283,7 +283,7 @@ func (p *Pool) fill(ctx context.Context) error {
 func (p *Pool) reserve(ctx context.Context, image string) (*repositories.PoolMember, error) {
 	var member *repositories.PoolMember
 	err := p.rows.InTx(ctx, func(ctx context.Context, rows *repositories.Sandboxes) error {
-		if err := rows.LockQuota(ctx); err != nil {
+		if err := rows.LockCapacity(ctx); err != nil {
 			return err
 		}
 		counts, err := p.countsIn(ctx, rows)
