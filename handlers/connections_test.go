@@ -15,7 +15,6 @@ import (
 // TestConnectionLimit: a sandbox holds at most sandbox.max_connections live execs, terminals and
 // log streams; one more gets 429 too_many_connections, and a slot frees when one ends.
 func TestConnectionLimit(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, func(c *config.Config, _ *clerkstub.Server) { c.Sandbox.MaxConnections = 2 })
 	u := newSandboxUser(t, id, "user_conn_limit")
 	sb := u.create(t, `{}`)

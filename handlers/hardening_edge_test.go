@@ -83,7 +83,6 @@ func wantError(t testing.TB, what string, resp testenv.Response, status int, cod
 // TestCORSRefusalIsAnError: a browser origin that is not allowed gets 403 origin_not_allowed in
 // the error shape (it was an empty 403), preflight included; allowed and same-origin requests pass.
 func TestCORSRefusalIsAnError(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, func(c *config.Config, _ *clerkstub.Server) {
 		c.HTTP.CORS.AllowedOrigins = []string{"https://app.example.com"}
 	})
@@ -105,7 +104,6 @@ func TestCORSRefusalIsAnError(t *testing.T) {
 // TestPathsAreExact: a trailing slash or an empty segment is a JSON 404 with the security headers
 // and a request id, never Gin's 301 with an HTML body and neither.
 func TestPathsAreExact(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, nil)
 	u := newSandboxUser(t, id, "user_paths")
 	auth := http.Header{"Authorization": {"Bearer " + u.key}}
@@ -129,7 +127,6 @@ func TestPathsAreExact(t *testing.T) {
 // TestHeadAnswersLikeGet: HEAD on a GET route answers as GET would, without a body; streaming
 // routes answer at once and release what they hold; HEAD elsewhere is a 405 naming HEAD.
 func TestHeadAnswersLikeGet(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, nil)
 	u := newSandboxUser(t, id, "user_head")
 	auth := http.Header{"Authorization": {"Bearer " + u.key}}
@@ -199,7 +196,6 @@ func TestHeadAnswersLikeGet(t *testing.T) {
 // TestCredentialsAreUnambiguous: a request carrying two credentials is refused with 401
 // ambiguous_credentials, whichever way they are sent; it was served as the first one.
 func TestCredentialsAreUnambiguous(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, nil)
 	key := id.createKey(t, id.session(t, "user_twice"), `{"name":"k"}`).Key
 	other := id.createKey(t, id.session(t, "user_other"), `{"name":"k"}`).Key
@@ -225,7 +221,6 @@ func TestCredentialsAreUnambiguous(t *testing.T) {
 // TestBodyErrorsSpeakJSON: every request body's type errors name the field and the JSON type it
 // takes, never a Go type ("must be a handlers.createSandboxRequest", "must be a int").
 func TestBodyErrorsSpeakJSON(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, nil)
 	session := id.session(t, "user_bodies")
 	u := newSandboxUser(t, id, "user_bodies")
@@ -281,7 +276,6 @@ func TestBodyErrorsSpeakJSON(t *testing.T) {
 // TestConnectionCapIsAtomic: 40 terminals opened at once on a sandbox that holds 16 get exactly
 // 16 sessions and 24 refusals (count then register admitted 17 or 18).
 func TestConnectionCapIsAtomic(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, nil)
 	u := newSandboxUser(t, id, "user_cap")
 	sb := u.create(t, `{}`)
@@ -331,7 +325,6 @@ func TestConnectionCapIsAtomic(t *testing.T) {
 // TestSessionLifetimeIsBounded: a session token that claims to live ten years is refused with 401
 // token_lifetime_too_long; clerk.max_token_lifetime sets the bound.
 func TestSessionLifetimeIsBounded(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, func(c *config.Config, _ *clerkstub.Server) { c.Clerk.MaxTokenLifetime = time.Hour })
 	id.clerk.SetUser(clerkstub.User{ID: "user_long", Email: "long@example.com"})
 	for _, tc := range []struct {
@@ -359,7 +352,6 @@ func TestSessionLifetimeIsBounded(t *testing.T) {
 // other answer and mark the endpoint failing) and says it was not applied again; a copy with a
 // bad signature or timestamp is still refused.
 func TestWebhookDuplicateIsAcknowledged(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, nil)
 	id.clerk.SetUser(clerkstub.User{ID: "user_dup", Email: "dup@example.com"})
 	created := map[string]any{"type": "user.created", "data": json.RawMessage(id.clerk.UserJSON("user_dup"))}

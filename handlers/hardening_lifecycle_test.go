@@ -31,7 +31,6 @@ func leaksEngineText(body string) bool {
 // field's error. 1e-9 core used to become NanoCPUs=1 (no quota at all: a sandbox burned whole
 // cores), and 1e-5 to 0.0099 a 502 quoting runc with a host cgroup path.
 func TestCPUBelowEnforceableMinimum(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, nil)
 	u := newSandboxUser(t, id, "user_cpu_min")
 	for _, body := range []string{
@@ -66,7 +65,6 @@ func TestCPUBelowEnforceableMinimum(t *testing.T) {
 // TestLimitsTheHostCannotGive: more CPUs than the host has (within max_cpu) is refused by the
 // engine; the client learns that in words of ours, not the engine's, and nothing is left.
 func TestLimitsTheHostCannotGive(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, nil)
 	u := newSandboxUser(t, id, "user_host_cpu")
 	resp := u.do(t, "POST", "/api/sandboxes", fmt.Sprintf(`{"cpu":%g}`, id.cfg.Sandbox.MaxCPU)) // 4 by default; this host has 2
@@ -87,8 +85,7 @@ func TestLimitsTheHostCannotGive(t *testing.T) {
 // TestStatusFollowsEngineEvents: a sandbox whose main process exits, or is killed by the OOM
 // killer, reads as ended within moments (it used to read running until the reconciler, 30 s),
 // with end_reason and exit_code; pausing, resuming or running a command in it is 409
-// sandbox_not_running, never 500. Not in parallel with other tests: "within moments" is 5 s,
-// which a busy engine stretches.
+// sandbox_not_running, never 500.
 func TestStatusFollowsEngineEvents(t *testing.T) {
 	id := startIdentity(t, nil) // reconcile_interval stays 30 s: only the events can be this fast
 	u := newSandboxUser(t, id, "user_events")
@@ -143,7 +140,6 @@ func endsAtOnce(t *testing.T, u sandboxUser, body, wantStatus, wantReason string
 // TestMissedEventsAreReconciled: what happened while no replica watched the engine is found when
 // one starts watching: a container that vanished (runtime_lost) and one whose process exited.
 func TestMissedEventsAreReconciled(t *testing.T) {
-	t.Parallel()
 	a := startIdentity(t, nil)
 	u := newSandboxUser(t, a, "user_missed")
 	lost := u.create(t, `{}`)
@@ -191,7 +187,6 @@ func deref(p *int) any {
 // order or spacing) replays the first sandbox; with another request, including another env value
 // under the same name, it is 422 idempotency_key_reused (it used to return the first sandbox).
 func TestIdempotencyKeyReusedWithAnotherRequest(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, nil)
 	u := newSandboxUser(t, id, "user_idem_reuse")
 	send := func(key, body string) testenv.Response {

@@ -72,7 +72,6 @@ func apiError(t testing.TB, body string) (code, field, message string) {
 // path (reading /dev/zero used to leave `cat` running for good); kernel pseudo files are read,
 // up to 1 MiB and without a Content-Length, since their size is only known once read.
 func TestSpecialFilesAreRefused(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, nil)
 	u := newSandboxUser(t, id, "user_special_files")
 	sb := u.create(t, `{}`)
@@ -112,7 +111,6 @@ func TestSpecialFilesAreRefused(t *testing.T) {
 // TestFileRefusalsAre4xx: what the sandbox's filesystem refuses (read-only root, /proc, /sys, a
 // full tmpfs) is a 4xx that says why, not a 500.
 func TestFileRefusalsAre4xx(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, func(c *config.Config, _ *clerkstub.Server) {
 		c.Runtime.ReadOnlyRoot, c.Runtime.TmpfsSizeMB = true, 1
 	})
@@ -146,7 +144,6 @@ func TestFileRefusalsAre4xx(t *testing.T) {
 // JSON or a stream (it used to run with exit 126 and the OCI runtime's raw text as stdout), and
 // an oversized env is blamed on env.
 func TestExecCwdAndEnvErrors(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, nil)
 	u := newSandboxUser(t, id, "user_exec_cwd")
 	sb := u.create(t, `{}`)
@@ -180,7 +177,6 @@ func TestExecCwdAndEnvErrors(t *testing.T) {
 // TestExecOOMKilledIsReported: an exec the kernel's OOM killer ends says so, in JSON and in the
 // stream's exit event; one killed otherwise does not.
 func TestExecOOMKilledIsReported(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, nil)
 	u := newSandboxUser(t, id, "user_exec_oom")
 	sb := u.create(t, `{"memory_mb":32}`)
@@ -215,7 +211,6 @@ func TestExecOOMKilledIsReported(t *testing.T) {
 // TestExecInAnEndedSandboxSaysWhy: when the sandbox's main process has exited, exec says so
 // (it said "paused or stopped meanwhile").
 func TestExecInAnEndedSandboxSaysWhy(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, nil)
 	u := newSandboxUser(t, id, "user_exec_ended")
 	sb := u.create(t, `{"command":["sh","-c","sleep 1; exit 3"]}`)
@@ -233,7 +228,6 @@ func TestExecInAnEndedSandboxSaysWhy(t *testing.T) {
 // status (a command that cannot start reports 127), never a 500 — also when several open at once,
 // which is when the engine refuses to resize a terminal whose process has just exited.
 func TestTerminalCommandThatEndsAtOnce(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, nil)
 	u := newSandboxUser(t, id, "user_terminal_quick")
 	sb := u.create(t, `{}`)
@@ -324,9 +318,6 @@ func execMemory(t *testing.T, u sandboxUser, sbID, body string) (allocated, peak
 // sandbox.exec_output_limit) plus a small constant: not a growing buffer, a string copy and a
 // marshalled copy (`yes` took the service from 42 to 118 MB RSS with a 10 MiB limit).
 func TestExecMemoryStaysNearTheOutputLimit(t *testing.T) {
-	if !testenv.InOwnProcess(t) { // it measures the process's heap
-		return
-	}
 	const limit = 10 << 20
 	id := startIdentity(t, func(c *config.Config, _ *clerkstub.Server) { c.Sandbox.ExecOutputLimit = limit })
 	u := newSandboxUser(t, id, "user_exec_memory")
@@ -348,9 +339,6 @@ func TestExecMemoryStaysNearTheOutputLimit(t *testing.T) {
 // exec whose client stopped reading waits to be cut by the stream's write deadline (30 s): its
 // command must be killed then (the kill used a deadline that had expired with the stream).
 func TestAbuseLeavesNothingBehind(t *testing.T) {
-	if !testenv.InOwnProcess(t) { // it measures the process's heap
-		return
-	}
 	id := startIdentity(t, nil)
 	// A replica whose request timeout cuts a long listing short.
 	short := *id.cfg
@@ -489,8 +477,7 @@ func stalledStream(t *testing.T, u sandboxUser, sbID, body string) <-chan struct
 
 // TestShutdownKillsWhatStreamsRun: when the service shuts down, the command of an open stream is
 // killed before shutdown returns, so none outlives the orchestrator that started it. (Terminals
-// are hijacked connections that shutdown does not wait for; see middleware.Streams.) Not in
-// parallel: the shutdown must end within its 4 s timeout, which a busy engine stretches.
+// are hijacked connections that shutdown does not wait for; see middleware.Streams.)
 func TestShutdownKillsWhatStreamsRun(t *testing.T) {
 	id := startIdentity(t, func(c *config.Config, _ *clerkstub.Server) { c.HTTP.ShutdownTimeout = 4 * time.Second })
 	u := newSandboxUser(t, id, "user_shutdown_kills")

@@ -161,7 +161,6 @@ func next(t testing.TB, ch <-chan sseEvent, within time.Duration) sseEvent {
 }
 
 func TestExec(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, nil)
 	u := newSandboxUser(t, id, "user_exec")
 	sb := u.create(t, `{}`)
@@ -199,7 +198,6 @@ func TestExec(t *testing.T) {
 }
 
 func TestExecValidation(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, func(c *config.Config, _ *clerkstub.Server) { c.Sandbox.ExecMaxTimeout = 10 * time.Minute })
 	u := newSandboxUser(t, id, "user_exec_invalid")
 	sb := u.create(t, `{}`)
@@ -235,7 +233,6 @@ func TestExecValidation(t *testing.T) {
 // TestExecTimeoutKillsTheProcessTree: a command past its timeout is killed with everything it
 // started, and reported as timed out.
 func TestExecTimeoutKillsTheProcessTree(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, nil)
 	u := newSandboxUser(t, id, "user_exec_timeout")
 	sb := u.create(t, `{}`)
@@ -252,7 +249,6 @@ func TestExecTimeoutKillsTheProcessTree(t *testing.T) {
 // TestExecOutputIsCapped: output past sandbox.exec_output_limit is dropped, the command runs to
 // its end, and the answer stays about the size of the limit.
 func TestExecOutputIsCapped(t *testing.T) {
-	t.Parallel()
 	const limit = 64 << 10
 	id := startIdentity(t, func(c *config.Config, _ *clerkstub.Server) { c.Sandbox.ExecOutputLimit = limit })
 	u := newSandboxUser(t, id, "user_exec_huge")
@@ -291,8 +287,6 @@ func TestExecOutputIsCapped(t *testing.T) {
 	})
 }
 
-// TestExecStreaming: output arrives as the command writes it. Not in parallel: the first event
-// must come within 1.5 s, which a busy engine stretches.
 func TestExecStreaming(t *testing.T) {
 	id := startIdentity(t, nil)
 	u := newSandboxUser(t, id, "user_exec_stream")
@@ -364,7 +358,6 @@ type fileEntry struct {
 }
 
 func TestFiles(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, nil)
 	u := newSandboxUser(t, id, "user_files")
 	sb := u.create(t, `{}`)
@@ -487,7 +480,6 @@ func TestFiles(t *testing.T) {
 }
 
 func TestFilePathValidation(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, nil)
 	u := newSandboxUser(t, id, "user_files_paths")
 	sb := u.create(t, `{}`)
@@ -532,7 +524,6 @@ func TestFilePathValidation(t *testing.T) {
 // TestUploadLimit: uploads have their own limit, sandbox.max_upload_bytes, above the JSON body
 // limit (http.max_body_bytes, 1 MiB here).
 func TestUploadLimit(t *testing.T) {
-	t.Parallel()
 	const limit = 3 << 20
 	id := startIdentity(t, func(c *config.Config, _ *clerkstub.Server) { c.Sandbox.MaxUploadBytes = limit })
 	u := newSandboxUser(t, id, "user_files_limit")
@@ -576,7 +567,6 @@ type logLine struct {
 }
 
 func TestLogs(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, nil)
 	u := newSandboxUser(t, id, "user_logs")
 	sb := u.create(t, `{"command":["sh","-c","echo one; echo two >&2; sleep 0.5; echo three; sleep 600"]}`)
@@ -691,7 +681,6 @@ func TestLogs(t *testing.T) {
 }
 
 func TestMetrics(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, nil)
 	u := newSandboxUser(t, id, "user_metrics")
 	sb := u.create(t, `{"memory_mb":64}`)
@@ -745,7 +734,6 @@ func readUntil(t testing.TB, ctx context.Context, conn *websocket.Conn, want str
 }
 
 func TestTerminal(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, nil)
 	u := newSandboxUser(t, id, "user_terminal")
 	sb := u.create(t, `{}`)
@@ -844,7 +832,6 @@ func TestTerminal(t *testing.T) {
 // TestActivityExtendsExpiry: with auto_extend, a sandbox that is worked in outlives its timeout;
 // an idle one expires.
 func TestActivityExtendsExpiry(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, nil)
 	u := newSandboxUser(t, id, "user_activity")
 	// The busy one last: a create can take a second (a Pod), and it must not expire before its
@@ -873,7 +860,6 @@ func TestActivityExtendsExpiry(t *testing.T) {
 
 // TestOpsOnPausedSandbox: what runs something in a sandbox needs it running, and says its state.
 func TestOpsOnPausedSandbox(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, nil)
 	u := newSandboxUser(t, id, "user_ops_paused")
 	sb := u.create(t, `{}`)
@@ -911,7 +897,6 @@ func TestOpsOnPausedSandbox(t *testing.T) {
 // TestOpsTenancyAndScopes: someone else's sandbox is 404 on every route; a read-only key reads
 // but cannot change anything.
 func TestOpsTenancyAndScopes(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, nil)
 	alice, bob := newSandboxUser(t, id, "user_alice_ops"), newSandboxUser(t, id, "user_bob_ops")
 	sb := alice.create(t, `{}`)

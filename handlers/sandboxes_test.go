@@ -91,7 +91,6 @@ func eventually(t testing.TB, what string, within time.Duration, cond func() boo
 }
 
 func TestSandboxLifecycle(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, nil)
 	u := newSandboxUser(t, id, "user_life")
 
@@ -175,7 +174,6 @@ func TestSandboxLifecycle(t *testing.T) {
 }
 
 func TestCreateValidation(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, nil)
 	u := newSandboxUser(t, id, "user_invalid")
 	manyMeta := map[string]string{}
@@ -231,7 +229,6 @@ func TestCreateValidation(t *testing.T) {
 }
 
 func TestListFiltersAndPages(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, nil)
 	u := newSandboxUser(t, id, "user_list")
 	var made []string
@@ -301,7 +298,6 @@ func TestListFiltersAndPages(t *testing.T) {
 
 // TestQuotaRace: 50 parallel creates against a quota of 10 give exactly 10 sandboxes.
 func TestQuotaRace(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, func(c *config.Config, _ *clerkstub.Server) {
 		c.Sandbox.MaxPerUser = 10
 		c.RateLimit.PrincipalBurst = 1000
@@ -342,8 +338,6 @@ func TestQuotaRace(t *testing.T) {
 	}
 }
 
-// TestExpiryReapsWithinSeconds: an expired sandbox is reaped within 5 s of its expiry. Not in
-// parallel: a busy engine stretches the stop.
 func TestExpiryReapsWithinSeconds(t *testing.T) {
 	id := startIdentity(t, nil)
 	u := newSandboxUser(t, id, "user_expire")
@@ -362,7 +356,6 @@ func TestExpiryReapsWithinSeconds(t *testing.T) {
 // TestTwoReplicasReapEachSandboxOnce: two service instances share the database; every expired
 // sandbox is reaped, and by exactly one of them.
 func TestTwoReplicasReapEachSandboxOnce(t *testing.T) {
-	t.Parallel()
 	a := startIdentity(t, nil)
 	cfgB := *a.cfg
 	cfgB.App.Instance = a.cfg.App.Instance + "-b"
@@ -390,7 +383,6 @@ func TestTwoReplicasReapEachSandboxOnce(t *testing.T) {
 }
 
 func TestIdempotentCreate(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, nil)
 	u := newSandboxUser(t, id, "user_idem")
 	headers := map[string]string{"Authorization": "Bearer " + u.key, "Idempotency-Key": "create-42"}
@@ -435,7 +427,6 @@ func keys(m map[string]bool) []string {
 }
 
 func TestSandboxTenancy(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, nil)
 	alice, bob := newSandboxUser(t, id, "user_alice_sb"), newSandboxUser(t, id, "user_bob_sb")
 	sb := alice.create(t, `{}`)
@@ -471,7 +462,6 @@ func TestSandboxTenancy(t *testing.T) {
 }
 
 func TestTimeoutAndKeepalive(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, func(c *config.Config, _ *clerkstub.Server) { c.Sandbox.MaxLifetime = time.Hour })
 	u := newSandboxUser(t, id, "user_timeout")
 	sb := u.create(t, `{"timeout_seconds":60}`)
@@ -505,7 +495,6 @@ func TestTimeoutAndKeepalive(t *testing.T) {
 // TestFailedStartLeavesNoContainer: a sandbox whose container cannot start ends failed with the
 // runtime's reason, and nothing is left behind.
 func TestFailedStartLeavesNoContainer(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, func(c *config.Config, _ *clerkstub.Server) {
 		c.Sandbox.AllowedImages = append(c.Sandbox.AllowedImages, "insien/sandbox:absent")
 		c.Sandbox.ReconcileInterval = 300 * time.Millisecond
@@ -540,7 +529,6 @@ func TestFailedStartLeavesNoContainer(t *testing.T) {
 // behind the orchestrator's back becomes failed (the engine kills it first: the die event says
 // 137). A container lost while no replica watched is TestMissedEventsAreReconciled's.
 func TestReconciliation(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, func(c *config.Config, _ *clerkstub.Server) { c.Sandbox.ReconcileInterval = 300 * time.Millisecond })
 	u := newSandboxUser(t, id, "user_reconcile")
 	kept := u.create(t, `{}`)
@@ -576,7 +564,6 @@ func TestReconciliation(t *testing.T) {
 }
 
 func TestDeletedUserLosesSandboxes(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, nil)
 	u := newSandboxUser(t, id, "user_gone")
 	u.create(t, `{}`)
@@ -596,7 +583,6 @@ func TestDeletedUserLosesSandboxes(t *testing.T) {
 }
 
 func TestReadinessIncludesRuntime(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, nil)
 	if resp := id.Do(t, "GET", "/readyz", "", nil); resp.Status != http.StatusOK || !strings.Contains(resp.Body, `"runtime":"ok"`) {
 		t.Fatalf("%d %s", resp.Status, resp.Body)
@@ -607,7 +593,6 @@ func TestReadinessIncludesRuntime(t *testing.T) {
 // pause; a runtime that cannot answers pause and resume with 409 not_supported_by_runtime and
 // leaves the sandbox running.
 func TestRuntimeCapabilities(t *testing.T) {
-	t.Parallel()
 	id := startIdentity(t, nil)
 	u := newSandboxUser(t, id, "user_runtime")
 	if anon := id.Do(t, "GET", "/api/runtime", "", nil); anon.Status != http.StatusUnauthorized {
@@ -645,8 +630,6 @@ func TestRuntimeCapabilities(t *testing.T) {
 	}
 }
 
-// TestPauseResume: a paused sandbox runs nothing until resumed. Not in parallel: the counter may
-// run 0.5 s between a resume and the exec that reads it, which a busy engine stretches.
 func TestPauseResume(t *testing.T) {
 	testenv.DockerOnly(t) // reads the container's paused state from the engine
 	id := startIdentity(t, nil)
@@ -741,7 +724,6 @@ func readPausedCounter(t *testing.T, id string) int {
 // TestRedisLossLosesNothing: with Redis gone, sandboxes are still created, read, listed and
 // deleted from Postgres, and nothing is lost when Redis comes back empty.
 func TestRedisLossLosesNothing(t *testing.T) {
-	t.Parallel()
 	redisServer := testenv.StartRedis(t)
 	id := startIdentity(t, func(c *config.Config, _ *clerkstub.Server) { c.Redis.URL = config.Secret(redisServer.URL()) })
 	u := newSandboxUser(t, id, "user_redis_loss")

@@ -13,8 +13,7 @@ import (
 )
 
 // TestShutdownEndsStreams: open streams (a terminal, a followed log) do not hold shutdown hostage
-// or make it fail: they are ended within the shutdown timeout and the service stops cleanly. Not
-// in parallel: the shutdown must end within 6 s, which a busy engine stretches.
+// or make it fail: they are ended within the shutdown timeout and the service stops cleanly.
 func TestShutdownEndsStreams(t *testing.T) {
 	id := startIdentity(t, func(c *config.Config, _ *clerkstub.Server) { c.HTTP.ShutdownTimeout = 4 * time.Second })
 	u := newSandboxUser(t, id, "user_shutdown")

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Run every Go native fuzz target (func FuzzXxx in *_fuzz_test.go) for a while each. The targets are
 # pure (no stack needed), so this runs anywhere. `go test -fuzz` takes one target per run, hence the
-# loop (over each package's test binary, built once). A failure leaves its input under
-# testdata/fuzz/<FuzzXxx>/ for `go test` to replay.
+# loop. A failure leaves its input under testdata/fuzz/<FuzzXxx>/ for `go test` to replay.
 #
 # Usage: scripts/fuzz.sh [fuzztime]      (default 3s per target; e.g. 1m in `go tool task fuzz`)
 set -euo pipefail
@@ -18,25 +17,13 @@ if [[ ${#targets[@]} -eq 0 ]]; then
 	exit 0
 fi
 log="$(mktemp)"
-bin="$(mktemp -d)"
-trap 'rm -rf "$log" "$bin"' EXIT
-fuzzcache="$(go env GOCACHE)/fuzz"
+trap 'rm -f "$log"' EXIT
 echo "[fuzz] ${#targets[@]} targets, ${FUZZTIME} each" >&2
-# `go test -fuzz` links a test binary per target: build each package's fuzzing binary once and run
-# every target of the package with it, as go test would (in the package's directory, with the
-# generated corpus in the same cache directory).
-declare -A importpath=()
 for t in "${targets[@]}"; do
 	pkg="${t% *}" name="${t#* }"
-	exe="$bin/${pkg//\//_}.test"
-	if [[ -z "${importpath[$pkg]:-}" ]]; then
-		go test -c -fuzz "^${name}\$" -o "$exe" "./$pkg"
-		importpath[$pkg]="$(go list "./$pkg")"
-	fi
 	echo "[fuzz] ./$pkg $name" >&2
 	for attempt in 1 2; do
-		if (cd "$pkg" && "$exe" -test.paniconexit0 -test.timeout=10m -test.run='^$' -test.fuzz="^${name}\$" \
-			-test.fuzztime="$FUZZTIME" -test.fuzzcachedir="$fuzzcache/${importpath[$pkg]}") >"$log" 2>&1; then
+		if go test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" "./$pkg" >"$log" 2>&1; then
 			break
 		fi
 		# Go 1.26's fuzzing engine can fail a loaded run with a bare "context deadline exceeded"

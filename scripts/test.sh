@@ -4,9 +4,8 @@
 # STACK_KEEP=1 to leave them running for the next run.
 #
 # Usage: scripts/test.sh [go test args...]
-#        no args: the whole suite (-race -count=1 -timeout 15m ./..., TEST_P packages and
-#                 TEST_PARALLEL tests of each at once) through gotestsum, then every fuzz target
-#                 for FUZZTIME (default 3s) each
+#        no args: the whole suite (-race -count=1 -timeout 15m ./...) through gotestsum, then every
+#                 fuzz target for FUZZTIME (default 3s) each
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -40,24 +39,16 @@ eval "$("$SCRIPT_DIR/k8s.sh" env test)"
 # the same code whatever the driver, and the drivers' conformance suite covers the rest. Run one by hand with ORCH_TEST_DRIVER=kubernetes go tool task test -- ./handlers -run X.
 DRIVER_NEUTRAL_API_TESTS='^(TestSandboxLifecycle|TestRuntimeCapabilities|TestIdempotentCreate|TestExpiryReapsWithinSeconds|TestReconciliation|TestFailedStartLeavesNoContainer|TestExec|TestExecStreaming|TestFiles|TestLogs|TestMetrics|TestTerminal|TestKillDuringCreatesThenRestart|TestWarmPool|TestWarmPoolReplacesDeadMembers)$'
 
-# The tests wait on the engines far more than they compute: TEST_P packages run at once, the
-# slowest first, and in each TEST_PARALLEL of its parallel tests (t.Parallel: those that leave
-# shared things alone). The Kubernetes pass runs fewer at once: a Pod reserves the CPU it is
-# limited to, and the test node has two cores.
-TEST_P="${TEST_P:-3}" TEST_PARALLEL="${TEST_PARALLEL:-6}"
-SLOWEST=(./handlers/ ./internal/runtimes/kubernetes/ ./cmd/orchestrator/ ./deploy/ ./internal/runtimes/docker/)
-
 if [[ $# -eq 0 ]]; then
 	# The whole suite: gotestsum prints one line per package, the failures in full, and a closing
 	# "DONE N tests" summary.
-	echo "[test] go test -race -count=1 -timeout 15m -p $TEST_P -parallel $TEST_PARALLEL ./..." >&2
-	go tool gotestsum --format pkgname-and-test-fails -- -race -count=1 -timeout 15m -p "$TEST_P" -parallel "$TEST_PARALLEL" \
-		"${SLOWEST[@]}" ./...
+	echo "[test] go test -race -count=1 -timeout 15m ./..." >&2
+	go tool gotestsum --format pkgname-and-test-fails -- -race -count=1 -timeout 15m ./...
 	# The API's driver-neutral tests once more, on the Kubernetes driver: the same table of tests
 	# holds both drivers to the same behaviour through HTTP (the drivers' own conformance suite,
 	# internal/runtimes/runtimetest, already ran for both above).
 	echo "[test] the API's driver-neutral tests on the Kubernetes driver (ORCH_TEST_DRIVER=kubernetes)" >&2
-	ORCH_TEST_DRIVER=kubernetes go tool gotestsum --format pkgname-and-test-fails -- -race -count=1 -timeout 15m -parallel 4 \
+	ORCH_TEST_DRIVER=kubernetes go tool gotestsum --format pkgname-and-test-fails -- -race -count=1 -timeout 15m \
 		-run "$DRIVER_NEUTRAL_API_TESTS" ./handlers/ ./cmd/orchestrator/
 	# Then every fuzz target briefly: the seeds and a few seconds of new inputs (longer: task fuzz).
 	"$SCRIPT_DIR/fuzz.sh" "${FUZZTIME:-3s}"

@@ -130,7 +130,6 @@ func masked(key string) string {
 // TestKeysCommands: the operator path for machines without Clerk. Keys are printed once on stdout,
 // listed masked, scoped and revoked by id; bad input says what is wrong and creates nothing.
 func TestKeysCommands(t *testing.T) {
-	t.Parallel()
 	op := newOperator(t)
 	const email = "ops@example.com"
 
@@ -226,7 +225,6 @@ func TestKeysCommands(t *testing.T) {
 // TestKeysAuthenticateAgainstServe: a key printed by the CLI authenticates against the running
 // service, and revoking it from the CLI takes effect there at once.
 func TestKeysAuthenticateAgainstServe(t *testing.T) {
-	t.Parallel()
 	op := newOperator(t)
 	key := op.create("--email", "ops@example.com", "--name", "ci")
 

@@ -46,7 +46,6 @@ func command(t *testing.T, env map[string]string, args ...string) *exec.Cmd {
 }
 
 func TestBadConfigStopsStartUpNamingTheKey(t *testing.T) {
-	t.Parallel()
 	tests := []struct {
 		name    string
 		yaml    string
@@ -80,7 +79,6 @@ func TestBadConfigStopsStartUpNamingTheKey(t *testing.T) {
 // TestSIGTERM: the real process flips readiness to 503 at once, keeps serving through the drain,
 // and exits 0.
 func TestSIGTERM(t *testing.T) {
-	t.Parallel()
 	port := testenv.FreePort(t)
 	env := map[string]string{
 		"DATABASE_URL":                   testenv.DatabaseURL(t),
@@ -133,7 +131,6 @@ func TestSIGTERM(t *testing.T) {
 }
 
 func TestVersionAndUsage(t *testing.T) {
-	t.Parallel()
 	out, err := command(t, nil, "version").Output()
 	if err != nil || strings.TrimSpace(string(out)) == "" {
 		t.Fatalf("version: %q %v", out, err)

@@ -28,8 +28,7 @@ import (
 // without the race detector, whose shadow memory would hide what the service itself holds) and
 // then checks that nothing outlives them: no process the orchestrator started is left in the
 // sandbox, the service's RSS comes back to within 20 MB of where it was, and neither the
-// sandbox's containerd shim (which relays its streams) nor dockerd keeps burning CPU. Not in
-// parallel with the package's other tests: they would keep dockerd busy.
+// sandbox's containerd shim (which relays its streams) nor dockerd keeps burning CPU.
 func TestAbuseLeavesNoResidue(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "orchestrator")
 	build := exec.Command("go", "build", "-o", bin, ".")

@@ -66,17 +66,7 @@ func DatabaseURL(t testing.TB) string {
 	return u.String()
 }
 
-// redisDatabases is how many databases the test stack's Redis has (scripts/stack.sh); 0 holds
-// the allocator's keys, the others are leased to tests.
-const redisDatabases = 128
-
-// releaseLease deletes a lease only if its holder still owns it (a lease that outlived its TTL
-// may have been taken by another test meanwhile).
-var releaseLease = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
-
-// RedisURL returns a Redis URL with a database index of this test's own, flushed. The index is
-// leased in database 0 until the test ends, so no other test of any package running at the same
-// time gets it, however many tests have started since (a plain counter wraps around after 127).
+// RedisURL returns a Redis URL with a database index no other running test uses, flushed.
 func RedisURL(t testing.TB) string {
 	t.Helper()
 	base := Require(t, EnvRedisURL)
@@ -88,38 +78,12 @@ func RedisURL(t testing.TB) string {
 	defer cancel()
 	admin := redis.NewClient(opts)
 	defer admin.Close()
-	owner := randomHex(8)
-	lease := ""
-	for range redisDatabases {
-		n, err := admin.Incr(ctx, "testenv:next-db").Result()
-		if err != nil {
-			t.Fatalf("allocating a Redis database: %v", err)
-		}
-		opts.DB = int(1 + n%(redisDatabases-1))
-		key := fmt.Sprintf("testenv:lease:%d", opts.DB)
-		// The TTL only frees the leases of a run that was killed; a test ends long before it.
-		ok, err := admin.SetNX(ctx, key, owner, time.Hour).Result()
-		if err != nil {
-			t.Fatalf("leasing Redis database %d: %v", opts.DB, err)
-		}
-		if ok {
-			lease = key
-			break
-		}
+	// The test stack runs Redis with 128 databases; 0 holds the allocator.
+	n, err := admin.Incr(ctx, "testenv:next-db").Result()
+	if err != nil {
+		t.Fatalf("allocating a Redis database: %v", err)
 	}
-	if lease == "" {
-		t.Fatalf("every Redis database of %s is leased to a running test", EnvRedisURL)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		adminOpts, _ := redis.ParseURL(base) // parsed above
-		admin := redis.NewClient(adminOpts)
-		defer admin.Close()
-		if err := releaseLease.Run(ctx, admin, []string{lease}, owner).Err(); err != nil {
-			t.Errorf("releasing Redis database %d: %v", opts.DB, err)
-		}
-	})
+	opts.DB = int(1 + n%127)
 	client := redis.NewClient(opts)
 	defer client.Close()
 	if err := client.FlushDB(ctx).Err(); err != nil {

@@ -130,7 +130,6 @@ func (h *harness) exec(t *testing.T, id string, cmd ...string) (int, string) {
 }
 
 func TestHardening(t *testing.T) {
-	t.Parallel()
 	h := newHarness(t)
 	e := h.env(t)
 	rt := h.runtime(t, docker.Options{}, nil)
@@ -212,7 +211,6 @@ func statusField(status, field string) string {
 }
 
 func TestReadOnlyRoot(t *testing.T) {
-	t.Parallel()
 	h := newHarness(t)
 	e := h.env(t)
 	rt := h.runtime(t, docker.Options{ReadOnlyRoot: true, TmpfsSizeMB: 16}, nil)
@@ -275,7 +273,6 @@ func mountLine(mounts, dir string) string {
 // runtimetest's UnenforceableLimits): the minimum becomes a real CFS quota, and more CPUs than the
 // host has is the engine's refusal, told apart.
 func TestCPULimits(t *testing.T) {
-	t.Parallel()
 	h := newHarness(t)
 	e := h.env(t)
 	rt := h.runtime(t, docker.Options{}, nil)
@@ -303,7 +300,6 @@ func TestCPULimits(t *testing.T) {
 }
 
 func TestMissingImage(t *testing.T) {
-	t.Parallel()
 	h := newHarness(t)
 	e := h.env(t)
 	cases := []struct {
@@ -335,7 +331,6 @@ func TestMissingImage(t *testing.T) {
 }
 
 func TestUnavailable(t *testing.T) {
-	t.Parallel()
 	rt, err := docker.New(docker.Options{Host: "unix:///nonexistent/docker.sock"}, nil)
 	if err != nil {
 		t.Fatalf("New: %v", err)

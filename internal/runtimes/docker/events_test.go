@@ -17,7 +17,6 @@ import (
 // TestWatchReconnects: when the event stream breaks, the driver reconnects by itself, announces
 // it with a resync (events may have been lost) and goes on reporting.
 func TestWatchReconnects(t *testing.T) {
-	t.Parallel()
 	h := newHarness(t)
 	e := h.env(t)
 	proxy := newCutter(t, h.host)

@@ -51,13 +51,9 @@ func (c *cluster) driver(t testing.TB, opts kubernetes.Options, log *zap.Logger)
 }
 
 // harness plugs the driver into runtimetest. Its Run execs by plain client-go (testenv.KubeExec),
-// never through the driver under test. A Pod reserves the CPU it is limited to, and the test node
-// has two cores shared with the other packages' tests: the suite's sandboxes get a quarter of a
-// core, and two of its tests run at once (the largest hold four sandboxes).
+// never through the driver under test.
 func (c *cluster) harness(t testing.TB) runtimetest.Harness {
 	return runtimetest.Harness{
-		CPU:      0.25,
-		Parallel: 2,
 		New: func(t *testing.T, o runtimetest.Options) runtimetest.Driver {
 			return c.driver(t, kubernetes.Options{
 				Cluster:      o.Cluster,

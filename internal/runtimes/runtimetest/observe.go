@@ -138,8 +138,7 @@ n=0; while :; do if [ -e /tmp/go ]; then rm /tmp/go; n=$((n+1)); echo "late $n";
 // Stats: memory against its limit, processes, and CPU use bounded by the sandbox's CPU limit.
 func testStats(t *testing.T, e *Env) {
 	rt := e.runtime(Options{StopGrace: time.Second})
-	spec := e.Spec() // 64 MiB
-	spec.CPU = halfCore
+	spec := e.Spec() // 64 MiB, 0.5 CPU
 	id := e.MustStart(rt, spec)
 
 	s, err := rt.Stats(e.Ctx(), id)

@@ -6,7 +6,6 @@
 package runtimetest
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -53,79 +52,47 @@ type Harness struct {
 	// test, and returns its exit status and its stdout and stderr together: for a test's setup and
 	// for checks that must not trust the driver (which processes are left, what a file holds).
 	Run func(t *testing.T, id string, argv ...string) (code int, output string)
-	// CPU is the sandboxes' CPU limit (0: half a core; the tests that measure CPU use keep half a
-	// core). A runtime that reserves what a sandbox is limited to, as Kubernetes does, fits fewer
-	// sandboxes at once than a Docker engine, which only limits.
-	CPU float64
-	// Parallel bounds how many of the suite's tests run at once (0: as many as go test -parallel
-	// lets), for a runtime that fits few sandboxes at once: a test waiting for room that another
-	// test holds while it waits for room of its own would time out.
-	Parallel int
 }
 
-// halfCore is the sandboxes' CPU when the harness does not set one, and what the tests that
-// measure CPU use give their sandbox.
-const halfCore = 0.5
-
 // Run runs the whole suite, one subtest per behaviour. Tests of what a driver cannot do at all
-// (runtimes.Capabilities) check that it says so instead. Each test has a cluster label of its
-// own and spends its time waiting on the engine, so they run in parallel (go test -parallel, and
-// at most Harness.Parallel at once), but for those that time CPU-bound work in a sandbox against
-// a bound: those run first, alone.
+// (runtimes.Capabilities) check that it says so instead.
 func Run(t *testing.T, h Harness) {
-	var slots chan struct{}
-	if h.Parallel > 0 {
-		slots = make(chan struct{}, h.Parallel)
-	}
 	for _, c := range []struct {
 		name string
 		test func(*testing.T, *Env)
-		// timed: the test bounds how long (or how much CPU) work in a sandbox takes, which
-		// other tests' sandboxes competing for the host's cores would distort.
-		timed bool
 	}{
-		{"Lifecycle", testLifecycle, false},
-		{"ExitCodeAndCommand", testExitCodeAndCommand, false},
-		{"PauseResume", testPauseResume, false},
-		{"UnenforceableLimits", testUnenforceableLimits, false},
-		{"MissingSandbox", testMissingSandbox, false},
-		{"List", testList, false},
-		{"CreateSameName", testCreateSameName, false},
-		{"EnvValuesAreNotLogged", testEnvValuesAreNotLogged, false},
-		{"Watch", testWatch, false},
-		{"Exec", testExec, false},
-		{"ExecTimeoutKillsProcessTree", testExecTimeoutKillsProcessTree, false},
-		{"ExecCancelKillsProcessTree", testExecCancelKillsProcessTree, false},
-		{"ExecOutputCap", testExecOutputCap, false},
-		{"ExecStreamsIncrementally", testExecStreamsIncrementally, false},
-		{"ExecNotRunning", testExecNotRunning, false},
-		{"ExecWorkDir", testExecWorkDir, false},
-		{"ExecOOMKilled", testExecOOMKilled, false},
-		{"NotRunningSaysWhy", testNotRunningSaysWhy, false},
-		{"Files", testFiles, false},
-		{"ListDir", testListDir, false},
-		{"RemoveFile", testRemoveFile, false},
-		{"FilesOnTmpfs", testFilesOnTmpfs, false},
-		{"ReadFileBounds", testReadFileBounds, false},
-		{"FilesystemRefusals", testFilesystemRefusals, false},
-		{"ListDirLarge", testListDirLarge, true},
-		{"HelpersLeaveNothingRunning", testHelpersLeaveNothingRunning, false},
-		{"Logs", testLogs, false},
-		{"Stats", testStats, true},
-		{"Terminal", testTerminal, false},
-		{"Claim", testClaim, false},
+		{"Lifecycle", testLifecycle},
+		{"ExitCodeAndCommand", testExitCodeAndCommand},
+		{"PauseResume", testPauseResume},
+		{"UnenforceableLimits", testUnenforceableLimits},
+		{"MissingSandbox", testMissingSandbox},
+		{"List", testList},
+		{"CreateSameName", testCreateSameName},
+		{"EnvValuesAreNotLogged", testEnvValuesAreNotLogged},
+		{"Watch", testWatch},
+		{"Exec", testExec},
+		{"ExecTimeoutKillsProcessTree", testExecTimeoutKillsProcessTree},
+		{"ExecCancelKillsProcessTree", testExecCancelKillsProcessTree},
+		{"ExecOutputCap", testExecOutputCap},
+		{"ExecStreamsIncrementally", testExecStreamsIncrementally},
+		{"ExecNotRunning", testExecNotRunning},
+		{"ExecWorkDir", testExecWorkDir},
+		{"ExecOOMKilled", testExecOOMKilled},
+		{"NotRunningSaysWhy", testNotRunningSaysWhy},
+		{"Files", testFiles},
+		{"ListDir", testListDir},
+		{"RemoveFile", testRemoveFile},
+		{"FilesOnTmpfs", testFilesOnTmpfs},
+		{"ReadFileBounds", testReadFileBounds},
+		{"FilesystemRefusals", testFilesystemRefusals},
+		{"ListDirLarge", testListDirLarge},
+		{"HelpersLeaveNothingRunning", testHelpersLeaveNothingRunning},
+		{"Logs", testLogs},
+		{"Stats", testStats},
+		{"Terminal", testTerminal},
+		{"Claim", testClaim},
 	} {
-		t.Run(c.name, func(t *testing.T) {
-			if !c.timed {
-				t.Parallel()
-				if slots != nil {
-					slots <- struct{}{}
-					// Registered before NewEnv's: it runs after, once the sandboxes are removed.
-					t.Cleanup(func() { <-slots })
-				}
-			}
-			c.test(t, NewEnv(t, h))
-		})
+		t.Run(c.name, func(t *testing.T) { c.test(t, NewEnv(t, h)) })
 	}
 }
 
@@ -174,8 +141,8 @@ func (e *Env) Ctx() context.Context {
 	return ctx
 }
 
-// Spec is a small sandbox (Harness.CPU, else half a core; 64 MiB, 64 pids) in the test's cluster
-// with a fresh name and sandbox id.
+// Spec is a small sandbox (0.5 CPU, 64 MiB, 64 pids) in the test's cluster with a fresh name and
+// sandbox id.
 func (e *Env) Spec() runtimes.Spec {
 	id := randHex(8)
 	return runtimes.Spec{
@@ -186,7 +153,7 @@ func (e *Env) Spec() runtimes.Spec {
 			runtimes.LabelSandboxID: id,
 			runtimes.LabelUserID:    "user-1",
 		},
-		CPU:       cmp.Or(e.h.CPU, halfCore),
+		CPU:       0.5,
 		MemoryMB:  64,
 		PidsLimit: 64,
 	}
