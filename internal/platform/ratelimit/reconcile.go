@@ -87,7 +87,8 @@ func (l *Limiter) collect(now time.Time) []reconciliation {
 
 // send runs the charge script of every bucket of batch in one pipeline.
 func (l *Limiter) send(ctx context.Context, batch []reconciliation) error {
-	ctx, cancel := context.WithTimeout(ctx, redisTimeout)
+	// Off the requests' path: as long as a bucket stays trusted, not a request's short timeout.
+	ctx, cancel := context.WithTimeout(ctx, trustFor)
 	defer cancel()
 	pipe := l.rdb.Pipeline()
 	for i := range batch {
