@@ -26,6 +26,7 @@ func TestCachedSandboxGetMakesOneRoundTrip(t *testing.T) {
 	t.Cleanup(func() { u.do(t, "DELETE", "/api/sandboxes/"+sb.ID, "") })
 
 	u.get(t, sb.ID)
+	settled(t, id.queries, sent)
 	for i := range 3 {
 		queries, trips := id.queries.Load(), sent.Load()
 		if resp := u.do(t, "GET", "/api/sandboxes/"+sb.ID, ""); resp.Status != http.StatusOK {
