@@ -119,13 +119,10 @@ func (r *Sandboxes) ByIdempotencyKey(ctx context.Context, userID uuid.UUID, key 
 	})
 }
 
-// CountLive counts live sandboxes, for one user or (uuid.Nil) for everyone.
+// CountLive counts a user's live sandboxes (CountCapacity counts everyone's, with pool members).
 func (r *Sandboxes) CountLive(ctx context.Context, userID uuid.UUID) (int, error) {
-	q := r.db.NewSelect().Model((*sandboxRow)(nil)).Where("status IN (?)", bun.In(model.Live))
-	if userID != uuid.Nil {
-		q = q.Where("user_id = ?", userID)
-	}
-	n, err := q.Count(ctx)
+	n, err := r.db.NewSelect().Model((*sandboxRow)(nil)).Where("status IN (?)", bun.In(model.Live)).
+		Where("user_id = ?", userID).Count(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("count live sandboxes: %w", translate(err))
 	}

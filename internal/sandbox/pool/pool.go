@@ -213,12 +213,12 @@ func (p *Pool) takeDead(ctx context.Context) ([]repositories.PoolMember, error) 
 
 // takeExcess takes the members of images whose pool shrank or went away.
 func (p *Pool) takeExcess(ctx context.Context) ([]repositories.PoolMember, error) {
-	counts, err := p.counts(ctx)
+	byImage, err := countByImage(ctx, p.rows)
 	if err != nil {
 		return nil, err
 	}
 	var out []repositories.PoolMember
-	for image, c := range counts {
+	for image, c := range byImage {
 		if extra := c.ready + c.starting - p.targets[image]; extra > 0 && c.ready > 0 {
 			taken, err := p.rows.Pool().TakeExcess(ctx, image, min(extra, c.ready))
 			if err != nil {
@@ -286,11 +286,11 @@ func (p *Pool) reserve(ctx context.Context, image string) (*repositories.PoolMem
 		if err := rows.LockCapacity(ctx); err != nil {
 			return err
 		}
-		counts, err := p.countsIn(ctx, rows)
+		byImage, err := countByImage(ctx, rows)
 		if err != nil {
 			return err
 		}
-		if c := counts[image]; c.ready+c.starting >= p.targets[image] {
+		if c := byImage[image]; c.ready+c.starting >= p.targets[image] {
 			return nil
 		}
 		used, err := rows.CountCapacity(ctx)

@@ -13,11 +13,8 @@ import (
 // count is how many members of one image are ready and starting.
 type count struct{ ready, starting int }
 
-func (p *Pool) counts(ctx context.Context) (map[string]count, error) {
-	return p.countsIn(ctx, p.rows)
-}
-
-func (p *Pool) countsIn(ctx context.Context, rows *repositories.Sandboxes) (map[string]count, error) {
+// countByImage counts the members of every image, through rows (the pool's own, or a transaction).
+func countByImage(ctx context.Context, rows *repositories.Sandboxes) (map[string]count, error) {
 	members, err := rows.Pool().Members(ctx)
 	if err != nil {
 		return nil, err
