@@ -24,6 +24,11 @@ func NewDB(cfg config.Database) (*bun.DB, error) {
 		return nil, fmt.Errorf("config: database.url: not a valid Postgres URL")
 	}
 	connCfg.ConnectTimeout = cfg.ConnectTimeout
+	// Bun sends every query with its arguments formatted in, so no two texts repeat: pgx's
+	// default (prepare and cache each new text) would cost every query a second round trip, a
+	// server-side plan kept for nothing and, once its cache is full, a DEALLOCATE. One round trip
+	// with an unnamed statement instead.
+	connCfg.DefaultQueryExecMode = pgx.QueryExecModeExec
 	sqldb := stdlib.OpenDB(*connCfg)
 	sqldb.SetMaxOpenConns(cfg.MaxOpenConns)
 	sqldb.SetMaxIdleConns(cfg.MaxIdleConns)

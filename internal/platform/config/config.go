@@ -218,6 +218,7 @@ type Sandbox struct {
 	ReapInterval      time.Duration `mapstructure:"reap_interval"`
 	ReconcileInterval time.Duration `mapstructure:"reconcile_interval"`
 	CacheTTL          time.Duration `mapstructure:"cache_ttl"`
+	ViewLocalTTL      time.Duration `mapstructure:"view_local_ttl"` // GET /api/sandboxes/{id} from memory; 0 = off
 	AutoExtend        bool          `mapstructure:"auto_extend"`
 	PausedExpiry      string        `mapstructure:"paused_expiry"` // keep | freeze
 	ConnectionTTL     time.Duration `mapstructure:"connection_ttl"`
@@ -296,7 +297,7 @@ func Default() Config {
 		Database: Database{
 			URL:             "postgres://localhost:5432/insien_sandbox?sslmode=disable",
 			MaxOpenConns:    20,
-			MaxIdleConns:    10,
+			MaxIdleConns:    20,
 			ConnMaxLifetime: 30 * time.Minute,
 			ConnMaxIdleTime: 5 * time.Minute,
 			ConnectTimeout:  5 * time.Second,
@@ -356,6 +357,7 @@ func Default() Config {
 			ReapInterval:      time.Second,
 			ReconcileInterval: time.Minute,
 			CacheTTL:          30 * time.Second,
+			ViewLocalTTL:      time.Second,
 			AutoExtend:        true,
 			PausedExpiry:      "keep",
 			ConnectionTTL:     30 * time.Second,
@@ -436,6 +438,7 @@ func (c *Config) Validate() error {
 		{c.Sandbox.ReapInterval > 0, "sandbox.reap_interval", "must be positive"},
 		{c.Sandbox.ReconcileInterval > 0, "sandbox.reconcile_interval", "must be positive"},
 		{c.Sandbox.CacheTTL > 0, "sandbox.cache_ttl", "must be positive"},
+		{c.Sandbox.ViewLocalTTL >= 0 && c.Sandbox.ViewLocalTTL <= 10*time.Second, "sandbox.view_local_ttl", "must be between 0 (off) and 10s: it bounds how stale a missed change can be served"},
 		{slices.Contains([]string{"keep", "freeze"}, c.Sandbox.PausedExpiry), "sandbox.paused_expiry", "must be keep or freeze"},
 		{c.Sandbox.ConnectionTTL >= 3*time.Second, "sandbox.connection_ttl", "must be at least 3s"},
 		{c.Sandbox.MaxConnections > 0, "sandbox.max_connections", "must be positive"},

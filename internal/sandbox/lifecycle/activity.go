@@ -58,7 +58,7 @@ func (s *Service) Touch(ctx context.Context, sb *model.Sandbox) {
 // Redis step, so the limit holds under concurrent requests on every replica.
 func (s *Service) Connect(ctx context.Context, sb *model.Sandbox) (release func(), err error) {
 	current := *sb
-	release, err = s.conns.Acquire(ctx, sb.ID, s.cfg.MaxConnections, func(ctx context.Context) { s.Touch(ctx, &current) })
+	unregister, err := s.conns.Acquire(ctx, sb.ID, s.cfg.MaxConnections, func(ctx context.Context) { s.Touch(ctx, &current) })
 	var full *liveconns.FullError
 	if errors.As(err, &full) {
 		return nil, apierror.TooManyRequests("too_many_connections",
@@ -67,7 +67,12 @@ func (s *Service) Connect(ctx context.Context, sb *model.Sandbox) (release func(
 	if err != nil {
 		return nil, fmt.Errorf("registering a connection to sandbox %s: %w", sb.ID, err)
 	}
-	return release, nil
+	// active_connections is part of the sandbox's view: it changes now and when this one ends.
+	s.evictView(ctx, sb)
+	return func() {
+		unregister()
+		s.evictView(context.Background(), sb)
+	}, nil
 }
 
 // Pause freezes every process of a running sandbox; pausing a paused sandbox succeeds.

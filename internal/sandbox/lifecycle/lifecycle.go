@@ -50,6 +50,11 @@ func (s *Service) destroy(ctx context.Context, sb *model.Sandbox) error {
 // returns when Postgres and the runtime answer, so a restarted replica cleans up after its
 // previous life before it serves.
 func (s *Service) Start(ctx context.Context) error {
+	if s.views != nil {
+		if err := s.views.Start(ctx); err != nil {
+			return fmt.Errorf("listen for sandbox changes: %w", err)
+		}
+	}
 	if err := s.Reconcile(ctx); err != nil {
 		s.log.Warn("initial reconciliation failed; retrying in the background", zap.Error(err))
 	}
@@ -63,10 +68,13 @@ func (s *Service) Start(ctx context.Context) error {
 }
 
 // Stop ends the background loops and waits for them.
-func (s *Service) Stop(context.Context) error {
+func (s *Service) Stop(ctx context.Context) error {
 	if s.stopLoops != nil {
 		s.stopLoops()
 		s.loops.Wait()
+	}
+	if s.views != nil {
+		return s.views.Stop(ctx)
 	}
 	return nil
 }
@@ -213,10 +221,39 @@ func (s *Service) read(ctx context.Context, userID, id uuid.UUID, entry *cache.E
 	return sb, nil
 }
 
-// changed invalidates the Redis copy after every write, on every replica. If Redis is down the
-// copy (if any) is gone with it, or expires within cache_ttl; the failure is only logged.
+// changed invalidates the Redis copy after every write, on every replica, and evicts the views
+// held in memory here at once and on the other replicas within moments (changedChannel). If
+// Redis is down the copy (if any) is gone with it, or expires within cache_ttl, and the other
+// replicas' views within view_local_ttl; the failure is only logged.
 func (s *Service) changed(ctx context.Context, sb *model.Sandbox) {
 	if err := cache.Invalidate(ctx, s.rdb, cacheKey(sb.ID), cache.InvalidationWindow); err != nil {
 		s.log.Debug("invalidating sandbox cache", zap.Error(err))
 	}
+	s.evictView(ctx, sb)
 }
+
+// evictView drops sb's view here and, through changedChannel, on every replica.
+func (s *Service) evictView(ctx context.Context, sb *model.Sandbox) {
+	if s.views == nil {
+		return
+	}
+	if err := s.views.Evict(ctx, viewKey(sb.UserID, sb.ID)); err != nil {
+		s.log.Debug("announcing a sandbox change", zap.Error(err))
+	}
+}
+
+// view is what GET /api/sandboxes/{id} shows: the sandbox (without its sealed env) and its live
+// connections.
+type view struct {
+	sandbox model.Sandbox
+	conns   int
+}
+
+const (
+	// changedChannel carries the view key of every changed sandbox to every replica.
+	changedChannel = "sandboxes:changed"
+	// viewCacheSize bounds the views a replica holds (a view is about a kilobyte).
+	viewCacheSize = 10_000
+)
+
+func viewKey(userID, id uuid.UUID) string { return userID.String() + "/" + id.String() }

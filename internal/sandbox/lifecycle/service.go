@@ -57,6 +57,7 @@ type Service struct {
 	sealer     *envcrypt.Sealer
 	rdb        *redis.Client
 	conns      *liveconns.Registry
+	views      *cache.Local[view] // nil when sandbox.view_local_ttl is 0
 	cfg        config.Sandbox
 	instance   string
 	started    time.Time
@@ -83,9 +84,17 @@ type Params struct {
 }
 
 // NewService builds the service; its loops run from Start to Stop.
-func NewService(p Params) *Service {
-	return &Service{rows: p.Sandboxes, rt: p.Runtime, pool: p.Pool, runtimeCfg: p.RuntimeConfig, sealer: p.Sealer, rdb: p.Redis,
+func NewService(p Params) (*Service, error) {
+	s := &Service{rows: p.Sandboxes, rt: p.Runtime, pool: p.Pool, runtimeCfg: p.RuntimeConfig, sealer: p.Sealer, rdb: p.Redis,
 		conns: p.Conns, cfg: p.Sandbox, instance: p.App.InstanceName(), started: time.Now(), log: p.Log.Named("sandboxes")}
+	if p.Sandbox.ViewLocalTTL > 0 {
+		views, err := cache.NewLocal[view](p.Redis, changedChannel, viewCacheSize, p.Sandbox.ViewLocalTTL, nil)
+		if err != nil {
+			return nil, fmt.Errorf("build the sandbox view cache: %w", err)
+		}
+		s.views = views
+	}
+	return s, nil
 }
 
 // RuntimeInfo is what clients may know of the runtime behind their sandboxes.
@@ -392,9 +401,31 @@ func (s *Service) Get(ctx context.Context, userID, id uuid.UUID) (*model.Sandbox
 }
 
 // View is Get plus the sandbox's live connections on every replica (0 if Redis is unreachable:
-// the count is advisory), read in the same Redis round trip as the copy: a cached sandbox costs
-// one round trip.
+// the count is advisory). A view this replica read within sandbox.view_local_ttl costs no round
+// trip; otherwise the Redis copy and the count come in one.
 func (s *Service) View(ctx context.Context, userID, id uuid.UUID) (*model.Sandbox, int, error) {
+	if s.views == nil {
+		v, err := s.viewShared(ctx, userID, id)
+		if err != nil {
+			return nil, 0, err
+		}
+		return &v.sandbox, v.conns, nil
+	}
+	// Keyed by owner too: a load runs for the user who asked, and another user's request for the
+	// same id (a 404, never kept) can neither join nor spoil it.
+	v, err := s.views.Get(ctx, viewKey(userID, id), func(ctx context.Context) (view, error) {
+		return s.viewShared(ctx, userID, id)
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	sb := v.sandbox
+	return &sb, v.conns, nil
+}
+
+// viewShared reads a view from Redis (the copy and the count in one round trip), the copy from
+// Postgres when Redis has none.
+func (s *Service) viewShared(ctx context.Context, userID, id uuid.UUID) (view, error) {
 	pipe := s.rdb.Pipeline()
 	entry := cache.Queue[model.Sandbox](ctx, pipe, cacheKey(id))
 	conns := s.conns.QueueCount(ctx, pipe, id)
@@ -403,9 +434,10 @@ func (s *Service) View(ctx context.Context, userID, id uuid.UUID) (*model.Sandbo
 	}
 	sb, err := s.read(ctx, userID, id, entry)
 	if err != nil {
-		return nil, 0, err
+		return view{}, err
 	}
-	return sb, int(conns.Val()), nil
+	sb.EnvEncrypted = nil // secrets stay in Postgres only
+	return view{sandbox: *sb, conns: int(conns.Val())}, nil
 }
 
 // owned reads a user's sandbox from Postgres: 404 when it is not theirs or does not exist.
