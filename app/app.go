@@ -21,6 +21,7 @@ import (
 	"github.com/insien/orchestrator/internal/sandbox/lifecycle"
 	"github.com/insien/orchestrator/internal/sandbox/liveconns"
 	"github.com/insien/orchestrator/internal/sandbox/pool"
+	"github.com/insien/orchestrator/internal/sandbox/ports"
 	"github.com/insien/orchestrator/migrations"
 	"github.com/insien/orchestrator/providers"
 	"github.com/insien/orchestrator/repositories"
@@ -51,6 +52,7 @@ func Options(cfg *config.Config, extra ...fx.Option) fx.Option {
 		pool.Module,
 		lifecycle.Module,
 		interact.Module,
+		ports.Module,
 		handlers.Module,
 		Module, // last: the server starts after all it reaches and stops before it
 		fx.StartTimeout(cfg.Database.ConnectTimeout+cfg.Health.CheckTimeout+closeBudget),

@@ -11,6 +11,8 @@ var Module = fx.Module("handlers",
 	fx.Provide(AsRoutes(NewWebhooks)),
 	fx.Provide(AsRoutes(NewSandboxes)),
 	fx.Provide(AsRoutes(NewSandboxOps)),
+	fx.Provide(AsRoutes(NewPorts)),
 	fx.Provide(fx.Annotate(UploadBodyLimit, fx.ResultTags(`group:"body_limits"`))),
+	fx.Provide(fx.Annotate(PortBodyLimits, fx.ResultTags(`group:"body_limits,flatten"`))),
 	fx.Invoke(mount),
 )

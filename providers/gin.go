@@ -21,10 +21,14 @@ type EngineParams struct {
 	Log     *zap.Logger
 	Streams *middleware.Streams
 	Limits  []middleware.RouteLimit `group:"body_limits"`
+	// Gateways serve whole hosts that are not the API (preview hosts): they run before the API's
+	// own headers, CORS and body limit, and abort the chain for what they serve.
+	Gateways []gin.HandlerFunc `group:"gateways"`
 }
 
 // NewEngine builds the Gin engine with the edge middleware in the documented order: recovery →
-// request id → request log → error writer → timeout → security headers → CORS → body limit.
+// request id → request log → error writer → stream tracker → timeout → gateways (preview hosts)
+// → security headers → CORS → body limit.
 // Authentication and rate limiting are applied per route group by the handlers.
 func NewEngine(p EngineParams) (*gin.Engine, error) {
 	cfg, log := p.HTTP, p.Log
@@ -44,11 +48,14 @@ func NewEngine(p EngineParams) (*gin.Engine, error) {
 		middleware.RequestIDs(),
 		middleware.RequestLog(log.Named("http"), ProbePaths...),
 		middleware.Errors(log.Named("http")),
+		p.Streams.Middleware(),
 		middleware.Timeout(cfg.RequestTimeout),
+	)
+	engine.Use(p.Gateways...)
+	engine.Use(
 		middleware.SecurityHeaders(),
 		middleware.CORS(cfg.CORS),
 		middleware.BodyLimit(cfg.MaxBodyBytes, p.Limits...),
-		p.Streams.Middleware(),
 	)
 	engine.NoRoute(middleware.NotFound)
 	engine.NoMethod(middleware.MethodNotAllowed)

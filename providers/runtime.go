@@ -28,6 +28,7 @@ type RuntimeParams struct {
 type Driver interface {
 	runtimes.Runtime
 	runtimes.Interactive
+	runtimes.Ports
 }
 
 // NewRuntime builds the driver that runtime.driver names and releases it on stop.

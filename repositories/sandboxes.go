@@ -47,6 +47,7 @@ type sandboxColumns struct {
 	PausedAt               *time.Time        `bun:"paused_at"`
 	AutoExtend             bool              `bun:"auto_extend"`
 	Start                  string            `bun:"start"`
+	PreviewGeneration      int               `bun:"preview_generation"`
 }
 
 func (r *sandboxRow) sandbox() *model.Sandbox {
@@ -181,6 +182,17 @@ func (r *Sandboxes) SetExpiry(ctx context.Context, userID, id uuid.UUID, expires
 			Set("expires_at = ?", expiresAt).Set("updated_at = now()").
 			Where("id = ?", id).Where("user_id = ?", userID).
 			Where("status IN (?)", bun.In(model.Up)).
+			Returning("*").Scan(ctx)
+	})
+}
+
+// RevokePreviewURLs moves a user's sandbox to a new preview URL generation, which every URL
+// issued before no longer matches.
+func (r *Sandboxes) RevokePreviewURLs(ctx context.Context, userID, id uuid.UUID) (*model.Sandbox, error) {
+	return one(ctx, "revoke preview URLs", func(row *sandboxRow) error {
+		return r.db.NewUpdate().Model(row).
+			Set("preview_generation = preview_generation + 1").Set("updated_at = now()").
+			Where("id = ?", id).Where("user_id = ?", userID).
 			Returning("*").Scan(ctx)
 	})
 }

@@ -46,6 +46,7 @@ type Config struct {
 	Secrets   Secrets   `mapstructure:"secrets"`
 	Runtime   Runtime   `mapstructure:"runtime"`
 	Sandbox   Sandbox   `mapstructure:"sandbox"`
+	Preview   Preview   `mapstructure:"preview"`
 }
 
 // App holds process-wide settings.
@@ -229,6 +230,17 @@ type Sandbox struct {
 	WarmPool          WarmPool      `mapstructure:"warm_pool"`
 }
 
+// Preview is how ports inside sandboxes are reached from outside: through the API's own path
+// (always), and through preview hosts <port>-<sandbox id>.<domain> opened by signed URLs.
+type Preview struct {
+	Domain                string        `mapstructure:"domain"` // needs a wildcard DNS record; empty: no preview URLs
+	Scheme                string        `mapstructure:"scheme"` // of the URLs issued: https (TLS in front) or http
+	DefaultURLLifetime    time.Duration `mapstructure:"default_url_lifetime"`
+	MaxURLLifetime        time.Duration `mapstructure:"max_url_lifetime"`
+	ResponseHeaderTimeout time.Duration `mapstructure:"response_header_timeout"` // an app silent this long after a request: 504
+	IdleTimeout           time.Duration `mapstructure:"idle_timeout"`            // a connection to an app that sends nothing this long is closed
+}
+
 // WarmPool keeps sandboxes of some images started ahead of demand, so that a create claims one
 // instead of waiting for the engine.
 type WarmPool struct {
@@ -367,7 +379,23 @@ func Default() Config {
 			MaxUploadBytes:    100 << 20,
 			WarmPool:          WarmPool{Enabled: true, Size: 2, Images: []string{}, RefillPerSecond: 2, MaxIdleAge: 30 * time.Minute},
 		},
+		Preview: Preview{Scheme: "https", DefaultURLLifetime: time.Hour, MaxURLLifetime: 24 * time.Hour,
+			ResponseHeaderTimeout: time.Minute, IdleTimeout: 5 * time.Minute},
 	}
+}
+
+// validDomain: empty, or dot-separated labels of letters, digits and hyphens.
+func validDomain(d string) bool {
+	if d == "" {
+		return true
+	}
+	for label := range strings.SplitSeq(d, ".") {
+		if label == "" || len(label) > 63 || strings.HasPrefix(label, "-") || strings.HasSuffix(label, "-") ||
+			strings.IndexFunc(label, func(r rune) bool { return !(r == '-' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') }) >= 0 {
+			return false
+		}
+	}
+	return len(d) <= 253
 }
 
 // Error names the key that made the configuration unusable.
@@ -448,6 +476,12 @@ func (c *Config) Validate() error {
 		{c.Sandbox.WarmPool.Size >= 0, "sandbox.warm_pool.size", "must not be negative"},
 		{c.Sandbox.WarmPool.RefillPerSecond > 0, "sandbox.warm_pool.refill_per_second", "must be positive"},
 		{c.Sandbox.WarmPool.MaxIdleAge >= time.Minute, "sandbox.warm_pool.max_idle_age", "must be at least 1m"},
+		{validDomain(c.Preview.Domain), "preview.domain", "must be a DNS name (no scheme, port or path), or empty"},
+		{c.Preview.Scheme == "https" || c.Preview.Scheme == "http", "preview.scheme", "must be https or http"},
+		{c.Preview.MaxURLLifetime >= time.Minute, "preview.max_url_lifetime", "must be at least 1m"},
+		{c.Preview.DefaultURLLifetime >= time.Minute && c.Preview.DefaultURLLifetime <= c.Preview.MaxURLLifetime, "preview.default_url_lifetime", "must be from 1m to preview.max_url_lifetime"},
+		{c.Preview.ResponseHeaderTimeout >= time.Second, "preview.response_header_timeout", "must be at least 1s"},
+		{c.Preview.IdleTimeout >= time.Second, "preview.idle_timeout", "must be at least 1s"},
 	}
 	for _, ch := range checks {
 		if !ch.ok {

@@ -42,6 +42,7 @@ type Sandbox struct {
 	PausedAt               *time.Time
 	AutoExtend             bool
 	Start                  string // StartCold or StartWarm
+	PreviewGeneration      int    // preview URLs issued under an older one are revoked
 }
 
 // How a sandbox started (start), so that clients and benchmarks can tell.

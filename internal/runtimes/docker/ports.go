@@ -1,0 +1,77 @@
+package docker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"syscall"
+
+	"github.com/moby/moby/client"
+	"golang.org/x/sys/unix"
+
+	"github.com/insien/orchestrator/internal/runtimes"
+)
+
+// DialPort connects to port on the container's loopback from inside its network namespace, which
+// every container has, even one with no network at all: see runtimes.Ports. It needs the
+// privilege to enter another process's namespace (root, or CAP_SYS_ADMIN and CAP_SYS_PTRACE),
+// which an orchestrator on the engine's host has.
+func (r *Runtime) DialPort(ctx context.Context, id string, port int) (net.Conn, error) {
+	if id == "" {
+		return nil, emptyID("dial port")
+	}
+	res, err := r.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err != nil {
+		return nil, mapErr("dial port: inspect", id, err)
+	}
+	st := res.Container.State
+	if st == nil {
+		return nil, fmt.Errorf("docker: dial port in %s: the engine reported no state", shortID(id))
+	}
+	if state := mapState(st.Status); state != runtimes.StateRunning || st.Pid == 0 {
+		return nil, &runtimes.NotRunningError{State: state, ExitCode: st.ExitCode, OOMKilled: killedByOOM(st.OOMKilled, st.ExitCode)}
+	}
+	conn, err := dialInNetns(ctx, fmt.Sprintf("/proc/%d/ns/net", st.Pid), port)
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return nil, fmt.Errorf("docker: dial port %d in %s: %w", port, shortID(id), runtimes.ErrPortNotListening)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("docker: dial port %d in %s: %w", port, shortID(id), err)
+	}
+	return conn, nil
+}
+
+// dialInNetns dials 127.0.0.1:port with a socket made inside the network namespace at nsPath. A
+// socket belongs to the namespace it was made in for life, so only the making needs the
+// namespace: a goroutine locked to its thread enters it, dials, and exits without unlocking,
+// which makes the runtime discard that thread instead of handing a thread in a sandbox's
+// namespace to other goroutines.
+func dialInNetns(ctx context.Context, nsPath string, port int) (net.Conn, error) {
+	type dialed struct {
+		conn net.Conn
+		err  error
+	}
+	done := make(chan dialed, 1)
+	go func() {
+		runtime.LockOSThread()
+		ns, err := os.Open(nsPath)
+		if err != nil {
+			done <- dialed{err: fmt.Errorf("open the network namespace: %w", err)}
+			return
+		}
+		defer ns.Close()
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			done <- dialed{err: fmt.Errorf("enter the network namespace: %w", err)}
+			return
+		}
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, "tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		done <- dialed{conn, err}
+	}()
+	res := <-done
+	return res.conn, res.err
+}
