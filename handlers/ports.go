@@ -41,7 +41,9 @@ func NewPorts(a *auth.Authenticator, p *ports.Service) *Ports { return &Ports{au
 // Register mounts /api/sandboxes/{id}/ports/{port}/...
 func (h *Ports) Register(r gin.IRouter) {
 	g, _, write := sandboxGroup(r, h.auth, "")
-	g.Any(portRoute, write, h.serve)
+	for _, method := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions} {
+		g.Handle(method, portRoute, write, h.serve)
+	}
 }
 
 func (h *Ports) serve(c *gin.Context) {
