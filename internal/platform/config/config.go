@@ -391,7 +391,9 @@ func validDomain(d string) bool {
 	}
 	for label := range strings.SplitSeq(d, ".") {
 		if label == "" || len(label) > 63 || strings.HasPrefix(label, "-") || strings.HasSuffix(label, "-") ||
-			strings.IndexFunc(label, func(r rune) bool { return !(r == '-' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') }) >= 0 {
+			strings.IndexFunc(label, func(r rune) bool {
+				return !(r == '-' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+			}) >= 0 {
 			return false
 		}
 	}
