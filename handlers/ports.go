@@ -44,6 +44,7 @@ func (h *Ports) Register(r gin.IRouter) {
 	for _, method := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions} {
 		g.Handle(method, portRoute, write, h.serve)
 	}
+	g.PUT("/api/sandboxes/:id/ports/:port", write, h.setPublic)
 }
 
 func (h *Ports) serve(c *gin.Context) {
@@ -104,4 +105,36 @@ func (h *Ports) issueURL(c *gin.Context, id uuid.UUID, port int) {
 		return
 	}
 	c.JSON(http.StatusCreated, u)
+}
+
+type portSettings struct {
+	Port   int   `json:"port"`
+	Public *bool `json:"public"`
+}
+
+// setPublic opens a port's preview host to requests without a token, or closes it again.
+func (h *Ports) setPublic(c *gin.Context) {
+	id, ok := sandboxID(c)
+	if !ok {
+		return
+	}
+	port, err := ports.ParsePort(c.Param("port"))
+	if err != nil {
+		_ = c.Error(err)
+		return
+	}
+	var req portSettings
+	if err := bindJSON(c, &req); err != nil {
+		_ = c.Error(err)
+		return
+	}
+	if req.Public == nil {
+		_ = c.Error(apierror.Invalid("public", "public is required (true or false)"))
+		return
+	}
+	if err := h.ports.SetPublic(c.Request.Context(), auth.From(c).UserID, id, port, *req.Public); err != nil {
+		_ = c.Error(err)
+		return
+	}
+	c.JSON(http.StatusOK, portSettings{Port: port, Public: req.Public})
 }

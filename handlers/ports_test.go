@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/insien/orchestrator/internal/platform/config"
+	"github.com/insien/orchestrator/internal/testenv"
 	"github.com/insien/orchestrator/internal/testenv/clerkstub"
 )
 
@@ -205,6 +206,7 @@ func TestPreviewURLs(t *testing.T) {
 		c.Preview.Domain, c.Preview.Scheme = "preview.test", "http"
 	})
 	u := newSandboxUser(t, id, "user_preview")
+	other := func(t *testing.T) sandboxUser { return newSandboxUser(t, id, "user_preview_other") }
 	sb := startWebApp(t, u)
 	second := startWebApp(t, u)
 
@@ -288,6 +290,42 @@ func TestPreviewURLs(t *testing.T) {
 		fresh, _ := issue(sb.ID, "8080", "")
 		if resp := previewDo(t, id, fresh); resp.StatusCode != http.StatusSeeOther {
 			t.Errorf("a URL issued after the revocation: %d, want 303", resp.StatusCode)
+		}
+	})
+
+	t.Run("a public port opens without a token", func(t *testing.T) {
+		setPublic := func(body string) testenv.Response {
+			return u.do(t, "PUT", "/api/sandboxes/"+second.ID+"/ports/8080", body)
+		}
+		secondHost := "http://8080-" + second.ID + ".preview.test/"
+		if resp := previewDo(t, id, secondHost); resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("before: %d, want 404", resp.StatusCode)
+		}
+		if resp := setPublic(`{"public":true}`); resp.Status != http.StatusOK || resp.Body != `{"port":8080,"public":true}` {
+			t.Fatalf("PUT public: %d %s", resp.Status, resp.Body)
+		}
+		if got := u.do(t, "GET", "/api/sandboxes/"+second.ID, "").Body; !strings.Contains(got, `"public_ports":[8080]`) {
+			t.Errorf("the sandbox does not list its public port: %s", got)
+		}
+		if resp := previewDo(t, id, secondHost); resp.StatusCode != http.StatusOK || readBody(t, resp) != "hello from the sandbox\n" {
+			t.Errorf("a public port: %d, want 200 and the page", resp.StatusCode)
+		}
+		if resp := previewDo(t, id, "http://8081-"+second.ID+".preview.test/"); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("another port of that sandbox: %d, want 404", resp.StatusCode)
+		}
+		for _, bad := range []string{`{}`, `{"public":"yes"}`, `not json`} {
+			if resp := setPublic(bad); resp.Status != http.StatusBadRequest {
+				t.Errorf("PUT %s: %d %s, want 400", bad, resp.Status, resp.Body)
+			}
+		}
+		if resp := other(t).do(t, "PUT", "/api/sandboxes/"+second.ID+"/ports/8080", `{"public":true}`); resp.Status != http.StatusNotFound {
+			t.Errorf("another user setting it: %d, want 404", resp.Status)
+		}
+		if resp := setPublic(`{"public":false}`); resp.Status != http.StatusOK {
+			t.Fatalf("PUT not public: %d %s", resp.Status, resp.Body)
+		}
+		if resp := previewDo(t, id, secondHost); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("closed again: %d, want 404", resp.StatusCode)
 		}
 	})
 

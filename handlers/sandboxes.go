@@ -86,6 +86,8 @@ type sandboxResponse struct {
 	AutoExtend     bool              `json:"auto_extend"`
 	// Start says how it started: "warm" (it claimed a running warm pool member) or "cold".
 	Start string `json:"start"`
+	// PublicPorts open their preview host without a token.
+	PublicPorts []int `json:"public_ports"`
 	// ActiveConnections is reported by GET /api/sandboxes/{id} only: counting costs a Redis call.
 	ActiveConnections *int `json:"active_connections,omitempty"`
 }
@@ -94,7 +96,7 @@ func toSandboxResponse(s *model.Sandbox) sandboxResponse {
 	return sandboxResponse{ID: s.ID, Status: string(s.Status), EndReason: s.EndReason, ExitCode: s.ExitCode, Image: s.Image, Command: s.Command,
 		Metadata: s.Metadata, EnvNames: s.EnvNames, CPU: s.CPU, MemoryMB: s.MemoryMB, TimeoutSeconds: s.TimeoutSeconds,
 		CreatedAt: s.CreatedAt, StartedAt: s.StartedAt, ExpiresAt: s.ExpiresAt, EndedAt: s.EndedAt,
-		PausedAt: s.PausedAt, AutoExtend: s.AutoExtend, Start: s.Start}
+		PausedAt: s.PausedAt, AutoExtend: s.AutoExtend, Start: s.Start, PublicPorts: s.PublicPorts}
 }
 
 func caller(c *gin.Context) lifecycle.Caller {

@@ -48,6 +48,7 @@ type sandboxColumns struct {
 	AutoExtend             bool              `bun:"auto_extend"`
 	Start                  string            `bun:"start"`
 	PreviewGeneration      int               `bun:"preview_generation"`
+	PublicPorts            []int             `bun:"public_ports,array"`
 }
 
 func (r *sandboxRow) sandbox() *model.Sandbox {
@@ -195,6 +196,29 @@ func (r *Sandboxes) RevokePreviewURLs(ctx context.Context, userID, id uuid.UUID)
 			Where("id = ?", id).Where("user_id = ?", userID).
 			Returning("*").Scan(ctx)
 	})
+}
+
+// SetPortPublic opens (or closes) a port of a user's live sandbox to requests without a token.
+func (r *Sandboxes) SetPortPublic(ctx context.Context, userID, id uuid.UUID, port int, public bool) (*model.Sandbox, error) {
+	return one(ctx, "set a port public", func(row *sandboxRow) error {
+		return r.db.NewUpdate().Model(row).
+			Set(`public_ports = CASE WHEN ? THEN ARRAY(SELECT DISTINCT p FROM unnest(array_append(public_ports, ?::int)) AS p ORDER BY p)
+				ELSE array_remove(public_ports, ?::int) END`, public, port, port).
+			Set("updated_at = now()").
+			Where("id = ?", id).Where("user_id = ?", userID).
+			Where("status IN (?)", bun.In(model.Live)).
+			Returning("*").Scan(ctx)
+	})
+}
+
+// OwnerOf returns the user a sandbox belongs to (ErrNotFound when there is no such sandbox).
+func (r *Sandboxes) OwnerOf(ctx context.Context, id uuid.UUID) (uuid.UUID, error) {
+	var owner uuid.UUID
+	err := r.db.NewSelect().Model((*sandboxRow)(nil)).Column("user_id").Where("id = ?", id).Scan(ctx, &owner)
+	if err != nil {
+		return uuid.Nil, fmt.Errorf("find a sandbox's owner: %w", translate(err))
+	}
+	return owner, nil
 }
 
 // ClaimExpired atomically moves up to limit expired live sandboxes to stopping and returns them.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/maypok86/otter/v2"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/fx"
 	"go.uber.org/zap"
@@ -58,6 +59,7 @@ type Service struct {
 	rdb        *redis.Client
 	conns      *liveconns.Registry
 	views      *cache.Local[view] // nil when sandbox.view_local_ttl is 0
+	owners     *otter.Cache[uuid.UUID, uuid.UUID]
 	cfg        config.Sandbox
 	instance   string
 	started    time.Time
@@ -87,6 +89,11 @@ type Params struct {
 func NewService(p Params) (*Service, error) {
 	s := &Service{rows: p.Sandboxes, rt: p.Runtime, pool: p.Pool, runtimeCfg: p.RuntimeConfig, sealer: p.Sealer, rdb: p.Redis,
 		conns: p.Conns, cfg: p.Sandbox, instance: p.App.InstanceName(), started: time.Now(), log: p.Log.Named("sandboxes")}
+	owners, err := otter.New(&otter.Options[uuid.UUID, uuid.UUID]{MaximumSize: viewCacheSize})
+	if err != nil {
+		return nil, fmt.Errorf("build the sandbox owner cache: %w", err)
+	}
+	s.owners = owners
 	if p.Sandbox.ViewLocalTTL > 0 {
 		views, err := cache.NewLocal[view](p.Redis, changedChannel, viewCacheSize, p.Sandbox.ViewLocalTTL, nil)
 		if err != nil {
@@ -217,7 +224,7 @@ func (s *Service) newSandbox(caller Caller, in CreateInput, sp spec) *model.Sand
 	row := &model.Sandbox{
 		ID: uuid.New(), UserID: caller.UserID, APIKeyID: caller.APIKeyID, Image: sp.image, Command: sp.command,
 		Status: model.StatusPending, Instance: s.instance, CPU: sp.cpu, MemoryMB: sp.memoryMB,
-		Metadata: sp.metadata, EnvNames: []string{}, TimeoutSeconds: int(sp.timeout / time.Second), AutoExtend: sp.autoExtend,
+		Metadata: sp.metadata, EnvNames: []string{}, PublicPorts: []int{}, TimeoutSeconds: int(sp.timeout / time.Second), AutoExtend: sp.autoExtend,
 		ExpiresAt: time.Now().Add(sp.timeout), Start: model.StartCold,
 	}
 	if row.Command == nil {

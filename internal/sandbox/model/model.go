@@ -43,6 +43,7 @@ type Sandbox struct {
 	AutoExtend             bool
 	Start                  string // StartCold or StartWarm
 	PreviewGeneration      int    // preview URLs issued under an older one are revoked
+	PublicPorts            []int  // ports whose preview host opens without a token
 }
 
 // How a sandbox started (start), so that clients and benchmarks can tell.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -177,20 +178,54 @@ func (s *Service) servePreview(c *gin.Context, port int, id uuid.UUID) error {
 		c.Redirect(http.StatusSeeOther, clean.RequestURI())
 		return nil
 	}
-	cookie, err := c.Cookie(CookieName)
-	if err != nil {
-		return notFound
+	var sb *model.Sandbox
+	if cookie, err := c.Cookie(CookieName); err == nil {
+		if g, ok := s.open(cookie); ok && g.Sandbox == id && g.Port == port {
+			if sb, err = s.current(c.Request.Context(), g); err != nil {
+				return err
+			}
+		}
 	}
-	g, ok := s.open(cookie)
-	if !ok || g.Sandbox != id || g.Port != port {
-		return notFound
-	}
-	sb, err := s.current(c.Request.Context(), g)
-	if err != nil {
-		return err
+	if sb == nil {
+		public, err := s.public(c.Request.Context(), id, port)
+		if err != nil {
+			return err
+		}
+		if public == nil {
+			return notFound
+		}
+		sb = public
 	}
 	ctx := middleware.Untimed(c)
 	return s.Forward(c.Writer, c.Request.WithContext(ctx), Request{Sandbox: sb, Port: port, Path: c.Request.URL.Path})
+}
+
+// public is the running sandbox whose port is open without a token; nil when it is not.
+func (s *Service) public(ctx context.Context, id uuid.UUID, port int) (*model.Sandbox, error) {
+	owner, err := s.sandboxes.OwnerOf(ctx, id)
+	if e, ok := apierror.As(err); ok && e.Status == http.StatusNotFound {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	sb, _, err := s.sandboxes.View(ctx, owner, id)
+	if e, ok := apierror.As(err); ok && e.Status == http.StatusNotFound {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(sb.PublicPorts, port) {
+		return nil, nil
+	}
+	return s.Target(ctx, owner, id) // running, or 409
+}
+
+// SetPublic opens (or closes) a port of a user's sandbox to requests without a token.
+func (s *Service) SetPublic(ctx context.Context, userID, id uuid.UUID, port int, public bool) error {
+	_, err := s.sandboxes.SetPortPublic(ctx, userID, id, port, public)
+	return err
 }
 
 // current is the running sandbox a grant opens, unless its URLs were revoked since it was issued.
