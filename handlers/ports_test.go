@@ -3,6 +3,7 @@ package handlers_test
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -70,6 +71,18 @@ func TestPortProxy(t *testing.T) {
 	other := newSandboxUser(t, id, "user_ports_other")
 	sb := startWebApp(t, u)
 	base := "/api/sandboxes/" + sb.ID + "/ports/"
+
+	var listed struct {
+		Ports []struct {
+			Port     int    `json:"port"`
+			Protocol string `json:"protocol"`
+		} `json:"ports"`
+	}
+	// A view is kept up to sandbox.view_local_ttl (1 s), so a port opened since shows within it.
+	eventually(t, "the sandbox to list the ports 8080 and 9000", 3*time.Second, func() bool {
+		mustJSON(t, u.do(t, "GET", "/api/sandboxes/"+sb.ID, "").Body, &listed)
+		return fmt.Sprint(listed.Ports) == "[{8080 tcp} {9000 tcp}]"
+	})
 
 	page := u.do(t, "GET", base+"8080/", "")
 	if page.Status != http.StatusOK || page.Body != "hello from the sandbox\n" {

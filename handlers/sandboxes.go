@@ -90,6 +90,8 @@ type sandboxResponse struct {
 	PublicPorts []int `json:"public_ports"`
 	// ActiveConnections is reported by GET /api/sandboxes/{id} only: counting costs a Redis call.
 	ActiveConnections *int `json:"active_connections,omitempty"`
+	// Ports is reported by GET /api/sandboxes/{id} only: reading them costs a runtime call.
+	Ports *[]listeningPort `json:"ports,omitempty"`
 }
 
 func toSandboxResponse(s *model.Sandbox) sandboxResponse {
@@ -97,6 +99,12 @@ func toSandboxResponse(s *model.Sandbox) sandboxResponse {
 		Metadata: s.Metadata, EnvNames: s.EnvNames, CPU: s.CPU, MemoryMB: s.MemoryMB, TimeoutSeconds: s.TimeoutSeconds,
 		CreatedAt: s.CreatedAt, StartedAt: s.StartedAt, ExpiresAt: s.ExpiresAt, EndedAt: s.EndedAt,
 		PausedAt: s.PausedAt, AutoExtend: s.AutoExtend, Start: s.Start, PublicPorts: s.PublicPorts}
+}
+
+// listeningPort is a port something listens on inside a sandbox.
+type listeningPort struct {
+	Port     int    `json:"port"`
+	Protocol string `json:"protocol"`
 }
 
 func caller(c *gin.Context) lifecycle.Caller {
@@ -185,13 +193,18 @@ func (h *Sandboxes) get(c *gin.Context) {
 	if !ok {
 		return
 	}
-	sb, conns, err := h.sandboxes.View(c.Request.Context(), auth.From(c).UserID, id)
+	sb, live, err := h.sandboxes.View(c.Request.Context(), auth.From(c).UserID, id)
 	if err != nil {
 		_ = c.Error(err)
 		return
 	}
 	resp := toSandboxResponse(sb)
-	resp.ActiveConnections = &conns
+	resp.ActiveConnections = &live.Connections
+	ports := make([]listeningPort, len(live.Ports))
+	for i, p := range live.Ports {
+		ports[i] = listeningPort{Port: p, Protocol: "tcp"}
+	}
+	resp.Ports = &ports
 	c.JSON(http.StatusOK, resp)
 }
 

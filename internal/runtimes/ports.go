@@ -3,7 +3,11 @@ package runtimes
 import (
 	"context"
 	"errors"
+	"maps"
 	"net"
+	"slices"
+	"strconv"
+	"strings"
 )
 
 // ErrPortNotListening: nothing inside the workload accepts connections on that port (the dial
@@ -17,4 +21,28 @@ type Ports interface {
 	// on 127.0.0.1 or on every address accepts). A workload that is not running is a
 	// *NotRunningError, a missing one ErrNotFound, a refused dial ErrPortNotListening.
 	DialPort(ctx context.Context, id string, port int) (net.Conn, error)
+	// ListeningPorts returns the TCP ports something listens on inside the running workload id,
+	// sorted; a workload that is not running is a *NotRunningError.
+	ListeningPorts(ctx context.Context, id string) ([]int, error)
+}
+
+// ListeningTCPPorts reads the TCP ports something listens on from the kernel's socket tables
+// (the content of /proc/net/tcp and /proc/net/tcp6 of a network namespace), sorted, each once.
+func ListeningTCPPorts(tables ...[]byte) []int {
+	seen := map[int]bool{}
+	for _, table := range tables {
+		for line := range strings.Lines(string(table)) {
+			// sl local_address rem_address st ...; local_address is ADDR:PORT in hex, st 0A is LISTEN.
+			fields := strings.Fields(line)
+			if len(fields) < 4 || fields[3] != "0A" {
+				continue
+			}
+			_, hexPort, ok := strings.Cut(fields[1], ":")
+			port, err := strconv.ParseUint(hexPort, 16, 16)
+			if ok && err == nil && port > 0 {
+				seen[int(port)] = true
+			}
+		}
+	}
+	return slices.Sorted(maps.Keys(seen))
 }

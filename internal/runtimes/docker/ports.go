@@ -21,21 +21,11 @@ import (
 // privilege to enter another process's namespace (root, or CAP_SYS_ADMIN and CAP_SYS_PTRACE),
 // which an orchestrator on the engine's host has.
 func (r *Runtime) DialPort(ctx context.Context, id string, port int) (net.Conn, error) {
-	if id == "" {
-		return nil, emptyID("dial port")
-	}
-	res, err := r.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	pid, err := r.runningPid(ctx, "dial port", id)
 	if err != nil {
-		return nil, mapErr("dial port: inspect", id, err)
+		return nil, err
 	}
-	st := res.Container.State
-	if st == nil {
-		return nil, fmt.Errorf("docker: dial port in %s: the engine reported no state", shortID(id))
-	}
-	if state := mapState(st.Status); state != runtimes.StateRunning || st.Pid == 0 {
-		return nil, &runtimes.NotRunningError{State: state, ExitCode: st.ExitCode, OOMKilled: killedByOOM(st.OOMKilled, st.ExitCode)}
-	}
-	conn, err := dialInNetns(ctx, fmt.Sprintf("/proc/%d/ns/net", st.Pid), port)
+	conn, err := dialInNetns(ctx, fmt.Sprintf("/proc/%d/ns/net", pid), port)
 	if errors.Is(err, syscall.ECONNREFUSED) {
 		return nil, fmt.Errorf("docker: dial port %d in %s: %w", port, shortID(id), runtimes.ErrPortNotListening)
 	}
@@ -43,6 +33,43 @@ func (r *Runtime) DialPort(ctx context.Context, id string, port int) (net.Conn, 
 		return nil, fmt.Errorf("docker: dial port %d in %s: %w", port, shortID(id), err)
 	}
 	return conn, nil
+}
+
+// ListeningPorts reads the socket tables of the container's network namespace through its main
+// process (/proc/PID/net): see runtimes.Ports.
+func (r *Runtime) ListeningPorts(ctx context.Context, id string) ([]int, error) {
+	pid, err := r.runningPid(ctx, "list ports", id)
+	if err != nil {
+		return nil, err
+	}
+	var tables [][]byte
+	for _, table := range []string{"tcp", "tcp6"} {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, table))
+		if err != nil && !errors.Is(err, os.ErrNotExist) { // tcp6 is absent without IPv6
+			return nil, fmt.Errorf("docker: list ports in %s: %w", shortID(id), err)
+		}
+		tables = append(tables, data)
+	}
+	return runtimes.ListeningTCPPorts(tables...), nil
+}
+
+// runningPid is the host pid of a running container's main process.
+func (r *Runtime) runningPid(ctx context.Context, op, id string) (int, error) {
+	if id == "" {
+		return 0, emptyID(op)
+	}
+	res, err := r.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err != nil {
+		return 0, mapErr(op+": inspect", id, err)
+	}
+	st := res.Container.State
+	if st == nil {
+		return 0, fmt.Errorf("docker: %s in %s: the engine reported no state", op, shortID(id))
+	}
+	if state := mapState(st.Status); state != runtimes.StateRunning || st.Pid == 0 {
+		return 0, &runtimes.NotRunningError{State: state, ExitCode: st.ExitCode, OOMKilled: killedByOOM(st.OOMKilled, st.ExitCode)}
+	}
+	return st.Pid, nil
 }
 
 // dialInNetns dials 127.0.0.1:port with a socket made inside the network namespace at nsPath. A

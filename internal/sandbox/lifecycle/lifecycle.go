@@ -242,11 +242,10 @@ func (s *Service) evictView(ctx context.Context, sb *model.Sandbox) {
 	}
 }
 
-// view is what GET /api/sandboxes/{id} shows: the sandbox (without its sealed env) and its live
-// connections.
+// view is what GET /api/sandboxes/{id} shows: the sandbox (without its sealed env) and Live.
 type view struct {
 	sandbox model.Sandbox
-	conns   int
+	live    Live
 }
 
 const (

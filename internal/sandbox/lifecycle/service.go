@@ -53,6 +53,7 @@ type Caller struct {
 type Service struct {
 	rows       *repositories.Sandboxes
 	rt         runtimes.Runtime
+	ports      runtimes.Ports
 	pool       *pool.Pool
 	runtimeCfg config.Runtime
 	sealer     *envcrypt.Sealer
@@ -75,6 +76,7 @@ type Params struct {
 	fx.In
 	Sandboxes     *repositories.Sandboxes
 	Runtime       runtimes.Runtime
+	Ports         runtimes.Ports
 	Pool          *pool.Pool
 	RuntimeConfig config.Runtime
 	Sealer        *envcrypt.Sealer
@@ -87,7 +89,7 @@ type Params struct {
 
 // NewService builds the service; its loops run from Start to Stop.
 func NewService(p Params) (*Service, error) {
-	s := &Service{rows: p.Sandboxes, rt: p.Runtime, pool: p.Pool, runtimeCfg: p.RuntimeConfig, sealer: p.Sealer, rdb: p.Redis,
+	s := &Service{rows: p.Sandboxes, rt: p.Runtime, ports: p.Ports, pool: p.Pool, runtimeCfg: p.RuntimeConfig, sealer: p.Sealer, rdb: p.Redis,
 		conns: p.Conns, cfg: p.Sandbox, instance: p.App.InstanceName(), started: time.Now(), log: p.Log.Named("sandboxes")}
 	owners, err := otter.New(&otter.Options[uuid.UUID, uuid.UUID]{MaximumSize: viewCacheSize})
 	if err != nil {
@@ -407,16 +409,23 @@ func (s *Service) Get(ctx context.Context, userID, id uuid.UUID) (*model.Sandbox
 	return s.read(ctx, userID, id, cache.Read[model.Sandbox](ctx, s.rdb, cacheKey(id)))
 }
 
-// View is Get plus the sandbox's live connections on every replica (0 if Redis is unreachable:
-// the count is advisory). A view this replica read within sandbox.view_local_ttl costs no round
-// trip; otherwise the Redis copy and the count come in one.
-func (s *Service) View(ctx context.Context, userID, id uuid.UUID) (*model.Sandbox, int, error) {
+// Live is what a sandbox's view adds to its row: its live connections on every replica (0 if
+// Redis is unreachable: the count is advisory) and the TCP ports something listens on inside it
+// (running sandboxes only; none when the runtime cannot tell).
+type Live struct {
+	Connections int
+	Ports       []int
+}
+
+// View is Get plus Live. A view this replica read within sandbox.view_local_ttl costs no round
+// trip; otherwise the Redis copy and the count come in one, and the ports from the runtime.
+func (s *Service) View(ctx context.Context, userID, id uuid.UUID) (*model.Sandbox, Live, error) {
 	if s.views == nil {
 		v, err := s.viewShared(ctx, userID, id)
 		if err != nil {
-			return nil, 0, err
+			return nil, Live{}, err
 		}
-		return &v.sandbox, v.conns, nil
+		return &v.sandbox, v.live, nil
 	}
 	// Keyed by owner too: a load runs for the user who asked, and another user's request for the
 	// same id (a 404, never kept) can neither join nor spoil it.
@@ -424,14 +433,14 @@ func (s *Service) View(ctx context.Context, userID, id uuid.UUID) (*model.Sandbo
 		return s.viewShared(ctx, userID, id)
 	})
 	if err != nil {
-		return nil, 0, err
+		return nil, Live{}, err
 	}
 	sb := v.sandbox
-	return &sb, v.conns, nil
+	return &sb, v.live, nil
 }
 
 // viewShared reads a view from Redis (the copy and the count in one round trip), the copy from
-// Postgres when Redis has none.
+// Postgres when Redis has none, and the listening ports from the runtime.
 func (s *Service) viewShared(ctx context.Context, userID, id uuid.UUID) (view, error) {
 	pipe := s.rdb.Pipeline()
 	entry := cache.Queue[model.Sandbox](ctx, pipe, cacheKey(id))
@@ -444,7 +453,15 @@ func (s *Service) viewShared(ctx context.Context, userID, id uuid.UUID) (view, e
 		return view{}, err
 	}
 	sb.EnvEncrypted = nil // secrets stay in Postgres only
-	return view{sandbox: *sb, conns: int(conns.Val())}, nil
+	live := Live{Connections: int(conns.Val()), Ports: []int{}}
+	if sb.Status == model.StatusRunning && sb.RuntimeID != nil {
+		if ports, err := s.ports.ListeningPorts(ctx, *sb.RuntimeID); err == nil {
+			live.Ports = ports
+		} else {
+			s.log.Debug("listing a sandbox's ports", zap.Stringer("sandbox", id), zap.Error(err))
+		}
+	}
+	return view{sandbox: *sb, live: live}, nil
 }
 
 // owned reads a user's sandbox from Postgres: 404 when it is not theirs or does not exist.
