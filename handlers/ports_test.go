@@ -20,7 +20,8 @@ import (
 // webApp is a sandbox command serving, with no network at all: busybox's httpd on 8080 (a page,
 // and a CGI script that prints the request as the app received it) and, on 9000, a server that
 // switches protocols on any request and then echoes what it is sent (what a WebSocket needs of
-// a proxy: an upgraded connection streamed both ways).
+// a proxy: an upgraded connection streamed both ways); and two hostile ones: on 9100 an app that
+// never answers, on 9200 one that starts an answer and then stalls.
 const webApp = `mkdir -p /tmp/www/cgi-bin
 echo 'hello from the sandbox' > /tmp/www/index.html
 cat > /tmp/www/cgi-bin/req <<'EOF'
@@ -41,6 +42,11 @@ exec cat
 EOF
 chmod +x /tmp/upgrade
 nc -ll -p 9000 -e /tmp/upgrade &
+printf '#!/bin/sh\nexec sleep 3600\n' > /tmp/silent
+printf '#!/bin/sh\nprintf "HTTP/1.1 200 OK\\r\\nContent-Length: 1000000\\r\\n\\r\\nstart"\nexec sleep 3600\n' > /tmp/stall
+chmod +x /tmp/silent /tmp/stall
+nc -ll -p 9100 -e /tmp/silent &
+nc -ll -p 9200 -e /tmp/stall &
 exec httpd -f -p 8080 -h /tmp/www`
 
 func webAppBody(t testing.TB) string {
@@ -66,7 +72,9 @@ func startWebApp(t *testing.T, u sandboxUser) sandbox {
 // request the app expects (its own Host, none of the orchestrator's credentials) and clear
 // errors when it cannot be reached.
 func TestPortProxy(t *testing.T) {
-	id := startIdentity(t, nil)
+	id := startIdentity(t, func(c *config.Config, _ *clerkstub.Server) {
+		c.Preview.ResponseHeaderTimeout, c.Preview.IdleTimeout = time.Second, time.Second
+	})
 	u := newSandboxUser(t, id, "user_ports")
 	other := newSandboxUser(t, id, "user_ports_other")
 	sb := startWebApp(t, u)
@@ -79,9 +87,9 @@ func TestPortProxy(t *testing.T) {
 		} `json:"ports"`
 	}
 	// A view is kept up to sandbox.view_local_ttl (1 s), so a port opened since shows within it.
-	eventually(t, "the sandbox to list the ports 8080 and 9000", 3*time.Second, func() bool {
+	eventually(t, "the sandbox to list its ports", 3*time.Second, func() bool {
 		mustJSON(t, u.do(t, "GET", "/api/sandboxes/"+sb.ID, "").Body, &listed)
-		return fmt.Sprint(listed.Ports) == "[{8080 tcp} {9000 tcp}]"
+		return fmt.Sprint(listed.Ports) == "[{8080 tcp} {9000 tcp} {9100 tcp} {9200 tcp}]"
 	})
 
 	page := u.do(t, "GET", base+"8080/", "")
@@ -162,6 +170,32 @@ func TestPortProxy(t *testing.T) {
 			if err != nil || echoed != msg {
 				t.Fatalf("echo of %q: %q %v", msg, echoed, err)
 			}
+		}
+	})
+
+	t.Run("an app that never answers", func(t *testing.T) {
+		start := time.Now()
+		resp := u.do(t, "GET", base+"9100/", "")
+		if resp.Status != http.StatusGatewayTimeout || errorCode(t, resp) != "port_timeout" || time.Since(start) > 5*time.Second {
+			t.Errorf("GET a silent app = %d %s after %s, want 504 port_timeout after about 1 s", resp.Status, resp.Body, time.Since(start))
+		}
+	})
+
+	t.Run("an app that stalls mid-answer", func(t *testing.T) {
+		start := time.Now()
+		req, _ := http.NewRequest("GET", id.URL+base+"9200/", nil)
+		req.Header.Set("Authorization", "Bearer "+u.key)
+		resp, err := (&http.Client{Timeout: 20 * time.Second}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		got, err := io.ReadAll(resp.Body)
+		if err == nil || string(got) != "start" || time.Since(start) > 10*time.Second {
+			t.Errorf("a stalled answer: %q, %v after %s; want it cut after the idle timeout (1 s)", got, err, time.Since(start))
+		}
+		if health := id.Do(t, "GET", "/health", "", nil); health.Status != http.StatusOK {
+			t.Errorf("the service after a hostile app: %d", health.Status)
 		}
 	})
 
