@@ -48,13 +48,8 @@ func (h *Ports) Register(r gin.IRouter) {
 }
 
 func (h *Ports) serve(c *gin.Context) {
-	id, ok := sandboxID(c)
+	id, port, ok := sandboxPort(c)
 	if !ok {
-		return
-	}
-	port, err := ports.ParsePort(c.Param("port"))
-	if err != nil {
-		_ = c.Error(err)
 		return
 	}
 	userID := auth.From(c).UserID
@@ -79,6 +74,21 @@ func (h *Ports) serve(c *gin.Context) {
 			_ = c.Error(err)
 		}
 	}
+}
+
+// sandboxPort reads the sandbox id and the port from the path; false when either is invalid (the
+// error is recorded).
+func sandboxPort(c *gin.Context) (uuid.UUID, int, bool) {
+	id, ok := sandboxID(c)
+	if !ok {
+		return uuid.Nil, 0, false
+	}
+	port, err := ports.ParsePort(c.Param("port"))
+	if err != nil {
+		_ = c.Error(err)
+		return uuid.Nil, 0, false
+	}
+	return id, port, true
 }
 
 type issueURLRequest struct {
@@ -114,13 +124,8 @@ type portSettings struct {
 
 // setPublic opens a port's preview host to requests without a token, or closes it again.
 func (h *Ports) setPublic(c *gin.Context) {
-	id, ok := sandboxID(c)
+	id, port, ok := sandboxPort(c)
 	if !ok {
-		return
-	}
-	port, err := ports.ParsePort(c.Param("port"))
-	if err != nil {
-		_ = c.Error(err)
 		return
 	}
 	var req portSettings
