@@ -36,15 +36,18 @@ import (
 //
 // The protocol has no word for success: a dial that worked is silence on the error stream, a
 // refused one a message on it a moment after the streams were made. So DialPort waits for that
-// message a short while (refusalWait) before it hands the connection over; a refusal reported
-// later (a slow node) is the error of the connection's first Read, still ErrPortNotListening.
+// message a short while (see refusalWait) before it hands the connection over; a refusal reported
+// later (a node slower than that) is the error of the connection's first Read, still
+// ErrPortNotListening.
+//
+// There is no CloseWrite: the container runtime (containerd) ends the whole forwarding a second
+// after either direction has ended, so half-closing would cut the app's answer short.
 
 const (
-	// refusalWait bounds how long DialPort waits for the kubelet to report that nothing listens.
-	// The container runtime dials the Pod's loopback as soon as the streams exist, so a refusal
-	// comes back within a round trip to the node; silence that long means the dial worked. Data
-	// from the app (a server that speaks first) ends the wait at once.
-	refusalWait = 250 * time.Millisecond
+	// refusalBase and refusalMax bound how long DialPort waits for the kubelet to report that
+	// nothing listens: see refusalWait.
+	refusalBase = 50 * time.Millisecond
+	refusalMax  = time.Second
 	// endWait bounds how long a Read that met the end of the data stream waits for the error
 	// stream to say whether forwarding failed (the kubelet ends it just before the data stream).
 	endWait = time.Second
@@ -61,7 +64,7 @@ var _ runtimes.Ports = (*Runtime)(nil)
 // runtimes.Ports. A Pod that is missing is ErrNotFound, one that does not run a
 // *runtimes.NotRunningError (read from the Pod first), and a port nothing listens on
 // ErrPortNotListening: from DialPort itself when the kubelet says so within refusalWait (the usual
-// case), otherwise from the connection's first Read. The connection's deadlines are its own (see
+// case: it answers within milliseconds), otherwise from the connection's first Read. The connection's deadlines are its own (see
 // portConn): the streams have none.
 func (r *Runtime) DialPort(ctx context.Context, id string, port int) (net.Conn, error) {
 	op := fmt.Sprintf("dial port %d", port)
@@ -200,6 +203,7 @@ type portConn struct {
 	chunks    chan []byte   // the data stream's chunks, read ahead; closed at its end
 	firstData chan struct{} // closed when the first chunk was read
 	refused   chan struct{} // closed once the error stream has ended; remoteErr says how
+	rtt       time.Duration // how long the far end took to accept the data stream
 	remoteErr error         // why the kubelet could not forward (nil: it did not say)
 
 	readMu   sync.Mutex // one Read at a time
@@ -240,7 +244,9 @@ func newPortConn(conn httpstream.Connection, ns, pod string, port int) (*portCon
 	}
 	go c.readErrors(errs)
 	headers.Set(corev1.StreamType, corev1.StreamTypeData)
+	began := time.Now()
 	c.data, err = conn.CreateStream(headers)
+	c.rtt = time.Since(began)
 	if err != nil {
 		return c, fmt.Errorf("creating the data stream: %w", err)
 	}
@@ -298,11 +304,20 @@ func (c *portConn) readAhead() {
 	}
 }
 
+// refusalWait is how long to wait for a refusal after the data stream was accepted in rtt. The
+// container runtime dials the app as soon as it has both streams, when the data stream's
+// acceptance is already on its way back, and reports a refusal the same way: within a few
+// milliseconds of the acceptance (locally ~2 ms, for an acceptance that took 1-10 ms). A margin of
+// refusalBase and four such trips covers a busy node without making every connection wait long.
+func refusalWait(rtt time.Duration) time.Duration {
+	return min(refusalBase+4*rtt, refusalMax)
+}
+
 // awaitRefusal waits up to refusalWait for the kubelet to report that the port could not be
-// reached, and returns that report. Data from the app, or a silent end of the error stream (the
-// app accepted and closed at once), ends the wait with no error.
+// reached, and returns that report. Data from the app (a server that speaks first), or a silent end
+// of the error stream (the app accepted and closed at once), ends the wait with no error.
 func (c *portConn) awaitRefusal(ctx context.Context) error {
-	t := time.NewTimer(refusalWait)
+	t := time.NewTimer(refusalWait(c.rtt))
 	defer t.Stop()
 	select {
 	case <-c.refused:

@@ -15,9 +15,10 @@ import (
 	"github.com/insien/orchestrator/internal/runtimes/kubernetes"
 )
 
-// httpServer serves "hello" on port 8080 of the sandbox's loopback (and every other address),
-// with busybox's httpd.
-const httpServer = `mkdir -p /tmp/www && echo hello > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www`
+// httpServer serves "hello" (and /big, the numbers 1 to 200000, one a line: 1.3 MB) on port 8080
+// of the sandbox's loopback (and every other address), with busybox's httpd.
+const httpServer = `mkdir -p /tmp/www && echo hello > /tmp/www/index.html && seq 1 200000 > /tmp/www/big &&
+exec httpd -f -p 8080 -h /tmp/www`
 
 // TestDialPort reaches an app in a sandbox that the NetworkPolicy isolates, through the API
 // server's port forwarding; a port nothing listens on, a missing Pod and a stopped one are told
@@ -49,6 +50,25 @@ func TestDialPort(t *testing.T) {
 		}
 	})
 
+	t.Run("large response", func(t *testing.T) {
+		conn, err := r.DialPort(c.ctx(), id, 8080)
+		if err != nil {
+			t.Fatalf("DialPort: %v", err)
+		}
+		defer conn.Close()
+		var want strings.Builder
+		for i := 1; i <= 200000; i++ {
+			fmt.Fprintf(&want, "%d\n", i)
+		}
+		body, err := get(conn, "/big")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body != want.String() {
+			t.Errorf("GET /big: %d bytes, want %d (the same)", len(body), want.Len())
+		}
+	})
+
 	t.Run("concurrent connections", func(t *testing.T) {
 		var wg sync.WaitGroup
 		for range 4 {
@@ -59,7 +79,7 @@ func TestDialPort(t *testing.T) {
 					return
 				}
 				defer conn.Close()
-				if body, err := get(conn); err != nil || body != "hello\n" {
+				if body, err := get(conn, "/"); err != nil || body != "hello\n" {
 					t.Errorf("GET / = %q, %v", body, err)
 				}
 			})
@@ -175,14 +195,14 @@ func waitListening(t *testing.T, r *kubernetes.Runtime, id string, port int) {
 	}
 }
 
-// get sends GET / over conn and returns the response's body; the server closes the connection
+// get sends GET path over conn and returns the response's body; the server closes the connection
 // after the response (HTTP/1.0).
-func get(conn net.Conn) (string, error) {
+func get(conn net.Conn, path string) (string, error) {
 	if err := conn.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
 		return "", err
 	}
 	defer conn.SetDeadline(time.Time{})
-	if _, err := io.WriteString(conn, "GET / HTTP/1.0\r\nHost: sandbox\r\n\r\n"); err != nil {
+	if _, err := io.WriteString(conn, "GET "+path+" HTTP/1.0\r\nHost: sandbox\r\n\r\n"); err != nil {
 		return "", fmt.Errorf("writing the request: %w", err)
 	}
 	resp, err := io.ReadAll(conn)
@@ -200,7 +220,7 @@ func get(conn net.Conn) (string, error) {
 // mustGet is get for the test's goroutine.
 func mustGet(t *testing.T, conn net.Conn) string {
 	t.Helper()
-	body, err := get(conn)
+	body, err := get(conn, "/")
 	if err != nil {
 		t.Fatal(err)
 	}
