@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	pfconst "k8s.io/apimachinery/pkg/util/portforward"
@@ -67,6 +68,11 @@ var _ runtimes.Ports = (*Runtime)(nil)
 // case: it answers within milliseconds), otherwise from the connection's first Read. The connection's deadlines are its own (see
 // portConn): the streams have none.
 func (r *Runtime) DialPort(ctx context.Context, id string, port int) (net.Conn, error) {
+	return r.dialPort(ctx, id, port, true)
+}
+
+// dialPort is DialPort, over plain SPDY only when webSocket is false.
+func (r *Runtime) dialPort(ctx context.Context, id string, port int, webSocket bool) (net.Conn, error) {
 	op := fmt.Sprintf("dial port %d", port)
 	if id == "" {
 		return nil, emptyID(op)
@@ -77,7 +83,7 @@ func (r *Runtime) DialPort(ctx context.Context, id string, port int) (net.Conn, 
 	if err := r.mustRun(ctx, op, id); err != nil {
 		return nil, err
 	}
-	conn, err := r.portForward(ctx, id)
+	conn, err := r.portForward(ctx, id, webSocket)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("kubernetes: %s in %s: %w", op, id, ctx.Err())
@@ -123,19 +129,22 @@ func (r *Runtime) mustRun(ctx context.Context, op, id string) error {
 }
 
 // portForward upgrades a pods/portforward request for Pod pod: SPDY tunnelled in a WebSocket
-// first (what kubectl does since Kubernetes 1.31), plain SPDY when the server does not upgrade to
-// the WebSocket. The upgrade is bounded by ctx and Options.RequestTimeout; the connection, once
-// made, is not bound to ctx.
-func (r *Runtime) portForward(ctx context.Context, pod string) (httpstream.Connection, error) {
+// first (what kubectl does since Kubernetes 1.31; skipped when webSocket is false), plain SPDY when
+// the server does not upgrade to the WebSocket. The upgrade is bounded by ctx and
+// Options.RequestTimeout; the connection, once made, is not bound to ctx.
+func (r *Runtime) portForward(ctx context.Context, pod string, webSocket bool) (httpstream.Connection, error) {
 	u := r.cs.CoreV1().RESTClient().Post().
 		Namespace(r.opts.Namespace).Resource("pods").Name(pod).SubResource("portforward").URL()
 	uctx, cancel := r.requestContext(ctx)
 	defer cancel()
-	conn, err := r.portForwardWebSocket(uctx, u)
-	if err != nil && (httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)) {
-		conn, err = r.portForwardSPDY(uctx, u)
+	if webSocket {
+		conn, err := r.portForwardWebSocket(uctx, u)
+		if err == nil || !httpstream.IsUpgradeFailure(err) && !httpstream.IsHTTPSProxyError(err) {
+			return conn, err
+		}
+		r.log.Debug("port forward: no WebSocket, falling back to SPDY", zap.String("pod", pod), zap.Error(err))
 	}
-	return conn, err
+	return r.portForwardSPDY(uctx, u)
 }
 
 // portForwardWebSocket is client-go's SPDY-over-WebSocket dialer (portforward.

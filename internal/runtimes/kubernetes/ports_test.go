@@ -153,6 +153,20 @@ func TestDialPort(t *testing.T) {
 		t.Logf("refused after %s: %v", time.Since(began), err)
 	})
 
+	t.Run("over SPDY", func(t *testing.T) {
+		conn, err := r.DialPortOverSPDY(c.ctx(), id, 8080)
+		if err != nil {
+			t.Fatalf("DialPort: %v", err)
+		}
+		defer conn.Close()
+		if body := mustGet(t, conn); body != "hello\n" {
+			t.Errorf("GET / = %q, want %q", body, "hello\n")
+		}
+		if _, err := r.DialPortOverSPDY(c.ctx(), id, 8081); !errors.Is(err, runtimes.ErrPortNotListening) {
+			t.Errorf("DialPort to a closed port: %v, want ErrPortNotListening", err)
+		}
+	})
+
 	t.Run("missing pod", func(t *testing.T) {
 		_, err := r.DialPort(c.ctx(), "sbx-"+randomHex(6), 8080)
 		if !errors.Is(err, runtimes.ErrNotFound) {
