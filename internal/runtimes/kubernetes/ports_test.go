@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -138,6 +139,41 @@ func TestDialPort(t *testing.T) {
 		}
 		if _, err := conn.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
 			t.Errorf("Write after Close: %v, want net.ErrClosed", err)
+		}
+	})
+
+	t.Run("Close leaves no goroutine", func(t *testing.T) {
+		// Warm the client up (its transports keep goroutines of their own), then count.
+		conn, err := r.DialPort(c.ctx(), id, 8080)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Close()
+		settle := func(limit int) int {
+			n := runtime.NumGoroutine()
+			for deadline := time.Now().Add(10 * time.Second); n > limit && time.Now().Before(deadline); n = runtime.NumGoroutine() {
+				time.Sleep(50 * time.Millisecond)
+			}
+			return n
+		}
+		time.Sleep(500 * time.Millisecond)
+		before := runtime.NumGoroutine()
+		for range 5 {
+			conn, err := r.DialPort(c.ctx(), id, 8080)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := conn.Write([]byte("GET / HTTP/1.0\r\n")); err != nil { // a request left half-sent
+				t.Fatal(err)
+			}
+			conn.Close()
+			if _, err := r.DialPort(c.ctx(), id, 8081); !errors.Is(err, runtimes.ErrPortNotListening) {
+				t.Fatal(err)
+			}
+		}
+		if after := settle(before); after > before {
+			buf := make([]byte, 1<<20)
+			t.Errorf("%d goroutines before 10 dials, %d after:\n%s", before, after, buf[:runtime.Stack(buf, true)])
 		}
 	})
 
