@@ -64,9 +64,9 @@ var _ runtimes.Ports = (*Runtime)(nil)
 // DialPort opens a TCP connection to port on the loopback of Pod id, through the API server: see
 // runtimes.Ports. A Pod that is missing is ErrNotFound, one that does not run a
 // *runtimes.NotRunningError (read from the Pod first), and a port nothing listens on
-// ErrPortNotListening: from DialPort itself when the kubelet says so within refusalWait (the usual
-// case: it answers within milliseconds), otherwise from the connection's first Read. The connection's deadlines are its own (see
-// portConn): the streams have none.
+// ErrPortNotListening: from DialPort itself when the kubelet says so within refusalWait (the
+// usual case: it answers within milliseconds), otherwise from the connection's first Read (or
+// Write). The connection's deadlines are its own (see portConn): the streams have none.
 func (r *Runtime) DialPort(ctx context.Context, id string, port int) (net.Conn, error) {
 	return r.dialPort(ctx, id, port, true)
 }
