@@ -177,6 +177,13 @@ func TestDialPort(t *testing.T) {
 		}
 	})
 
+	t.Run("listening ports", func(t *testing.T) {
+		ports, err := r.ListeningPorts(c.ctx(), id)
+		if err != nil || fmt.Sprint(ports) != "[8080]" {
+			t.Errorf("ListeningPorts = %v, %v; want [8080]", ports, err)
+		}
+	})
+
 	t.Run("nothing listens", func(t *testing.T) {
 		began := time.Now()
 		conn, err := r.DialPort(c.ctx(), id, 8081)
