@@ -314,6 +314,14 @@ func TestPreviewURLs(t *testing.T) {
 		t.Errorf("the app saw:\n%s", seen)
 	}
 
+	// Every path of a preview host is the app's, those of the API's own routes included.
+	for _, path := range []string{"/health", "/health/", "/api/sandboxes", "/openapi.yaml"} {
+		resp := previewDo(t, id, host+path, grant)
+		if body := readBody(t, resp); resp.StatusCode != http.StatusNotFound || strings.Contains(body, `"error"`) || strings.Contains(body, "openapi") {
+			t.Errorf("%s on the preview host: %d %q, want the app's own 404", path, resp.StatusCode, body)
+		}
+	}
+
 	token := strings.TrimPrefix(link, "http://8080-"+sb.ID+".preview.test/?insien_preview_token=")
 	for _, tc := range []struct {
 		name    string
