@@ -56,6 +56,13 @@ func NotFound(what string) *Error {
 	return New(http.StatusNotFound, "not_found", "%s not found", what)
 }
 
+// IsNotFound reports whether err is a 404: for a caller that must tell nothing more than that
+// (a preview host answers every refusal alike).
+func IsNotFound(err error) bool {
+	e, ok := As(err)
+	return ok && e.Status == http.StatusNotFound
+}
+
 // Unauthorized is a 401 with the reason as code (token_expired, invalid_token, ...).
 func Unauthorized(code, format string, args ...any) *Error {
 	return New(http.StatusUnauthorized, code, format, args...)

@@ -15,20 +15,9 @@ import (
 // a running container's cgroup in place (docker update), so any size can be claimed; a member
 // already of that size costs one inspect. Labels stay: the engine cannot change them.
 func (r *Runtime) Claim(ctx context.Context, id string, c runtimes.Claim) error {
-	if id == "" {
-		return emptyID("claim")
-	}
-	res, err := r.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	ctr, err := r.inspectRunning(ctx, "claim", id)
 	if err != nil {
-		return mapErr("claim: inspect", id, err)
-	}
-	ctr := res.Container
-	if ctr.State == nil || ctr.HostConfig == nil {
-		return fmt.Errorf("docker: claim %s: the engine reported no state", shortID(id))
-	}
-	if state := mapState(ctr.State.Status); state != runtimes.StateRunning {
-		return &runtimes.NotRunningError{State: state, ExitCode: ctr.State.ExitCode,
-			OOMKilled: killedByOOM(ctr.State.OOMKilled, ctr.State.ExitCode)}
+		return err
 	}
 	want := ctr.HostConfig.Resources
 	changed := false

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 	"golang.org/x/sys/unix"
 
@@ -55,21 +56,35 @@ func (r *Runtime) ListeningPorts(ctx context.Context, id string) ([]int, error) 
 
 // runningPid is the host pid of a running container's main process.
 func (r *Runtime) runningPid(ctx context.Context, op, id string) (int, error) {
+	ctr, err := r.inspectRunning(ctx, op, id)
+	if err != nil {
+		return 0, err
+	}
+	if ctr.State.Pid == 0 { // running by its status, yet no process: nothing to enter
+		return 0, &runtimes.NotRunningError{State: runtimes.StateRunning}
+	}
+	return ctr.State.Pid, nil
+}
+
+// inspectRunning inspects a container that must be running: a *NotRunningError saying how it
+// ended (or that it is paused) when it is not.
+func (r *Runtime) inspectRunning(ctx context.Context, op, id string) (container.InspectResponse, error) {
 	if id == "" {
-		return 0, emptyID(op)
+		return container.InspectResponse{}, emptyID(op)
 	}
 	res, err := r.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 	if err != nil {
-		return 0, mapErr(op+": inspect", id, err)
+		return container.InspectResponse{}, mapErr(op+": inspect", id, err)
 	}
-	st := res.Container.State
-	if st == nil {
-		return 0, fmt.Errorf("docker: %s in %s: the engine reported no state", op, shortID(id))
+	ctr := res.Container
+	if ctr.State == nil || ctr.HostConfig == nil {
+		return container.InspectResponse{}, fmt.Errorf("docker: %s %s: the engine reported no state", op, shortID(id))
 	}
-	if state := mapState(st.Status); state != runtimes.StateRunning || st.Pid == 0 {
-		return 0, &runtimes.NotRunningError{State: state, ExitCode: st.ExitCode, OOMKilled: killedByOOM(st.OOMKilled, st.ExitCode)}
+	if state := mapState(ctr.State.Status); state != runtimes.StateRunning {
+		return container.InspectResponse{}, &runtimes.NotRunningError{State: state, ExitCode: ctr.State.ExitCode,
+			OOMKilled: killedByOOM(ctr.State.OOMKilled, ctr.State.ExitCode)}
 	}
-	return st.Pid, nil
+	return ctr, nil
 }
 
 // dialInNetns dials 127.0.0.1:port with a socket made inside the network namespace at nsPath. A

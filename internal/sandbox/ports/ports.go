@@ -72,10 +72,18 @@ func (s *Service) Target(ctx context.Context, userID, id uuid.UUID) (*model.Sand
 	if err != nil {
 		return nil, err
 	}
-	if sb.Status != model.StatusRunning || sb.RuntimeID == nil {
-		return nil, apierror.Conflict("sandbox_not_running", "sandbox is %s; only a running sandbox's ports can be reached", sb.Status)
+	if err := reachable(sb); err != nil {
+		return nil, err
 	}
 	return sb, nil
+}
+
+// reachable refuses a sandbox whose ports cannot be reached: 409 unless it runs.
+func reachable(sb *model.Sandbox) error {
+	if sb.Status != model.StatusRunning || sb.RuntimeID == nil {
+		return apierror.Conflict("sandbox_not_running", "sandbox is %s; only a running sandbox's ports can be reached", sb.Status)
+	}
+	return nil
 }
 
 // ParsePort reads a port number from a path: 1 to 65535.

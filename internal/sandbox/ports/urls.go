@@ -69,6 +69,12 @@ func (s *Service) open(token string) (grant, bool) {
 	return g, true
 }
 
+// grantFor is the grant a token (or the cookie it became) holds when it opens port of sandbox id.
+func (s *Service) grantFor(token string, id uuid.UUID, port int) (grant, bool) {
+	g, ok := s.open(token)
+	return g, ok && g.Sandbox == id && g.Port == port
+}
+
 // URL is an issued preview URL.
 type URL struct {
 	URL       string    `json:"url"`
@@ -159,8 +165,8 @@ func (s *Service) Gateway() gin.HandlerFunc {
 func (s *Service) servePreview(c *gin.Context, port int, id uuid.UUID) error {
 	notFound := apierror.NotFound("preview")
 	if token := c.Query(TokenParam); token != "" {
-		g, ok := s.open(token)
-		if !ok || g.Sandbox != id || g.Port != port {
+		g, ok := s.grantFor(token, id, port)
+		if !ok {
 			return notFound
 		}
 		if _, err := s.current(c.Request.Context(), g); err != nil {
@@ -180,7 +186,7 @@ func (s *Service) servePreview(c *gin.Context, port int, id uuid.UUID) error {
 	}
 	var sb *model.Sandbox
 	if cookie, err := c.Cookie(CookieName); err == nil {
-		if g, ok := s.open(cookie); ok && g.Sandbox == id && g.Port == port {
+		if g, ok := s.grantFor(cookie, id, port); ok {
 			if sb, err = s.current(c.Request.Context(), g); err != nil {
 				return err
 			}
@@ -203,14 +209,14 @@ func (s *Service) servePreview(c *gin.Context, port int, id uuid.UUID) error {
 // public is the running sandbox whose port is open without a token; nil when it is not.
 func (s *Service) public(ctx context.Context, id uuid.UUID, port int) (*model.Sandbox, error) {
 	owner, err := s.sandboxes.OwnerOf(ctx, id)
-	if e, ok := apierror.As(err); ok && e.Status == http.StatusNotFound {
+	if apierror.IsNotFound(err) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
 	sb, _, err := s.sandboxes.View(ctx, owner, id)
-	if e, ok := apierror.As(err); ok && e.Status == http.StatusNotFound {
+	if apierror.IsNotFound(err) {
 		return nil, nil
 	}
 	if err != nil {
@@ -219,7 +225,10 @@ func (s *Service) public(ctx context.Context, id uuid.UUID, port int) (*model.Sa
 	if !slices.Contains(sb.PublicPorts, port) {
 		return nil, nil
 	}
-	return s.Target(ctx, owner, id) // running, or 409
+	if err := reachable(sb); err != nil {
+		return nil, err
+	}
+	return sb, nil
 }
 
 // SetPublic opens (or closes) a port of a user's sandbox to requests without a token.
@@ -231,7 +240,7 @@ func (s *Service) SetPublic(ctx context.Context, userID, id uuid.UUID, port int,
 // current is the running sandbox a grant opens, unless its URLs were revoked since it was issued.
 func (s *Service) current(ctx context.Context, g grant) (*model.Sandbox, error) {
 	sb, err := s.Target(ctx, g.User, g.Sandbox)
-	if e, ok := apierror.As(err); ok && e.Status == http.StatusNotFound {
+	if apierror.IsNotFound(err) {
 		return nil, apierror.NotFound("preview")
 	}
 	if err != nil {
