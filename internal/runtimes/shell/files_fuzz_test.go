@@ -164,6 +164,7 @@ func FuzzPidLine(f *testing.F) {
 	f.Add([]byte("!cwd\n"), uint8(1))
 	f.Add([]byte("not a pid\nrest"), uint8(5))
 	f.Add([]byte(strings.Repeat("9", 40)), uint8(7))
+	f.Add([]byte(strings.Repeat("0", 28)+"100000\n"), uint8(255)) // a line past the bound, whole in one chunk
 	f.Fuzz(func(t *testing.T, out []byte, step uint8) {
 		var got bytes.Buffer
 		started := 0

@@ -311,7 +311,10 @@ func (p *pidLine) Write(b []byte) (int, error) {
 	}
 	p.buf = append(p.buf, b[:i]...)
 	line := string(bytes.TrimSpace(p.buf))
-	if v, err := strconv.Atoi(line); err == nil && v > 0 {
+	// The bound holds however the line was chunked: a long line that came whole is no more ours.
+	if len(p.buf) > maxPidLine {
+		p.buf = append(p.buf, '\n')
+	} else if v, err := strconv.Atoi(line); err == nil && v > 0 {
 		p.value = v
 		p.buf = nil
 	} else if line == noWorkDirLine {
