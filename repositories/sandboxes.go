@@ -49,6 +49,7 @@ type sandboxColumns struct {
 	Start                  string            `bun:"start"`
 	PreviewGeneration      int               `bun:"preview_generation"`
 	PublicPorts            []int             `bun:"public_ports,array"`
+	Network                model.Network     `bun:"network,type:jsonb"`
 }
 
 func (r *sandboxRow) sandbox() *model.Sandbox {
@@ -209,6 +210,29 @@ func (r *Sandboxes) SetPortPublic(ctx context.Context, userID, id uuid.UUID, por
 			Where("status IN (?)", bun.In(model.Live)).
 			Returning("*").Scan(ctx)
 	})
+}
+
+// SetNetwork replaces the egress policy of a user's live sandbox.
+func (r *Sandboxes) SetNetwork(ctx context.Context, userID, id uuid.UUID, network model.Network) (*model.Sandbox, error) {
+	return one(ctx, "set a sandbox's network policy", func(row *sandboxRow) error {
+		return r.db.NewUpdate().Model(row).
+			Set("network = ?", network).Set("updated_at = now()").
+			Where("id = ?", id).Where("user_id = ?", userID).
+			Where("status IN (?)", bun.In(model.Live)).
+			Returning("*").Scan(ctx)
+	})
+}
+
+// NetworkOf returns the egress policy of a sandbox whose main process runs (ErrNotFound once it
+// has ended), for the replicas that enforce it.
+func (r *Sandboxes) NetworkOf(ctx context.Context, id uuid.UUID) (model.Network, error) {
+	row := new(sandboxRow)
+	err := r.db.NewSelect().Model(row).Column("network").
+		Where("id = ?", id).Where("status IN (?)", bun.In(model.Up)).Scan(ctx)
+	if err != nil {
+		return model.Network{}, fmt.Errorf("read a sandbox's network policy: %w", translate(err))
+	}
+	return row.Network, nil
 }
 
 // OwnerOf returns the user a sandbox belongs to (ErrNotFound when there is no such sandbox).

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"maps"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -45,4 +46,12 @@ func ListeningTCPPorts(tables ...[]byte) []int {
 		}
 	}
 	return slices.Sorted(maps.Keys(seen))
+}
+
+// NetworkNamespaces is implemented by drivers whose workloads' network namespaces this process
+// can enter (Docker on the same host), which is how a sandbox's egress policy is enforced.
+type NetworkNamespaces interface {
+	// NetNS opens the network namespace of the running workload id. The open file keeps the
+	// namespace (not the workload) alive until it is closed.
+	NetNS(ctx context.Context, id string) (*os.File, error)
 }

@@ -47,6 +47,7 @@ type Config struct {
 	Runtime   Runtime   `mapstructure:"runtime"`
 	Sandbox   Sandbox   `mapstructure:"sandbox"`
 	Preview   Preview   `mapstructure:"preview"`
+	Network   Network   `mapstructure:"network"`
 }
 
 // App holds process-wide settings.
@@ -241,6 +242,28 @@ type Preview struct {
 	IdleTimeout           time.Duration `mapstructure:"idle_timeout"`            // a connection to an app that sends nothing this long is closed
 }
 
+// Network caps the egress policies users may give their sandboxes and says how egress leaves.
+type Network struct {
+	AllowedModes []string `mapstructure:"allowed_modes"` // of none, allow, all
+	// Deny is always denied, on top of the built-in list (loopback, link-local and the metadata
+	// address, private ranges, this host's own subnets): CIDRs, IPs or domain names.
+	Deny []string `mapstructure:"deny"`
+	// AllowPrivate are private CIDRs that users' allow lists may open (otherwise never reachable).
+	AllowPrivate []string `mapstructure:"allow_private"`
+	// DNSServers (host:port) answer sandboxes' lookups; empty: the nameservers of /etc/resolv.conf.
+	DNSServers []string `mapstructure:"dns_servers"`
+	// Namespace is the network namespace egress leaves from (e.g. /run/netns/egress); empty: the
+	// orchestrator's own.
+	Namespace    string        `mapstructure:"namespace"`
+	ProxyPort    int           `mapstructure:"proxy_port"` // where a sandbox's TCP is redirected, on its own loopback
+	DNSPort      int           `mapstructure:"dns_port"`   // where a sandbox's DNS is redirected, on its own loopback
+	DialTimeout  time.Duration `mapstructure:"dial_timeout"`
+	SniffTimeout time.Duration `mapstructure:"sniff_timeout"` // waiting for a TLS ClientHello or HTTP request to read a name
+	IdleTimeout  time.Duration `mapstructure:"idle_timeout"`  // an egress connection silent both ways this long is closed
+	// PolicyRefresh bounds how long a policy change made through another replica takes to apply.
+	PolicyRefresh time.Duration `mapstructure:"policy_refresh"`
+}
+
 // WarmPool keeps sandboxes of some images started ahead of demand, so that a create claims one
 // instead of waiting for the engine.
 type WarmPool struct {
@@ -381,6 +404,9 @@ func Default() Config {
 		},
 		Preview: Preview{Scheme: "https", DefaultURLLifetime: time.Hour, MaxURLLifetime: 24 * time.Hour,
 			ResponseHeaderTimeout: time.Minute, IdleTimeout: 5 * time.Minute},
+		Network: Network{AllowedModes: []string{"none", "allow", "all"}, Deny: []string{}, AllowPrivate: []string{}, DNSServers: []string{},
+			ProxyPort: 15001, DNSPort: 15053, DialTimeout: 10 * time.Second, SniffTimeout: 5 * time.Second,
+			IdleTimeout: 10 * time.Minute, PolicyRefresh: time.Second},
 	}
 }
 
@@ -484,6 +510,14 @@ func (c *Config) Validate() error {
 		{c.Preview.DefaultURLLifetime >= time.Minute && c.Preview.DefaultURLLifetime <= c.Preview.MaxURLLifetime, "preview.default_url_lifetime", "must be from 1m to preview.max_url_lifetime"},
 		{c.Preview.ResponseHeaderTimeout >= time.Second, "preview.response_header_timeout", "must be at least 1s"},
 		{c.Preview.IdleTimeout >= time.Second, "preview.idle_timeout", "must be at least 1s"},
+		{len(c.Network.AllowedModes) > 0 && allIn(c.Network.AllowedModes, "none", "allow", "all"), "network.allowed_modes", "must list some of none, allow, all"},
+		{!c.Runtime.AllowNetwork || !slices.ContainsFunc(c.Network.AllowedModes, func(m string) bool { return m != "none" }), "network.allowed_modes",
+			"must be [none] while runtime.allow_network gives every sandbox the engine's whole network"},
+		{validPort(c.Network.ProxyPort) && validPort(c.Network.DNSPort) && c.Network.ProxyPort != c.Network.DNSPort, "network.proxy_port", "and network.dns_port must be two different ports from 1 to 65535"},
+		{c.Network.DialTimeout >= 100*time.Millisecond, "network.dial_timeout", "must be at least 100ms"},
+		{c.Network.SniffTimeout >= 100*time.Millisecond, "network.sniff_timeout", "must be at least 100ms"},
+		{c.Network.IdleTimeout >= time.Second, "network.idle_timeout", "must be at least 1s"},
+		{c.Network.PolicyRefresh >= 100*time.Millisecond && c.Network.PolicyRefresh <= time.Second, "network.policy_refresh", "must be between 100ms and 1s: a policy change must apply within a second"},
 	}
 	for _, ch := range checks {
 		if !ch.ok {
@@ -493,6 +527,12 @@ func (c *Config) Validate() error {
 	_, err := c.Sandbox.Targets()
 	return err
 }
+
+func allIn(values []string, allowed ...string) bool {
+	return !slices.ContainsFunc(values, func(v string) bool { return !slices.Contains(allowed, v) })
+}
+
+func validPort(p int) bool { return p > 0 && p <= 65535 }
 
 func validURL(raw string, schemes ...string) bool {
 	u, err := url.Parse(raw)

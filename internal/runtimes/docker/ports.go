@@ -6,14 +6,13 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"runtime"
 	"strconv"
 	"syscall"
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
-	"golang.org/x/sys/unix"
 
+	"github.com/insien/orchestrator/internal/platform/netns"
 	"github.com/insien/orchestrator/internal/runtimes"
 )
 
@@ -87,33 +86,26 @@ func (r *Runtime) inspectRunning(ctx context.Context, op, id string) (container.
 	return ctr, nil
 }
 
-// dialInNetns dials 127.0.0.1:port with a socket made inside the network namespace at nsPath. A
-// socket belongs to the namespace it was made in for life, so only the making needs the
-// namespace: a goroutine locked to its thread enters it, dials, and exits without unlocking,
-// which makes the runtime discard that thread instead of handing a thread in a sandbox's
-// namespace to other goroutines.
-func dialInNetns(ctx context.Context, nsPath string, port int) (net.Conn, error) {
-	type dialed struct {
-		conn net.Conn
-		err  error
-	}
-	done := make(chan dialed, 1)
-	go func() {
-		runtime.LockOSThread()
-		ns, err := os.Open(nsPath)
-		if err != nil {
-			done <- dialed{err: fmt.Errorf("open the network namespace: %w", err)}
-			return
-		}
-		defer ns.Close()
-		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
-			done <- dialed{err: fmt.Errorf("enter the network namespace: %w", err)}
-			return
-		}
+// dialInNetns dials 127.0.0.1:port with a socket made inside the network namespace at nsPath.
+func dialInNetns(ctx context.Context, nsPath string, port int) (conn net.Conn, err error) {
+	err = netns.DoPath(nsPath, func() error {
 		var d net.Dialer
-		conn, err := d.DialContext(ctx, "tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		done <- dialed{conn, err}
-	}()
-	res := <-done
-	return res.conn, res.err
+		conn, err = d.DialContext(ctx, "tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		return err
+	})
+	return conn, err
+}
+
+// NetNS opens the network namespace of a running container, for the egress policy: see
+// runtimes.NetworkNamespaces. The open file keeps the namespace, not the container, alive.
+func (r *Runtime) NetNS(ctx context.Context, id string) (*os.File, error) {
+	pid, err := r.runningPid(ctx, "open network namespace", id)
+	if err != nil {
+		return nil, err
+	}
+	ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", pid))
+	if err != nil {
+		return nil, fmt.Errorf("docker: open the network namespace of %s: %w", shortID(id), err)
+	}
+	return ns, nil
 }

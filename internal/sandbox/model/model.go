@@ -44,7 +44,28 @@ type Sandbox struct {
 	Start                  string // StartCold or StartWarm
 	PreviewGeneration      int    // preview URLs issued under an older one are revoked
 	PublicPorts            []int  // ports whose preview host opens without a token
+	Network                Network
 }
+
+// Network is a sandbox's egress policy as its owner set it (package egress enforces it).
+type Network struct {
+	Egress string   `json:"egress"`          // one of the Egress* modes
+	Allow  []string `json:"allow,omitempty"` // CIDRs, IPs and domain names (with an optional "*.")
+	Deny   []string `json:"deny,omitempty"`  // the same; a deny beats an allow
+}
+
+// Egress modes: what a sandbox may reach outside.
+const (
+	EgressNone  = "none"  // nothing: the sandbox has no route out
+	EgressAllow = "allow" // only what its allow list names (minus its deny list)
+	EgressAll   = "all"   // anything but its deny list
+)
+
+// EgressModes are every mode, the most closed first.
+var EgressModes = []string{EgressNone, EgressAllow, EgressAll}
+
+// Open reports whether the policy lets anything out.
+func (n Network) Open() bool { return n.Egress == EgressAllow || n.Egress == EgressAll }
 
 // How a sandbox started (start), so that clients and benchmarks can tell.
 const (
