@@ -16,6 +16,7 @@ import (
 	"github.com/insien/orchestrator/internal/platform/health"
 	"github.com/insien/orchestrator/internal/platform/middleware"
 	"github.com/insien/orchestrator/internal/platform/ratelimit"
+	"github.com/insien/orchestrator/internal/sandbox/egress"
 	"github.com/insien/orchestrator/internal/sandbox/envcrypt"
 	"github.com/insien/orchestrator/internal/sandbox/interact"
 	"github.com/insien/orchestrator/internal/sandbox/lifecycle"
@@ -50,6 +51,7 @@ func Options(cfg *config.Config, extra ...fx.Option) fx.Option {
 		envcrypt.Module,
 		liveconns.Module,
 		pool.Module,
+		egress.Module,
 		lifecycle.Module,
 		interact.Module,
 		ports.Module,

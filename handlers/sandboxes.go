@@ -45,6 +45,8 @@ func (h *Sandboxes) Register(r gin.IRouter) {
 	g.POST("/:id/keepalive", write, h.keepAlive)
 	g.POST("/:id/pause", write, h.pause)
 	g.POST("/:id/resume", write, h.resume)
+	g.PUT("/:id/network", write, h.setNetwork)
+	g.GET("/:id/network/blocked", read, h.blockedEgress)
 	rt, read, _ := sandboxGroup(r, h.auth, "/api/runtime")
 	rt.GET("", read, h.runtime)
 }
@@ -61,6 +63,7 @@ type createSandboxRequest struct {
 	CPU            *float64          `json:"cpu"`
 	MemoryMB       *int64            `json:"memory_mb"`
 	AutoExtend     *bool             `json:"auto_extend"`
+	Network        *model.Network    `json:"network"`
 }
 
 // sandboxResponse is a sandbox as clients see it: env names, never values.
@@ -88,6 +91,8 @@ type sandboxResponse struct {
 	Start string `json:"start"`
 	// PublicPorts open their preview host without a token.
 	PublicPorts []int `json:"public_ports"`
+	// Network is the egress policy in force.
+	Network model.Network `json:"network"`
 	// ActiveConnections is reported by GET /api/sandboxes/{id} only: counting costs a Redis call.
 	ActiveConnections *int `json:"active_connections,omitempty"`
 	// Ports is reported by GET /api/sandboxes/{id} only: reading them costs a runtime call.
@@ -98,7 +103,7 @@ func toSandboxResponse(s *model.Sandbox) sandboxResponse {
 	return sandboxResponse{ID: s.ID, Status: string(s.Status), EndReason: s.EndReason, ExitCode: s.ExitCode, Image: s.Image, Command: s.Command,
 		Metadata: s.Metadata, EnvNames: s.EnvNames, CPU: s.CPU, MemoryMB: s.MemoryMB, TimeoutSeconds: s.TimeoutSeconds,
 		CreatedAt: s.CreatedAt, StartedAt: s.StartedAt, ExpiresAt: s.ExpiresAt, EndedAt: s.EndedAt,
-		PausedAt: s.PausedAt, AutoExtend: s.AutoExtend, Start: s.Start, PublicPorts: s.PublicPorts}
+		PausedAt: s.PausedAt, AutoExtend: s.AutoExtend, Start: s.Start, PublicPorts: s.PublicPorts, Network: s.Network}
 }
 
 // listeningPort is a port something listens on inside a sandbox.
@@ -146,7 +151,7 @@ func createInput(c *gin.Context) (lifecycle.CreateInput, error) {
 	return lifecycle.CreateInput{
 		Image: req.Image, Command: req.Command, Env: req.Env, Metadata: req.Metadata,
 		TimeoutSeconds: req.TimeoutSeconds, CPU: req.CPU, MemoryMB: req.MemoryMB, AutoExtend: req.AutoExtend,
-		IdempotencyKey: c.GetHeader("Idempotency-Key"),
+		Network: req.Network, IdempotencyKey: c.GetHeader("Idempotency-Key"),
 	}, nil
 }
 
@@ -242,6 +247,43 @@ func (h *Sandboxes) setTimeout(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, toSandboxResponse(sb))
+}
+
+// setNetwork replaces a running sandbox's egress policy.
+func (h *Sandboxes) setNetwork(c *gin.Context) {
+	id, ok := sandboxID(c)
+	if !ok {
+		return
+	}
+	var req model.Network
+	if err := bindJSON(c, &req); err != nil {
+		_ = c.Error(err)
+		return
+	}
+	if req.Egress == "" {
+		_ = c.Error(apierror.Invalid("egress", "egress is required: none, allow or all"))
+		return
+	}
+	sb, err := h.sandboxes.SetNetwork(c.Request.Context(), auth.From(c).UserID, id, req)
+	if err != nil {
+		_ = c.Error(err)
+		return
+	}
+	c.JSON(http.StatusOK, toSandboxResponse(sb))
+}
+
+// blockedEgress lists what a sandbox tried to reach and was refused.
+func (h *Sandboxes) blockedEgress(c *gin.Context) {
+	id, ok := sandboxID(c)
+	if !ok {
+		return
+	}
+	blocked, err := h.sandboxes.BlockedEgress(c.Request.Context(), auth.From(c).UserID, id)
+	if err != nil {
+		_ = c.Error(err)
+		return
+	}
+	c.JSON(http.StatusOK, blocked)
 }
 
 func (h *Sandboxes) keepAlive(c *gin.Context) { h.change(c, h.sandboxes.KeepAlive) }

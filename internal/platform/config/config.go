@@ -405,7 +405,7 @@ func Default() Config {
 		Preview: Preview{Scheme: "https", DefaultURLLifetime: time.Hour, MaxURLLifetime: 24 * time.Hour,
 			ResponseHeaderTimeout: time.Minute, IdleTimeout: 5 * time.Minute},
 		Network: Network{AllowedModes: []string{"none", "allow", "all"}, Deny: []string{}, AllowPrivate: []string{}, DNSServers: []string{},
-			ProxyPort: 15001, DNSPort: 15053, DialTimeout: 10 * time.Second, SniffTimeout: 5 * time.Second,
+			ProxyPort: 15001, DNSPort: 15053, DialTimeout: 10 * time.Second, SniffTimeout: time.Second,
 			IdleTimeout: 10 * time.Minute, PolicyRefresh: time.Second},
 	}
 }

@@ -24,12 +24,13 @@ type sections struct {
 	Runtime   Runtime
 	Sandbox   Sandbox
 	Preview   Preview
+	Network   Network
 }
 
 func splitSections(c *Config) sections {
 	return sections{
 		App: c.App, HTTP: c.HTTP, Log: c.Log, Database: c.Database, Redis: c.Redis, Health: c.Health,
 		Clerk: c.Clerk, Auth: c.Auth, RateLimit: c.RateLimit, Secrets: c.Secrets, Runtime: c.Runtime,
-		Sandbox: c.Sandbox, Preview: c.Preview,
+		Sandbox: c.Sandbox, Preview: c.Preview, Network: c.Network,
 	}
 }

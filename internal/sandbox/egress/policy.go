@@ -58,7 +58,7 @@ type policy struct {
 func parseRules(field string, entries []string) (rules, error) {
 	var r rules
 	if len(entries) > MaxEntries {
-		return r, apierror.BadRequest("invalid_network", "%s has %d entries, at most %d", field, len(entries), MaxEntries)
+		return r, apierror.Invalid(field, "%s has %d entries, at most %d", field, len(entries), MaxEntries)
 	}
 	for _, entry := range entries {
 		if p, err := netip.ParsePrefix(entry); err == nil {
@@ -71,7 +71,7 @@ func parseRules(field string, entries []string) (rules, error) {
 		}
 		p, ok := parsePattern(entry)
 		if !ok {
-			return r, apierror.BadRequest("invalid_network",
+			return r, apierror.Invalid(field,
 				"%s: %q is not an IP, a CIDR or a domain name (a leading \"*.\" matches every name under one)", field, entry)
 		}
 		r.names = append(r.names, p)
@@ -105,17 +105,17 @@ func parsePattern(entry string) (pattern, bool) {
 // parsePolicy parses and checks a user's policy; allowedModes are the operator's cap.
 func parsePolicy(n model.Network, allowedModes []string) (*policy, error) {
 	if !slices.Contains(model.EgressModes, n.Egress) {
-		return nil, apierror.BadRequest("invalid_network", "network.egress must be one of %s", strings.Join(model.EgressModes, ", "))
+		return nil, apierror.Invalid("network.egress", "network.egress must be one of %s", strings.Join(model.EgressModes, ", "))
 	}
 	if !slices.Contains(allowedModes, n.Egress) {
 		return nil, apierror.Forbidden("network_mode_not_allowed",
 			"this server does not let sandboxes use egress %q (allowed: %s)", n.Egress, strings.Join(allowedModes, ", "))
 	}
 	if n.Egress == model.EgressNone && (len(n.Allow) > 0 || len(n.Deny) > 0) {
-		return nil, apierror.BadRequest("invalid_network", "network.allow and network.deny need egress allow or all; with none nothing leaves")
+		return nil, apierror.Invalid("network", "network.allow and network.deny need egress allow or all; with none nothing leaves")
 	}
 	if n.Egress == model.EgressAll && len(n.Allow) > 0 {
-		return nil, apierror.BadRequest("invalid_network", "network.allow means nothing with egress all (everything not denied is allowed); use egress allow")
+		return nil, apierror.Invalid("network.allow", "network.allow means nothing with egress all (everything not denied is allowed); use egress allow")
 	}
 	allow, err := parseRules("network.allow", n.Allow)
 	if err != nil {

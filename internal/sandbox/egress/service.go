@@ -208,7 +208,7 @@ func (s *Service) Sync(ctx context.Context, up []model.Sandbox) {
 		if a != nil {
 			continue
 		}
-		if err := s.attach(ctx, sb); err != nil && !errors.Is(err, runtimes.ErrNotRunning) {
+		if err := s.attach(ctx, sb); err != nil && !errors.Is(err, runtimes.ErrNotRunning) && !errors.Is(err, runtimes.ErrNotFound) {
 			s.log.Warn("serving a sandbox's egress", zap.Stringer("sandbox", sb.ID), zap.Error(err))
 		}
 	}

@@ -50,7 +50,8 @@ func (in CreateInput) fingerprint() []byte {
 		CPU        *string           `json:"cpu"`
 		MemoryMB   *string           `json:"memory_mb"`
 		AutoExtend *string           `json:"auto_extend"`
-	}{in.Image, command, envNames, metadata, timeout, cpu, memory, autoExtend})
+		Network    *model.Network    `json:"network,omitempty"` // absent from older fingerprints
+	}{in.Image, command, envNames, metadata, timeout, cpu, memory, autoExtend, in.Network})
 	if err != nil {
 		// Only strings, string slices and string maps are marshalled: this cannot fail.
 		panic(fmt.Sprintf("lifecycle: canonical create request: %v", err))

@@ -27,6 +27,7 @@ const (
 // destroy stops and removes the container of a row this caller moved to stopping, then records
 // the final state. If the runtime fails the row stays stopping and the reconciler retries.
 func (s *Service) destroy(ctx context.Context, sb *model.Sandbox) error {
+	s.egress.Detach(sb.ID)
 	name := model.ContainerName(sb.ID)
 	if err := s.rt.Stop(ctx, name, s.runtimeCfg.StopGrace); err != nil && !errors.Is(err, runtimes.ErrNotFound) {
 		s.log.Warn("stopping sandbox", zap.Stringer("sandbox", sb.ID), zap.Error(err))
@@ -197,6 +198,13 @@ func (s *Service) Reconcile(ctx context.Context) error {
 			s.removeEnded(ctx, id)
 		}
 	}
+	var up []model.Sandbox
+	for _, sb := range live {
+		if sb.Status.In(model.Up) {
+			up = append(up, sb)
+		}
+	}
+	s.egress.Sync(ctx, up)
 	return nil
 }
 

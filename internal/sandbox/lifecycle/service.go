@@ -26,6 +26,7 @@ import (
 	"github.com/insien/orchestrator/internal/platform/cache"
 	"github.com/insien/orchestrator/internal/platform/config"
 	"github.com/insien/orchestrator/internal/runtimes"
+	"github.com/insien/orchestrator/internal/sandbox/egress"
 	"github.com/insien/orchestrator/internal/sandbox/envcrypt"
 	"github.com/insien/orchestrator/internal/sandbox/liveconns"
 	"github.com/insien/orchestrator/internal/sandbox/model"
@@ -55,6 +56,7 @@ type Service struct {
 	rt         runtimes.Runtime
 	ports      runtimes.Ports
 	pool       *pool.Pool
+	egress     *egress.Service
 	runtimeCfg config.Runtime
 	sealer     *envcrypt.Sealer
 	rdb        *redis.Client
@@ -78,6 +80,7 @@ type Params struct {
 	Runtime       runtimes.Runtime
 	Ports         runtimes.Ports
 	Pool          *pool.Pool
+	Egress        *egress.Service
 	RuntimeConfig config.Runtime
 	Sealer        *envcrypt.Sealer
 	Redis         *redis.Client
@@ -89,7 +92,7 @@ type Params struct {
 
 // NewService builds the service; its loops run from Start to Stop.
 func NewService(p Params) (*Service, error) {
-	s := &Service{rows: p.Sandboxes, rt: p.Runtime, ports: p.Ports, pool: p.Pool, runtimeCfg: p.RuntimeConfig, sealer: p.Sealer, rdb: p.Redis,
+	s := &Service{rows: p.Sandboxes, rt: p.Runtime, ports: p.Ports, pool: p.Pool, egress: p.Egress, runtimeCfg: p.RuntimeConfig, sealer: p.Sealer, rdb: p.Redis,
 		conns: p.Conns, cfg: p.Sandbox, instance: p.App.InstanceName(), started: time.Now(), log: p.Log.Named("sandboxes")}
 	owners, err := otter.New(&otter.Options[uuid.UUID, uuid.UUID]{MaximumSize: viewCacheSize})
 	if err != nil {
@@ -129,6 +132,11 @@ func (s *Service) Create(ctx context.Context, caller Caller, in CreateInput) (sb
 	sp, err := validate(in, s.cfg)
 	if err != nil {
 		return nil, false, err
+	}
+	if in.Network != nil {
+		if sp.network, err = s.egress.Normalize(*in.Network); err != nil {
+			return nil, false, err
+		}
 	}
 	if in.IdempotencyKey != "" {
 		if existing, err := s.rows.ByIdempotencyKey(ctx, caller.UserID, in.IdempotencyKey); err == nil {
@@ -227,7 +235,10 @@ func (s *Service) newSandbox(caller Caller, in CreateInput, sp spec) *model.Sand
 		ID: uuid.New(), UserID: caller.UserID, APIKeyID: caller.APIKeyID, Image: sp.image, Command: sp.command,
 		Status: model.StatusPending, Instance: s.instance, CPU: sp.cpu, MemoryMB: sp.memoryMB,
 		Metadata: sp.metadata, EnvNames: []string{}, PublicPorts: []int{}, TimeoutSeconds: int(sp.timeout / time.Second), AutoExtend: sp.autoExtend,
-		ExpiresAt: time.Now().Add(sp.timeout), Start: model.StartCold,
+		ExpiresAt: time.Now().Add(sp.timeout), Start: model.StartCold, Network: sp.network,
+	}
+	if row.Network.Egress == "" {
+		row.Network.Egress = model.EgressNone
 	}
 	if row.Command == nil {
 		row.Command = []string{}
@@ -268,6 +279,9 @@ func (s *Service) start(ctx context.Context, row *model.Sandbox, sp spec) (*mode
 	if err == nil {
 		err = s.rt.Start(ctx, runtimeID)
 	}
+	if err == nil {
+		err = s.openEgress(ctx, row, runtimeID)
+	}
 	if err != nil {
 		return nil, s.failStart(ctx, row, err)
 	}
@@ -303,10 +317,24 @@ func (s *Service) startWarm(ctx context.Context, row *model.Sandbox, sp spec) (*
 		row.Start = model.StartCold
 		return s.start(ctx, row, sp)
 	}
+	if err == nil {
+		err = s.openEgress(ctx, row, *row.RuntimeID)
+	}
 	if err != nil {
 		return nil, s.failStart(ctx, row, err)
 	}
 	return s.markRunning(ctx, row, *row.RuntimeID)
+}
+
+// openEgress opens a starting sandbox's route out when its policy asks for one, before anyone can
+// use the sandbox: its first command already sees its network.
+func (s *Service) openEgress(ctx context.Context, row *model.Sandbox, runtimeID string) error {
+	if !row.Network.Open() {
+		return nil
+	}
+	started := *row
+	started.RuntimeID = &runtimeID
+	return s.egress.Apply(ctx, &started)
 }
 
 // openEnv returns a sandbox's env from its sealed copy (nil when it has none).

@@ -12,6 +12,7 @@ import (
 	"github.com/insien/orchestrator/internal/platform/apierror"
 	"github.com/insien/orchestrator/internal/platform/config"
 	"github.com/insien/orchestrator/internal/runtimes"
+	"github.com/insien/orchestrator/internal/sandbox/model"
 )
 
 // CreateInput is what a caller asks for; nil pointers take the configured defaults.
@@ -24,6 +25,7 @@ type CreateInput struct {
 	CPU            *float64
 	MemoryMB       *int64
 	AutoExtend     *bool
+	Network        *model.Network // nil: egress none
 	IdempotencyKey string
 }
 
@@ -37,6 +39,7 @@ type spec struct {
 	cpu        float64
 	memoryMB   int64
 	autoExtend bool
+	network    model.Network
 }
 
 const (

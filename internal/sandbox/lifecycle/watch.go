@@ -107,6 +107,7 @@ func (s *Service) recordEnd(ctx context.Context, id uuid.UUID, end ending) bool 
 
 // removeEnded removes the container of a sandbox recordEnd finished.
 func (s *Service) removeEnded(ctx context.Context, id uuid.UUID) {
+	s.egress.Detach(id)
 	ctx, cancel := context.WithTimeout(ctx, RuntimeBudget)
 	defer cancel()
 	if err := s.rt.Remove(ctx, model.ContainerName(id)); err != nil && ctx.Err() == nil {
