@@ -104,6 +104,20 @@ func TestEgressPolicy(t *testing.T) {
 		t.Errorf("lookups: a.test must resolve, c.test (not an allowed name) must not:\n%s", lookup)
 	}
 
+	// Changed while it is paused: the thawed sandbox follows the new policy.
+	if resp := u.do(t, "POST", "/api/sandboxes/"+sb.ID+"/pause", ""); resp.Status != http.StatusOK {
+		t.Fatalf("pause: %d %s", resp.Status, resp.Body)
+	}
+	if resp := u.do(t, "PUT", "/api/sandboxes/"+sb.ID+"/network", `{"egress":"allow","allow":["a.test","b.test"]}`); resp.Status != http.StatusOK {
+		t.Fatalf("PUT network while paused: %d %s", resp.Status, resp.Body)
+	}
+	if resp := u.do(t, "POST", "/api/sandboxes/"+sb.ID+"/resume", ""); resp.Status != http.StatusOK {
+		t.Fatalf("resume: %d %s", resp.Status, resp.Body)
+	}
+	if got := fetch(t, u, sb.ID, testenv.WebA, "b.test"); got != testenv.WebServerReply(testenv.WebA, "b.test") {
+		t.Errorf("b.test, allowed while paused: %q", got)
+	}
+
 	// Changed while it runs: new connections follow at once.
 	resp = u.do(t, "PUT", "/api/sandboxes/"+sb.ID+"/network", `{"egress":"all","deny":["c.test"]}`)
 	if resp.Status != http.StatusOK {

@@ -83,7 +83,8 @@ missing_packages() {
 	# CNI plugins, and openssl and curl for its certificates and readiness checks. kubectl
 	# (kubernetes-client) is optional.
 	local tool_pkg
-	for tool_pkg in etcd:etcd-server containerd:containerd runc:runc openssl:openssl curl:curl; do
+	# The egress tests' little internet: network namespaces and veth pairs made with iproute2's ip.
+	for tool_pkg in etcd:etcd-server containerd:containerd runc:runc openssl:openssl curl:curl ip:iproute2; do
 		command -v "${tool_pkg%%:*}" >/dev/null 2>&1 || missing+=("${tool_pkg#*:}")
 	done
 	if ! [[ -x /usr/lib/cni/bridge && -x /usr/lib/cni/host-local && -x /usr/lib/cni/loopback ]]; then

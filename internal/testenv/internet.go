@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -33,7 +34,13 @@ const (
 type Internet struct {
 	Uplink string // path of the uplink namespace
 	DNS    string // host:port of its DNS server
+	// UDPSink is WebA's UDP port where datagrams are counted (UDPReceived).
+	UDPSink  string
+	received atomic.Int64
 }
+
+// UDPReceived is how many datagrams reached UDPSink.
+func (i *Internet) UDPReceived() int64 { return i.received.Load() }
 
 // Zone is the test internet's DNS zone.
 var Zone = map[string]string{
@@ -98,11 +105,24 @@ func StartInternet(t testing.TB) *Internet {
 	l, _ := listen("tcp", WebA+":443")
 	serve(t, l, WebA, true)
 
+	internet := &Internet{Uplink: "/run/netns/" + uplink, DNS: DNSServer + ":53", UDPSink: WebA + ":9999"}
+	_, sink := listen("udp", internet.UDPSink)
+	t.Cleanup(func() { _ = sink.Close() })
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			if _, _, err := sink.ReadFrom(buf); err != nil {
+				return
+			}
+			internet.received.Add(1)
+		}
+	}()
+
 	_, pc := listen("udp", DNSServer+":53")
 	server := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(answerZone)}
 	go func() { _ = server.ActivateAndServe() }()
 	t.Cleanup(func() { _ = server.Shutdown() })
-	return &Internet{Uplink: "/run/netns/" + uplink, DNS: DNSServer + ":53"}
+	return internet
 }
 
 // serve answers every request with "<host> <Host header>", over TLS (a self-signed certificate

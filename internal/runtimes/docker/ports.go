@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"syscall"
 
@@ -55,7 +56,12 @@ func (r *Runtime) ListeningPorts(ctx context.Context, id string) ([]int, error) 
 
 // runningPid is the host pid of a running container's main process.
 func (r *Runtime) runningPid(ctx context.Context, op, id string) (int, error) {
-	ctr, err := r.inspectRunning(ctx, op, id)
+	return r.pidIn(ctx, op, id, runtimes.StateRunning)
+}
+
+// pidIn is the host pid of the main process of a container in one of states.
+func (r *Runtime) pidIn(ctx context.Context, op, id string, states ...runtimes.State) (int, error) {
+	ctr, err := r.inspectIn(ctx, op, id, states...)
 	if err != nil {
 		return 0, err
 	}
@@ -68,6 +74,12 @@ func (r *Runtime) runningPid(ctx context.Context, op, id string) (int, error) {
 // inspectRunning inspects a container that must be running: a *NotRunningError saying how it
 // ended (or that it is paused) when it is not.
 func (r *Runtime) inspectRunning(ctx context.Context, op, id string) (container.InspectResponse, error) {
+	return r.inspectIn(ctx, op, id, runtimes.StateRunning)
+}
+
+// inspectIn inspects a container that must be in one of states: a *NotRunningError saying where
+// it is when it is not.
+func (r *Runtime) inspectIn(ctx context.Context, op, id string, states ...runtimes.State) (container.InspectResponse, error) {
 	if id == "" {
 		return container.InspectResponse{}, emptyID(op)
 	}
@@ -79,7 +91,7 @@ func (r *Runtime) inspectRunning(ctx context.Context, op, id string) (container.
 	if ctr.State == nil || ctr.HostConfig == nil {
 		return container.InspectResponse{}, fmt.Errorf("docker: %s %s: the engine reported no state", op, shortID(id))
 	}
-	if state := mapState(ctr.State.Status); state != runtimes.StateRunning {
+	if state := mapState(ctr.State.Status); !slices.Contains(states, state) {
 		return container.InspectResponse{}, &runtimes.NotRunningError{State: state, ExitCode: ctr.State.ExitCode,
 			OOMKilled: killedByOOM(ctr.State.OOMKilled, ctr.State.ExitCode)}
 	}
@@ -96,10 +108,11 @@ func dialInNetns(ctx context.Context, nsPath string, port int) (conn net.Conn, e
 	return conn, err
 }
 
-// NetNS opens the network namespace of a running container, for the egress policy: see
-// runtimes.NetworkNamespaces. The open file keeps the namespace, not the container, alive.
+// NetNS opens the network namespace of a running or paused container, for the egress policy:
+// see runtimes.NetworkNamespaces. A frozen container keeps its namespace, and its policy may
+// change meanwhile. The open file keeps the namespace, not the container, alive.
 func (r *Runtime) NetNS(ctx context.Context, id string) (*os.File, error) {
-	pid, err := r.runningPid(ctx, "open network namespace", id)
+	pid, err := r.pidIn(ctx, "open network namespace", id, runtimes.StateRunning, runtimes.StatePaused)
 	if err != nil {
 		return nil, err
 	}

@@ -37,10 +37,11 @@ func (namespaces) NetNS(_ context.Context, id string) (*os.File, error) { return
 
 // harness is an egress service over real Postgres and Redis, leaving through the test internet.
 type harness struct {
-	svc  *egress.Service
-	rows *repositories.Sandboxes
-	user uuid.UUID
-	new  func() *egress.Service // another replica
+	internet *testenv.Internet
+	svc      *egress.Service
+	rows     *repositories.Sandboxes
+	user     uuid.UUID
+	new      func() *egress.Service // another replica
 }
 
 func newHarness(t *testing.T) *harness {
@@ -54,7 +55,7 @@ func newHarness(t *testing.T) *harness {
 	}
 	t.Cleanup(func() { _ = db.Close() })
 	rdb := testenv.OpenRedis(t, cfg.Redis.URL.Reveal())
-	h := &harness{rows: repositories.NewSandboxes(db)}
+	h := &harness{internet: internet, rows: repositories.NewSandboxes(db)}
 	if err := db.NewRaw("INSERT INTO users DEFAULT VALUES RETURNING id").Scan(context.Background(), &h.user); err != nil {
 		t.Fatal(err)
 	}
@@ -337,5 +338,39 @@ func TestEgressBlockedAttemptsAreKept(t *testing.T) {
 	}
 	if r := got.Recent[1]; r.Protocol != "tcp" || r.Destination != testenv.WebC || r.Port != 80 || r.Name != "c.test" {
 		t.Errorf("first blocked = %+v, want the connection to %s:80 as c.test", r, testenv.WebC)
+	}
+}
+
+// TestEgressCarriesOnlyTCPAndDNS: other UDP leaves no sandbox, whatever its policy.
+func TestEgressCarriesOnlyTCPAndDNS(t *testing.T) {
+	h := newHarness(t)
+	send := func(ns string) {
+		t.Helper()
+		err := netns.DoPath(ns, func() error {
+			conn, err := net.Dial("udp4", h.internet.UDPSink)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			for range 5 {
+				_, _ = conn.Write([]byte("out"))
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, syscall.ENETUNREACH) {
+			t.Fatal(err)
+		}
+	}
+	// From the uplink the datagrams arrive: the sink counts what reaches it.
+	send(h.internet.Uplink)
+	testenv.Eventually(t, "the uplink's datagrams to arrive", 2*time.Second, func() bool { return h.internet.UDPReceived() == 5 })
+
+	for _, egressMode := range []string{"none", "all"} {
+		sb := h.sandbox(t, model.Network{Egress: egressMode})
+		send(*sb.RuntimeID)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if got := h.internet.UDPReceived(); got != 5 {
+		t.Errorf("%d datagrams from sandboxes reached the sink", got-5)
 	}
 }
