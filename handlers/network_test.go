@@ -1,12 +1,15 @@
 package handlers_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/insien/orchestrator/internal/platform/config"
 	"github.com/insien/orchestrator/internal/testenv"
@@ -220,12 +223,27 @@ func TestEgressPolicy(t *testing.T) {
 }
 
 // TestEgressModesAreCappedByTheOperator: a mode the operator does not allow is refused, whatever
-// the sandbox.
+// the sandbox; on Kubernetes, where NetworkPolicies enforce addresses only, so is a domain name,
+// and an address policy becomes the sandbox Pod's own NetworkPolicy.
 func TestEgressModesAreCappedByTheOperator(t *testing.T) {
 	id := startIdentity(t, func(c *config.Config, _ *clerkstub.Server) { c.Network.AllowedModes = []string{"none", "allow"} })
 	u := newSandboxUser(t, id, "user_egress_cap")
 	resp := u.do(t, "POST", "/api/sandboxes", `{"network":{"egress":"all"}}`)
 	if resp.Status != http.StatusForbidden || errorCode(t, resp) != "network_mode_not_allowed" {
 		t.Errorf("egress all where the operator allows none and allow: %d %s", resp.Status, resp.Body)
+	}
+	if testenv.Driver() != "kubernetes" {
+		return
+	}
+	resp = u.do(t, "POST", "/api/sandboxes", `{"network":{"egress":"allow","allow":["a.test"]}}`)
+	if resp.Status != http.StatusBadRequest || !strings.Contains(resp.Body, "a.test") {
+		t.Errorf("a domain name on Kubernetes: %d %s", resp.Status, resp.Body)
+	}
+	sb := u.create(t, `{"command":["sleep","600"],"network":{"egress":"allow","allow":["203.0.113.0/24"]}}`)
+	t.Cleanup(func() { u.do(t, "DELETE", "/api/sandboxes/"+sb.ID, "") })
+	cs, _ := testenv.KubeClient(t)
+	policy, err := cs.NetworkingV1().NetworkPolicies(id.cfg.Runtime.Kubernetes.Namespace).Get(context.Background(), "insien-egress-sbx-"+sb.ID, metav1.GetOptions{})
+	if err != nil || len(policy.Spec.Egress) != 1 || policy.Spec.Egress[0].To[0].IPBlock.CIDR != "203.0.113.0/24" {
+		t.Fatalf("the sandbox's NetworkPolicy: %+v, %v", policy, err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"maps"
 	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -54,4 +55,19 @@ type NetworkNamespaces interface {
 	// NetNS opens the network namespace of the running workload id. The open file keeps the
 	// namespace (not the workload) alive until it is closed.
 	NetNS(ctx context.Context, id string) (*os.File, error)
+}
+
+// EgressRules is what a workload may reach, by address alone: each Allow prefix minus the Except
+// prefixes inside it.
+type EgressRules struct {
+	Allow  []netip.Prefix
+	Except []netip.Prefix
+}
+
+// EgressPolicies is implemented by drivers that enforce egress by address in the platform's own
+// network (Kubernetes NetworkPolicies, which the cluster's network plugin enforces).
+type EgressPolicies interface {
+	// SetEgress lets the workload id reach what rules allow, on top of its isolation; nil takes
+	// that away again.
+	SetEgress(ctx context.Context, id string, rules *EgressRules) error
 }

@@ -87,3 +87,49 @@ func (r *Runtime) egressPolicy() *netapply.NetworkPolicyApplyConfiguration {
 			WithPolicyTypes(networkingv1.PolicyTypeEgress).
 			WithEgress(netapply.NetworkPolicyEgressRule())) // one empty rule: every destination
 }
+
+// sandboxEgressPrefix names a sandbox's own egress policy (with its Pod's name).
+const sandboxEgressPrefix = "insien-egress-"
+
+// SetEgress gives one sandbox Pod its own egress policy: an ipBlock per allowed prefix, with the
+// prefixes inside it excepted (see runtimes.EgressPolicies). Owned by the Pod, so the policy goes
+// with it. Policies only add allowed traffic, so the isolation policy still denies the rest.
+func (r *Runtime) SetEgress(ctx context.Context, id string, rules *runtimes.EgressRules) error {
+	policies := r.cs.NetworkingV1().NetworkPolicies(r.opts.Namespace)
+	name := sandboxEgressPrefix + id
+	rctx, cancel := r.requestContext(ctx)
+	defer cancel()
+	if rules == nil {
+		err := r.apiErr(ctx, "delete egress policy", name, policies.Delete(rctx, name, metav1.DeleteOptions{}))
+		if errors.Is(err, runtimes.ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	pod, err := r.cs.CoreV1().Pods(r.opts.Namespace).Get(rctx, id, metav1.GetOptions{})
+	if err != nil {
+		return r.apiErr(ctx, "set egress policy: get pod", id, err)
+	}
+	selector := map[string]string{runtimes.LabelManagedBy: "true", runtimes.LabelSandboxID: pod.Labels[runtimes.LabelSandboxID]}
+	rule := netapply.NetworkPolicyEgressRule()
+	for _, allow := range rules.Allow {
+		block := netapply.IPBlock().WithCIDR(allow.String())
+		for _, except := range rules.Except {
+			if except.Bits() > allow.Bits() && allow.Contains(except.Addr()) {
+				block.WithExcept(except.String())
+			}
+		}
+		rule.WithTo(netapply.NetworkPolicyPeer().WithIPBlock(block))
+	}
+	policy := netapply.NetworkPolicy(name, r.opts.Namespace).WithLabels(selector).
+		WithOwnerReferences(metaapply.OwnerReference().WithAPIVersion("v1").WithKind("Pod").
+			WithName(pod.Name).WithUID(pod.UID)).
+		WithSpec(netapply.NetworkPolicySpec().
+			WithPodSelector(metaapply.LabelSelector().WithMatchLabels(selector)).
+			WithPolicyTypes(networkingv1.PolicyTypeEgress))
+	if len(rules.Allow) > 0 {
+		policy.Spec.WithEgress(rule)
+	}
+	_, err = policies.Apply(rctx, policy, metav1.ApplyOptions{FieldManager: fieldManager, Force: true})
+	return r.apiErr(ctx, "apply egress policy", name, err)
+}

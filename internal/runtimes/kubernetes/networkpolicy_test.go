@@ -1,14 +1,19 @@
 package kubernetes_test
 
 import (
+	"fmt"
+	"net/netip"
 	"testing"
+	"time"
 
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/insien/orchestrator/internal/runtimes"
 	"github.com/insien/orchestrator/internal/runtimes/kubernetes"
+	"github.com/insien/orchestrator/internal/testenv"
 )
 
 // TestNetworkPolicies: the first create applies the namespace's policies, following the
@@ -60,4 +65,70 @@ func checkPolicy(t *testing.T, p *networkingv1.NetworkPolicy, pod labels.Set, ty
 		t.Errorf("%s: types %v, %d ingress and %d egress rules; want %v, 0 and %d", p.Name, p.Spec.PolicyTypes,
 			len(p.Spec.Ingress), len(p.Spec.Egress), types, egress)
 	}
+}
+
+// TestSandboxEgressPolicy: a sandbox's egress rules become a NetworkPolicy of its own that selects
+// its Pod only, allows each range minus the exceptions inside it, goes away when the rules do, and
+// is owned by the Pod (deleted with it by the garbage collector). Objects, not traffic: the test
+// cluster's CNI does not enforce policies.
+func TestSandboxEgressPolicy(t *testing.T) {
+	c := newClusterTest(t)
+	r := c.runtime(kubernetes.Options{Cluster: "test"})
+	spec := c.spec()
+	id, err := r.Create(c.ctx(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := c.spec()
+	if _, err := r.Create(c.ctx(), other); err != nil {
+		t.Fatal(err)
+	}
+	policies := c.cs.NetworkingV1().NetworkPolicies(c.ns)
+	rules := &runtimes.EgressRules{
+		Allow:  []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("203.0.113.0/24")},
+		Except: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("203.0.113.128/25")},
+	}
+	if err := r.SetEgress(c.ctx(), id, rules); err != nil {
+		t.Fatal(err)
+	}
+	p, err := policies.Get(c.ctx(), "insien-egress-"+id, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkPolicy(t, p, labels.Set(c.get(spec.Name).Labels), []networkingv1.PolicyType{networkingv1.PolicyTypeEgress}, 1)
+	sel, _ := metav1.LabelSelectorAsSelector(&p.Spec.PodSelector)
+	if sel.Matches(labels.Set(c.get(other.Name).Labels)) {
+		t.Errorf("the policy of %s selects %s too", spec.Name, other.Name)
+	}
+	var blocks []string
+	for _, peer := range p.Spec.Egress[0].To {
+		blocks = append(blocks, fmt.Sprintf("%s-%v", peer.IPBlock.CIDR, peer.IPBlock.Except))
+	}
+	if want := "[0.0.0.0/0-[10.0.0.0/8 203.0.113.128/25] 203.0.113.0/24-[203.0.113.128/25]]"; fmt.Sprint(blocks) != want {
+		t.Errorf("ip blocks %v, want %s", blocks, want)
+	}
+	if len(p.OwnerReferences) != 1 || p.OwnerReferences[0].Kind != "Pod" || p.OwnerReferences[0].Name != spec.Name {
+		t.Errorf("owner references %+v, want the Pod %s", p.OwnerReferences, spec.Name)
+	}
+
+	if err := r.SetEgress(c.ctx(), id, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := policies.Get(c.ctx(), "insien-egress-"+id, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("after the rules were taken away: %v, want not found", err)
+	}
+	if err := r.SetEgress(c.ctx(), id, nil); err != nil {
+		t.Errorf("taking away rules twice: %v", err)
+	}
+
+	if err := r.SetEgress(c.ctx(), id, rules); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Remove(c.ctx(), id); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, "the garbage collector to delete the removed Pod's policy", time.Minute, func() bool {
+		_, err := policies.Get(c.ctx(), "insien-egress-"+id, metav1.GetOptions{})
+		return apierrors.IsNotFound(err)
+	})
 }

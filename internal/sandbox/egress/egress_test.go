@@ -63,7 +63,7 @@ func newHarness(t *testing.T) *harness {
 	netCfg.Namespace, netCfg.DNSServers = internet.Uplink, []string{internet.DNS}
 	netCfg.SniffTimeout = 300 * time.Millisecond
 	h.new = func() *egress.Service {
-		svc, err := egress.New(netCfg, namespaces{}, h.rows, rdb, zap.NewNop())
+		svc, err := egress.New(netCfg, namespaces{}, nil, h.rows, rdb, zap.NewNop())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -41,7 +41,8 @@ type Service struct {
 	guard    *guard
 	upstream *upstream
 	egressNS *os.File // nil: egress leaves from the orchestrator's own namespace
-	netnses  runtimes.NetworkNamespaces
+	netnses  runtimes.NetworkNamespaces // the proxy enforces policies (Docker)
+	policies runtimes.EgressPolicies    // else the platform does, by address only (Kubernetes)
 	rows     *repositories.Sandboxes
 	rdb      *redis.Client
 	log      *zap.Logger
@@ -60,18 +61,23 @@ type Params struct {
 	Log       *zap.Logger
 }
 
-// NewService builds the service for Fx. A runtime whose namespaces it cannot enter (Kubernetes)
-// leaves users egress none only.
+// NewService builds the service for Fx, enforcing through what the runtime offers.
 func NewService(p Params) (*Service, error) {
 	netnses, _ := p.Runtime.(runtimes.NetworkNamespaces)
-	return New(p.Config, netnses, p.Sandboxes, p.Redis, p.Log)
+	policies, _ := p.Runtime.(runtimes.EgressPolicies)
+	return New(p.Config, netnses, policies, p.Sandboxes, p.Redis, p.Log)
 }
 
-// New builds the service; netnses nil allows egress none only.
-func New(cfg config.Network, netnses runtimes.NetworkNamespaces, rows *repositories.Sandboxes, rdb *redis.Client, log *zap.Logger) (*Service, error) {
+// New builds the service. With netnses it enforces every policy itself; else with policies the
+// runtime enforces their addresses (names are refused); with neither only egress none is allowed.
+func New(cfg config.Network, netnses runtimes.NetworkNamespaces, policies runtimes.EgressPolicies,
+	rows *repositories.Sandboxes, rdb *redis.Client, log *zap.Logger) (*Service, error) {
 	s := &Service{cfg: cfg, modes: cfg.AllowedModes, netnses: netnses, rows: rows, rdb: rdb,
 		log: log.Named("egress"), attached: map[uuid.UUID]*attachment{}}
-	if netnses == nil {
+	switch {
+	case netnses == nil && policies != nil:
+		s.policies = policies
+	case netnses == nil:
 		s.modes = []string{model.EgressNone}
 	}
 	var ownNets []netip.Prefix
@@ -112,7 +118,17 @@ func (s *Service) dial(ctx context.Context, network, addr string) (conn net.Conn
 }
 
 // Normalize checks a policy a user asks for against what this server allows.
-func (s *Service) Normalize(n model.Network) (model.Network, error) { return Normalize(n, s.modes) }
+func (s *Service) Normalize(n model.Network) (model.Network, error) {
+	n, err := Normalize(n, s.modes)
+	if err != nil || s.policies == nil {
+		return n, err
+	}
+	pol, err := parsePolicy(n, s.modes)
+	if err != nil {
+		return model.Network{}, err
+	}
+	return n, addressesOnly(pol)
+}
 
 // Apply makes a running sandbox's namespace match its policy: a route out served by this replica
 // when it is open, none when it is not. Call it after every change of the policy, on the replica
@@ -120,6 +136,13 @@ func (s *Service) Normalize(n model.Network) (model.Network, error) { return Nor
 func (s *Service) Apply(ctx context.Context, sb *model.Sandbox) error {
 	if sb.RuntimeID == nil {
 		return nil
+	}
+	if s.policies != nil {
+		pol, err := parsePolicy(sb.Network, s.modes)
+		if err != nil {
+			pol = &policy{mode: model.EgressNone}
+		}
+		return s.policies.SetEgress(ctx, *sb.RuntimeID, s.addressRules(pol))
 	}
 	s.mu.Lock()
 	a := s.attached[sb.ID]
