@@ -44,7 +44,7 @@ type harness struct {
 	new      func() *egress.Service // another replica
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	internet := testenv.StartInternet(t)
 	cfg := testenv.Config(t)
@@ -75,7 +75,7 @@ func newHarness(t *testing.T) *harness {
 }
 
 // sandbox is a stand-in sandbox: a running row whose runtime id is the path of a fresh namespace.
-func (h *harness) sandbox(t *testing.T, network model.Network) *model.Sandbox {
+func (h *harness) sandbox(t testing.TB, network model.Network) *model.Sandbox {
 	t.Helper()
 	name := "insien-sbx-" + uuid.NewString()[:8]
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {

@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -154,13 +155,14 @@ func (a *attachment) proxy(conn *net.TCPConn) {
 	splice(conn, upstream.(*net.TCPConn), cfg.IdleTimeout)
 }
 
-// splice copies both ways until both ends have closed, passing on half-closes; a connection
-// silent both ways for idle is cut.
+// splice copies both ways until both ends have closed, passing a half-close on; a reset, a
+// failed write or idle (silent both ways) ends both.
 func splice(a, b *net.TCPConn, idle time.Duration) {
-	done := make(chan struct{}, 2)
 	var last atomicTime
 	last.touch()
-	copyHalf := func(dst, src *net.TCPConn) {
+	var wg sync.WaitGroup
+	half := func(dst, src *net.TCPConn) {
+		defer wg.Done()
 		buf := make([]byte, 32<<10)
 		for {
 			_ = src.SetReadDeadline(time.Now().Add(idle))
@@ -171,20 +173,25 @@ func splice(a, b *net.TCPConn, idle time.Duration) {
 					break
 				}
 			}
-			if err != nil {
-				var timeout net.Error
-				if errors.As(err, &timeout) && timeout.Timeout() && time.Since(last.get()) < idle {
-					continue // the other direction is busy: not idle
-				}
-				break
+			var timeout net.Error
+			switch {
+			case err == nil:
+				continue
+			case errors.As(err, &timeout) && timeout.Timeout() && time.Since(last.get()) < idle:
+				continue // the other direction is busy: not idle
+			case errors.Is(err, io.EOF):
+				_ = dst.CloseWrite()
+				return
 			}
+			break
 		}
-		_ = dst.CloseWrite()
-		done <- struct{}{}
+		_ = a.Close()
+		_ = b.Close()
 	}
-	go copyHalf(a, b)
-	copyHalf(b, a)
-	<-done
+	wg.Add(2)
+	go half(a, b)
+	go half(b, a)
+	wg.Wait()
 }
 
 // originalDst is where the sandbox dialed before its rules redirected it here.

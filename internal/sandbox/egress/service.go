@@ -40,7 +40,7 @@ type Service struct {
 	modes    []string // what users may ask for here
 	guard    *guard
 	upstream *upstream
-	egressNS *os.File // nil: egress leaves from the orchestrator's own namespace
+	egressNS *os.File                   // nil: egress leaves from the orchestrator's own namespace
 	netnses  runtimes.NetworkNamespaces // the proxy enforces policies (Docker)
 	policies runtimes.EgressPolicies    // else the platform does, by address only (Kubernetes)
 	rows     *repositories.Sandboxes
