@@ -107,6 +107,20 @@ func TestEgressPolicy(t *testing.T) {
 		t.Errorf("lookups: a.test must resolve, c.test (not an allowed name) must not:\n%s", lookup)
 	}
 
+	// The orchestrator's own ports inside the sandbox are neither listed nor reachable as the app's.
+	var listed struct {
+		Ports []struct {
+			Port int `json:"port"`
+		} `json:"ports"`
+	}
+	mustJSON(t, u.do(t, "GET", "/api/sandboxes/"+sb.ID, "").Body, &listed)
+	if len(listed.Ports) != 0 {
+		t.Errorf("the sandbox lists ports %v; nothing of its own listens", listed.Ports)
+	}
+	if resp := u.do(t, "GET", fmt.Sprintf("/api/sandboxes/%s/ports/%d/", sb.ID, cfg.Network.ProxyPort), ""); resp.Status != http.StatusBadRequest {
+		t.Errorf("the egress proxy's port through the port proxy: %d %s, want 400", resp.Status, resp.Body)
+	}
+
 	// Changed while it is paused: the thawed sandbox follows the new policy.
 	if resp := u.do(t, "POST", "/api/sandboxes/"+sb.ID+"/pause", ""); resp.Status != http.StatusOK {
 		t.Fatalf("pause: %d %s", resp.Status, resp.Body)

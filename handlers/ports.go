@@ -48,7 +48,7 @@ func (h *Ports) Register(r gin.IRouter) {
 }
 
 func (h *Ports) serve(c *gin.Context) {
-	id, port, ok := sandboxPort(c)
+	id, port, ok := h.sandboxPort(c)
 	if !ok {
 		return
 	}
@@ -78,12 +78,12 @@ func (h *Ports) serve(c *gin.Context) {
 
 // sandboxPort reads the sandbox id and the port from the path; false when either is invalid (the
 // error is recorded).
-func sandboxPort(c *gin.Context) (uuid.UUID, int, bool) {
+func (h *Ports) sandboxPort(c *gin.Context) (uuid.UUID, int, bool) {
 	id, ok := sandboxID(c)
 	if !ok {
 		return uuid.Nil, 0, false
 	}
-	port, err := ports.ParsePort(c.Param("port"))
+	port, err := h.ports.ParsePort(c.Param("port"))
 	if err != nil {
 		_ = c.Error(err)
 		return uuid.Nil, 0, false
@@ -124,7 +124,7 @@ type portSettings struct {
 
 // setPublic opens a port's preview host to requests without a token, or closes it again.
 func (h *Ports) setPublic(c *gin.Context) {
-	id, port, ok := sandboxPort(c)
+	id, port, ok := h.sandboxPort(c)
 	if !ok {
 		return
 	}

@@ -117,6 +117,9 @@ func (s *Service) dial(ctx context.Context, network, addr string) (conn net.Conn
 	return conn, err
 }
 
+// Reserved reports whether port is one the orchestrator listens on inside sandboxes.
+func (s *Service) Reserved(port int) bool { return port == s.cfg.ProxyPort || port == s.cfg.DNSPort }
+
 // Normalize checks a policy a user asks for against what this server allows.
 func (s *Service) Normalize(n model.Network) (model.Network, error) {
 	n, err := Normalize(n, s.modes)

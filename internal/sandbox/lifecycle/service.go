@@ -484,7 +484,8 @@ func (s *Service) viewShared(ctx context.Context, userID, id uuid.UUID) (view, e
 	live := Live{Connections: int(conns.Val()), Ports: []int{}}
 	if sb.Status == model.StatusRunning && sb.RuntimeID != nil {
 		if ports, err := s.ports.ListeningPorts(ctx, *sb.RuntimeID); err == nil {
-			live.Ports = ports
+			// The egress proxy listens inside an open sandbox too: not the sandbox's port.
+			live.Ports = slices.DeleteFunc(ports, s.egress.Reserved)
 		} else {
 			s.log.Debug("listing a sandbox's ports", zap.Stringer("sandbox", id), zap.Error(err))
 		}

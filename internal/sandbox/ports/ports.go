@@ -23,6 +23,7 @@ import (
 	"github.com/insien/orchestrator/internal/platform/apierror"
 	"github.com/insien/orchestrator/internal/platform/config"
 	"github.com/insien/orchestrator/internal/runtimes"
+	"github.com/insien/orchestrator/internal/sandbox/egress"
 	"github.com/insien/orchestrator/internal/sandbox/envcrypt"
 	"github.com/insien/orchestrator/internal/sandbox/lifecycle"
 	"github.com/insien/orchestrator/internal/sandbox/model"
@@ -34,6 +35,7 @@ type Service struct {
 	rt        runtimes.Ports
 	sealer    *envcrypt.Sealer
 	cfg       config.Preview
+	egress    *egress.Service // knows the orchestrator's own ports inside sandboxes
 	transport *http.Transport
 	log       *zap.Logger
 }
@@ -45,13 +47,15 @@ type Params struct {
 	Runtime   runtimes.Ports
 	Sealer    *envcrypt.Sealer
 	Preview   config.Preview
+	Egress    *egress.Service
 	Log       *zap.Logger
 }
 
 // NewService builds the service. Connections to an app are kept alive and reused per sandbox
 // and port (the transport's pool is keyed by the workload and port it dials).
 func NewService(p Params) *Service {
-	s := &Service{sandboxes: p.Sandboxes, rt: p.Runtime, sealer: p.Sealer, cfg: p.Preview, log: p.Log.Named("ports")}
+	s := &Service{sandboxes: p.Sandboxes, rt: p.Runtime, sealer: p.Sealer, cfg: p.Preview, egress: p.Egress,
+		log: p.Log.Named("ports")}
 	s.transport = &http.Transport{
 		DialContext:           s.dial,
 		ResponseHeaderTimeout: p.Preview.ResponseHeaderTimeout,
@@ -86,11 +90,15 @@ func reachable(sb *model.Sandbox) error {
 	return nil
 }
 
-// ParsePort reads a port number from a path: 1 to 65535.
-func ParsePort(raw string) (int, error) {
+// ParsePort reads a port number from a path: 1 to 65535, none of the orchestrator's own (where
+// a sandbox's egress is served: network.proxy_port, network.dns_port).
+func (s *Service) ParsePort(raw string) (int, error) {
 	port, err := strconv.Atoi(raw)
 	if err != nil || port < 1 || port > 65535 || raw != strconv.Itoa(port) {
 		return 0, apierror.Invalid("port", "port must be a number from 1 to 65535, got %q", raw)
+	}
+	if s.egress.Reserved(port) {
+		return 0, apierror.Invalid("port", "port %d is the orchestrator's own inside sandboxes (their egress); apps cannot use it", port)
 	}
 	return port, nil
 }

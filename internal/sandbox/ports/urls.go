@@ -131,7 +131,7 @@ func (s *Service) previewHost(hostport string) (int, uuid.UUID, bool) {
 		return 0, uuid.Nil, false
 	}
 	rawPort, rawID, ok := strings.Cut(label, "-")
-	port, err := ParsePort(rawPort)
+	port, err := s.ParsePort(rawPort)
 	if !ok || err != nil {
 		return 0, uuid.Nil, false
 	}
