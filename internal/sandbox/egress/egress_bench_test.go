@@ -53,4 +53,3 @@ func BenchmarkEgressRequest(b *testing.B) {
 		b.ReportMetric(float64(p)/float64(d), "egress/direct")
 	}
 }
-

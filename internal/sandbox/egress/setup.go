@@ -89,13 +89,10 @@ func openRoute(ns *os.File, proxyPort, dnsPort int) (listeners, error) {
 
 // closeRoute takes the route out away again: the sandbox is back to no network at all.
 func closeRoute(ns *os.File) error {
-	conn, err := nftables.New(nftables.WithNetNSFd(int(ns.Fd())))
+	conn, _, err := dropTable(ns)
 	if err != nil {
-		return fmt.Errorf("open nftables in the sandbox's namespace: %w", err)
+		return err
 	}
-	table := &nftables.Table{Family: nftables.TableFamilyINet, Name: tableName}
-	conn.AddTable(table)
-	conn.DelTable(table)
 	if err := conn.Flush(); err != nil {
 		return fmt.Errorf("remove the egress rules: %w", err)
 	}
@@ -129,13 +126,10 @@ func defaultRoute(lo netlink.Link) *netlink.Route {
 // Redirected packets reach the filter with a loopback destination; what is left (UDP other than
 // DNS, ICMP, IPv6 off the loopback) is dropped.
 func writeRules(ns *os.File, proxyPort, dnsPort int) error {
-	conn, err := nftables.New(nftables.WithNetNSFd(int(ns.Fd())))
+	conn, table, err := dropTable(ns)
 	if err != nil {
-		return fmt.Errorf("open nftables in the sandbox's namespace: %w", err)
+		return err
 	}
-	table := &nftables.Table{Family: nftables.TableFamilyINet, Name: tableName}
-	conn.AddTable(table)
-	conn.DelTable(table)
 	conn.AddTable(table)
 	nat := conn.AddChain(&nftables.Chain{Name: "redirect", Table: table, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest})
@@ -163,6 +157,20 @@ func writeRules(ns *os.File, proxyPort, dnsPort int) error {
 		return fmt.Errorf("write the egress rules: %w", err)
 	}
 	return nil
+}
+
+// dropTable opens nftables in the namespace ns with egress's table deleted in the pending batch
+// (added first, so that deleting one that is not there is no error): what follows in the batch
+// replaces it in the same transaction.
+func dropTable(ns *os.File) (*nftables.Conn, *nftables.Table, error) {
+	conn, err := nftables.New(nftables.WithNetNSFd(int(ns.Fd())))
+	if err != nil {
+		return nil, nil, fmt.Errorf("open nftables in the sandbox's namespace: %w", err)
+	}
+	table := &nftables.Table{Family: nftables.TableFamilyINet, Name: tableName}
+	conn.AddTable(table)
+	conn.DelTable(table)
+	return conn, table, nil
 }
 
 func cat(parts ...any) []expr.Any {
