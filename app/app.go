@@ -23,6 +23,7 @@ import (
 	"github.com/insien/orchestrator/internal/sandbox/liveconns"
 	"github.com/insien/orchestrator/internal/sandbox/pool"
 	"github.com/insien/orchestrator/internal/sandbox/ports"
+	"github.com/insien/orchestrator/internal/sandbox/volumes"
 	"github.com/insien/orchestrator/migrations"
 	"github.com/insien/orchestrator/providers"
 	"github.com/insien/orchestrator/repositories"
@@ -52,6 +53,7 @@ func Options(cfg *config.Config, extra ...fx.Option) fx.Option {
 		liveconns.Module,
 		pool.Module,
 		egress.Module,
+		volumes.Module,
 		lifecycle.Module,
 		interact.Module,
 		ports.Module,

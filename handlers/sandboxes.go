@@ -14,6 +14,7 @@ import (
 	"github.com/insien/orchestrator/internal/platform/apierror"
 	"github.com/insien/orchestrator/internal/sandbox/lifecycle"
 	"github.com/insien/orchestrator/internal/sandbox/model"
+	"github.com/insien/orchestrator/internal/sandbox/volumes"
 )
 
 // Sandboxes serves the sandbox lifecycle to API keys and Clerk sessions.
@@ -64,6 +65,7 @@ type createSandboxRequest struct {
 	MemoryMB       *int64            `json:"memory_mb"`
 	AutoExtend     *bool             `json:"auto_extend"`
 	Network        *model.Network    `json:"network"`
+	Volumes        []volumes.Request `json:"volumes"`
 }
 
 // sandboxResponse is a sandbox as clients see it: env names, never values.
@@ -93,6 +95,8 @@ type sandboxResponse struct {
 	PublicPorts []int `json:"public_ports"`
 	// Network is the egress policy in force.
 	Network model.Network `json:"network"`
+	// Volumes are the volumes it mounts.
+	Volumes []model.VolumeMount `json:"volumes"`
 	// ActiveConnections is reported by GET /api/sandboxes/{id} only: counting costs a Redis call.
 	ActiveConnections *int `json:"active_connections,omitempty"`
 	// Ports is reported by GET /api/sandboxes/{id} only: reading them costs a runtime call.
@@ -103,7 +107,7 @@ func toSandboxResponse(s *model.Sandbox) sandboxResponse {
 	return sandboxResponse{ID: s.ID, Status: string(s.Status), EndReason: s.EndReason, ExitCode: s.ExitCode, Image: s.Image, Command: s.Command,
 		Metadata: s.Metadata, EnvNames: s.EnvNames, CPU: s.CPU, MemoryMB: s.MemoryMB, TimeoutSeconds: s.TimeoutSeconds,
 		CreatedAt: s.CreatedAt, StartedAt: s.StartedAt, ExpiresAt: s.ExpiresAt, EndedAt: s.EndedAt,
-		PausedAt: s.PausedAt, AutoExtend: s.AutoExtend, Start: s.Start, PublicPorts: s.PublicPorts, Network: s.Network}
+		PausedAt: s.PausedAt, AutoExtend: s.AutoExtend, Start: s.Start, PublicPorts: s.PublicPorts, Network: s.Network, Volumes: s.Volumes}
 }
 
 // listeningPort is a port something listens on inside a sandbox.
@@ -151,7 +155,7 @@ func createInput(c *gin.Context) (lifecycle.CreateInput, error) {
 	return lifecycle.CreateInput{
 		Image: req.Image, Command: req.Command, Env: req.Env, Metadata: req.Metadata,
 		TimeoutSeconds: req.TimeoutSeconds, CPU: req.CPU, MemoryMB: req.MemoryMB, AutoExtend: req.AutoExtend,
-		Network: req.Network, IdempotencyKey: c.GetHeader("Idempotency-Key"),
+		Network: req.Network, Volumes: req.Volumes, IdempotencyKey: c.GetHeader("Idempotency-Key"),
 	}, nil
 }
 

@@ -21,35 +21,36 @@ type sandboxRow struct {
 // sandboxColumns are model.Sandbox's fields, in its order, with their columns: the two convert
 // into each other (Go ignores tags in a conversion), and the compiler keeps them in step.
 type sandboxColumns struct {
-	ID                     uuid.UUID         `bun:"id,pk,type:uuid"`
-	UserID                 uuid.UUID         `bun:"user_id,type:uuid"`
-	APIKeyID               *uuid.UUID        `bun:"api_key_id,type:uuid"`
-	IdempotencyKey         *string           `bun:"idempotency_key"`
-	IdempotencyFingerprint []byte            `bun:"idempotency_fingerprint"`
-	Image                  string            `bun:"image"`
-	Command                []string          `bun:"command,array"`
-	Status                 model.Status      `bun:"status"`
-	EndReason              *string           `bun:"end_reason"`
-	ExitCode               *int              `bun:"exit_code"`
-	RuntimeID              *string           `bun:"runtime_id"`
-	Instance               string            `bun:"instance"`
-	CPU                    float64           `bun:"cpu"`
-	MemoryMB               int64             `bun:"memory_mb"`
-	Metadata               map[string]string `bun:"metadata,type:jsonb"`
-	EnvNames               []string          `bun:"env_names,array"`
-	EnvEncrypted           []byte            `bun:"env_encrypted"`
-	TimeoutSeconds         int               `bun:"timeout_seconds"`
-	CreatedAt              time.Time         `bun:"created_at,nullzero,default:now()"`
-	UpdatedAt              time.Time         `bun:"updated_at,nullzero,default:now()"`
-	StartedAt              *time.Time        `bun:"started_at"`
-	ExpiresAt              time.Time         `bun:"expires_at"`
-	EndedAt                *time.Time        `bun:"ended_at"`
-	PausedAt               *time.Time        `bun:"paused_at"`
-	AutoExtend             bool              `bun:"auto_extend"`
-	Start                  string            `bun:"start"`
-	PreviewGeneration      int               `bun:"preview_generation"`
-	PublicPorts            []int             `bun:"public_ports,array"`
-	Network                model.Network     `bun:"network,type:jsonb"`
+	ID                     uuid.UUID           `bun:"id,pk,type:uuid"`
+	UserID                 uuid.UUID           `bun:"user_id,type:uuid"`
+	APIKeyID               *uuid.UUID          `bun:"api_key_id,type:uuid"`
+	IdempotencyKey         *string             `bun:"idempotency_key"`
+	IdempotencyFingerprint []byte              `bun:"idempotency_fingerprint"`
+	Image                  string              `bun:"image"`
+	Command                []string            `bun:"command,array"`
+	Status                 model.Status        `bun:"status"`
+	EndReason              *string             `bun:"end_reason"`
+	ExitCode               *int                `bun:"exit_code"`
+	RuntimeID              *string             `bun:"runtime_id"`
+	Instance               string              `bun:"instance"`
+	CPU                    float64             `bun:"cpu"`
+	MemoryMB               int64               `bun:"memory_mb"`
+	Metadata               map[string]string   `bun:"metadata,type:jsonb"`
+	EnvNames               []string            `bun:"env_names,array"`
+	EnvEncrypted           []byte              `bun:"env_encrypted"`
+	TimeoutSeconds         int                 `bun:"timeout_seconds"`
+	CreatedAt              time.Time           `bun:"created_at,nullzero,default:now()"`
+	UpdatedAt              time.Time           `bun:"updated_at,nullzero,default:now()"`
+	StartedAt              *time.Time          `bun:"started_at"`
+	ExpiresAt              time.Time           `bun:"expires_at"`
+	EndedAt                *time.Time          `bun:"ended_at"`
+	PausedAt               *time.Time          `bun:"paused_at"`
+	AutoExtend             bool                `bun:"auto_extend"`
+	Start                  string              `bun:"start"`
+	PreviewGeneration      int                 `bun:"preview_generation"`
+	PublicPorts            []int               `bun:"public_ports,array"`
+	Network                model.Network       `bun:"network,type:jsonb"`
+	Volumes                []model.VolumeMount `bun:"volumes,type:jsonb"`
 }
 
 func (r *sandboxRow) sandbox() *model.Sandbox {

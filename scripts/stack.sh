@@ -83,8 +83,9 @@ missing_packages() {
 	# CNI plugins, and openssl and curl for its certificates and readiness checks. kubectl
 	# (kubernetes-client) is optional.
 	local tool_pkg
-	# The egress tests' little internet: network namespaces and veth pairs made with iproute2's ip.
-	for tool_pkg in etcd:etcd-server containerd:containerd runc:runc openssl:openssl curl:curl ip:iproute2; do
+	# The egress tests' little internet: network namespaces and veth pairs made with iproute2's ip;
+	# volumes: ext4 images made with e2fsprogs' mkfs.ext4, loop mounted with util-linux's mount.
+	for tool_pkg in etcd:etcd-server containerd:containerd runc:runc openssl:openssl curl:curl ip:iproute2 mkfs.ext4:e2fsprogs mount:mount; do
 		command -v "${tool_pkg%%:*}" >/dev/null 2>&1 || missing+=("${tool_pkg#*:}")
 	done
 	if ! [[ -x /usr/lib/cni/bridge && -x /usr/lib/cni/host-local && -x /usr/lib/cni/loopback ]]; then

@@ -56,6 +56,8 @@ type Capabilities struct {
 	// asks for other limits than the workload's is ErrNotSupported, so only a pool member of the
 	// requested size can be claimed.
 	LiveResize bool `json:"-"`
+	// Volumes: Spec.Mounts are bound into the workload; false: a Spec with mounts is refused.
+	Volumes bool `json:"volumes"`
 }
 
 // Claim is what a running pool member becomes when a sandbox claims it.
@@ -117,6 +119,14 @@ type Spec struct {
 	MemoryMB  int64   // 0: the driver's default; otherwise at least MinMemoryMB
 	PidsLimit int64   // 0: the driver's default
 	WorkDir   string
+	Mounts    []Mount // host directories bound into the workload (Capabilities.Volumes)
+}
+
+// Mount binds a directory of the engine's host into a workload.
+type Mount struct {
+	Source   string // on the host
+	Target   string // in the workload, absolute
+	ReadOnly bool
 }
 
 // State is the runtime's view of a workload.

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -115,8 +117,22 @@ func Config(t testing.TB) *config.Config {
 	cfg.App.Instance = "test-instance-" + randomHex(3)
 	// A pool starts containers at once and takes capacity: the tests of pools turn it on.
 	cfg.Sandbox.WarmPool.Enabled = false
+	cfg.Volumes.Dir = volumesDir(t)
 	useDriver(t, &cfg)
 	return &cfg
+}
+
+// volumesDir is a directory for the test's volumes; whatever they left mounted is unmounted when
+// the test ends (volumes outlive the service by design), before the directory is removed.
+func volumesDir(t testing.TB) string {
+	dir := t.TempDir()
+	t.Cleanup(func() {
+		mounts, _ := filepath.Glob(filepath.Join(dir, "mounts", "*"))
+		for _, m := range mounts {
+			_ = exec.Command("umount", m).Run()
+		}
+	})
+	return dir
 }
 
 func execSQL(t testing.TB, dsn, query string) {

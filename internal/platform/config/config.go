@@ -48,6 +48,7 @@ type Config struct {
 	Sandbox   Sandbox   `mapstructure:"sandbox"`
 	Preview   Preview   `mapstructure:"preview"`
 	Network   Network   `mapstructure:"network"`
+	Volumes   Volumes   `mapstructure:"volumes"`
 }
 
 // App holds process-wide settings.
@@ -264,6 +265,17 @@ type Network struct {
 	PolicyRefresh time.Duration `mapstructure:"policy_refresh"`
 }
 
+// Volumes configures persistent volumes: an ext4 image per volume under Dir, loop mounted on the
+// engine's host (the orchestrator must run there, as root).
+type Volumes struct {
+	Dir               string `mapstructure:"dir"`
+	MinSizeMB         int    `mapstructure:"min_size_mb"`
+	MaxSizeMB         int    `mapstructure:"max_size_mb"`
+	MaxPerUser        int    `mapstructure:"max_per_user"`
+	MaxTotalMBPerUser int    `mapstructure:"max_total_mb_per_user"`
+	MaxPerSandbox     int    `mapstructure:"max_per_sandbox"`
+}
+
 // WarmPool keeps sandboxes of some images started ahead of demand, so that a create claims one
 // instead of waiting for the engine.
 type WarmPool struct {
@@ -407,6 +419,8 @@ func Default() Config {
 		Network: Network{AllowedModes: []string{"none", "allow", "all"}, Deny: []string{}, AllowPrivate: []string{}, DNSServers: []string{},
 			ProxyPort: 15001, DNSPort: 15053, DialTimeout: 10 * time.Second, SniffTimeout: time.Second,
 			IdleTimeout: 10 * time.Minute, PolicyRefresh: time.Second},
+		Volumes: Volumes{Dir: "/var/lib/insien/volumes", MinSizeMB: 16, MaxSizeMB: 10240, MaxPerUser: 10,
+			MaxTotalMBPerUser: 20480, MaxPerSandbox: 8},
 	}
 }
 
@@ -517,6 +531,11 @@ func (c *Config) Validate() error {
 		{c.Network.DialTimeout >= 100*time.Millisecond, "network.dial_timeout", "must be at least 100ms"},
 		{c.Network.SniffTimeout >= 100*time.Millisecond, "network.sniff_timeout", "must be at least 100ms"},
 		{c.Network.IdleTimeout >= time.Second, "network.idle_timeout", "must be at least 1s"},
+		{strings.HasPrefix(c.Volumes.Dir, "/"), "volumes.dir", "must be an absolute path"},
+		{c.Volumes.MinSizeMB >= 8 && c.Volumes.MinSizeMB <= c.Volumes.MaxSizeMB, "volumes.min_size_mb", "must be at least 8 (an ext4 filesystem's smallest useful size) and at most volumes.max_size_mb"},
+		{c.Volumes.MaxPerUser > 0, "volumes.max_per_user", "must be positive"},
+		{c.Volumes.MaxTotalMBPerUser >= c.Volumes.MinSizeMB, "volumes.max_total_mb_per_user", "must be at least volumes.min_size_mb"},
+		{c.Volumes.MaxPerSandbox > 0, "volumes.max_per_sandbox", "must be positive"},
 		{c.Network.PolicyRefresh >= 100*time.Millisecond && c.Network.PolicyRefresh <= time.Second, "network.policy_refresh", "must be between 100ms and 1s: a policy change must apply within a second"},
 	}
 	for _, ch := range checks {

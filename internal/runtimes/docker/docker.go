@@ -91,7 +91,7 @@ func (r *Runtime) Name() string { return "docker" }
 // Capabilities: the engine freezes a container's cgroup, so pause and resume work, and changes
 // its limits in place, so a pool member of any size can be claimed.
 func (r *Runtime) Capabilities() runtimes.Capabilities {
-	return runtimes.Capabilities{Pause: true, ExecUser: true, LogStreams: true, LiveResize: true}
+	return runtimes.Capabilities{Pause: true, ExecUser: true, LogStreams: true, LiveResize: true, Volumes: true}
 }
 
 // Ping checks that the engine answers; a failure is ErrUnavailable.

@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
 
 	"github.com/insien/orchestrator/internal/platform/config"
 	"github.com/insien/orchestrator/internal/runtimes"
@@ -144,6 +145,11 @@ func (r *Runtime) containerConfig(spec runtimes.Spec) (*container.Config, *conta
 		// tmpfs pages are charged to the sandbox's memory cgroup, so the size cannot exceed Memory.
 		opt := fmt.Sprintf("rw,exec,nosuid,nodev,size=%dm,mode=1777", r.opts.TmpfsSizeMB)
 		hc.Tmpfs = map[string]string{"/tmp": opt, workDir: opt}
+	}
+	for _, m := range spec.Mounts {
+		// rprivate: nothing mounted later on either side propagates to the other.
+		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeBind, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly,
+			BindOptions: &mount.BindOptions{Propagation: mount.PropagationRPrivate}})
 	}
 	return cfg, hc, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/insien/orchestrator/internal/platform/apierror"
 	"github.com/insien/orchestrator/internal/sandbox/model"
+	"github.com/insien/orchestrator/internal/sandbox/volumes"
 )
 
 // fingerprint is a SHA-256 of the request as the caller sent it (before defaults), in a canonical
@@ -51,7 +52,8 @@ func (in CreateInput) fingerprint() []byte {
 		MemoryMB   *string           `json:"memory_mb"`
 		AutoExtend *string           `json:"auto_extend"`
 		Network    *model.Network    `json:"network,omitempty"` // absent from older fingerprints
-	}{in.Image, command, envNames, metadata, timeout, cpu, memory, autoExtend, in.Network})
+		Volumes    []volumes.Request `json:"volumes,omitempty"`
+	}{in.Image, command, envNames, metadata, timeout, cpu, memory, autoExtend, in.Network, in.Volumes})
 	if err != nil {
 		// Only strings, string slices and string maps are marshalled: this cannot fail.
 		panic(fmt.Sprintf("lifecycle: canonical create request: %v", err))

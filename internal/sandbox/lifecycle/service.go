@@ -31,6 +31,7 @@ import (
 	"github.com/insien/orchestrator/internal/sandbox/liveconns"
 	"github.com/insien/orchestrator/internal/sandbox/model"
 	"github.com/insien/orchestrator/internal/sandbox/pool"
+	"github.com/insien/orchestrator/internal/sandbox/volumes"
 	"github.com/insien/orchestrator/repositories"
 )
 
@@ -57,6 +58,7 @@ type Service struct {
 	ports      runtimes.Ports
 	pool       *pool.Pool
 	egress     *egress.Service
+	volumes    *volumes.Service
 	runtimeCfg config.Runtime
 	sealer     *envcrypt.Sealer
 	rdb        *redis.Client
@@ -81,6 +83,7 @@ type Params struct {
 	Ports         runtimes.Ports
 	Pool          *pool.Pool
 	Egress        *egress.Service
+	Volumes       *volumes.Service
 	RuntimeConfig config.Runtime
 	Sealer        *envcrypt.Sealer
 	Redis         *redis.Client
@@ -92,7 +95,7 @@ type Params struct {
 
 // NewService builds the service; its loops run from Start to Stop.
 func NewService(p Params) (*Service, error) {
-	s := &Service{rows: p.Sandboxes, rt: p.Runtime, ports: p.Ports, pool: p.Pool, egress: p.Egress, runtimeCfg: p.RuntimeConfig, sealer: p.Sealer, rdb: p.Redis,
+	s := &Service{rows: p.Sandboxes, rt: p.Runtime, ports: p.Ports, pool: p.Pool, egress: p.Egress, volumes: p.Volumes, runtimeCfg: p.RuntimeConfig, sealer: p.Sealer, rdb: p.Redis,
 		conns: p.Conns, cfg: p.Sandbox, instance: p.App.InstanceName(), started: time.Now(), log: p.Log.Named("sandboxes")}
 	owners, err := otter.New(&otter.Options[uuid.UUID, uuid.UUID]{MaximumSize: viewCacheSize})
 	if err != nil {
@@ -138,6 +141,9 @@ func (s *Service) Create(ctx context.Context, caller Caller, in CreateInput) (sb
 			return nil, false, err
 		}
 	}
+	if err := s.volumes.Validate(in.Volumes); err != nil {
+		return nil, false, err
+	}
 	if in.IdempotencyKey != "" {
 		if existing, err := s.rows.ByIdempotencyKey(ctx, caller.UserID, in.IdempotencyKey); err == nil {
 			return s.replay(existing, in)
@@ -146,7 +152,8 @@ func (s *Service) Create(ctx context.Context, caller Caller, in CreateInput) (sb
 		}
 	}
 	sb = s.newSandbox(caller, in, sp)
-	poolable := s.pool.Serves(sb.Image, sb.Command)
+	// A pool member was started without the volumes a create may ask for: those start cold.
+	poolable := s.pool.Serves(sb.Image, sb.Command) && len(in.Volumes) == 0
 	err = s.rows.InTx(ctx, func(ctx context.Context, rows *repositories.Sandboxes) error {
 		// The user's lock first, then the instance's: every transaction takes them in this order.
 		if err := rows.LockOwner(ctx, caller.UserID); errors.Is(err, repositories.ErrNotFound) {
@@ -177,6 +184,9 @@ func (s *Service) Create(ctx context.Context, caller Caller, in CreateInput) (sb
 			if used >= s.cfg.MaxPerInstance {
 				return quotaExceeded("this server runs %d sandboxes, its maximum; retry later", used)
 			}
+		}
+		if sb.Volumes, err = s.volumes.Attach(ctx, rows, caller.UserID, in.Volumes); err != nil {
+			return err
 		}
 		if err := s.seal(sb, sp.env); err != nil {
 			return err
@@ -234,7 +244,7 @@ func (s *Service) newSandbox(caller Caller, in CreateInput, sp spec) *model.Sand
 	row := &model.Sandbox{
 		ID: uuid.New(), UserID: caller.UserID, APIKeyID: caller.APIKeyID, Image: sp.image, Command: sp.command,
 		Status: model.StatusPending, Instance: s.instance, CPU: sp.cpu, MemoryMB: sp.memoryMB,
-		Metadata: sp.metadata, EnvNames: []string{}, PublicPorts: []int{}, TimeoutSeconds: int(sp.timeout / time.Second), AutoExtend: sp.autoExtend,
+		Metadata: sp.metadata, EnvNames: []string{}, PublicPorts: []int{}, Volumes: []model.VolumeMount{}, TimeoutSeconds: int(sp.timeout / time.Second), AutoExtend: sp.autoExtend,
 		ExpiresAt: time.Now().Add(sp.timeout), Start: model.StartCold, Network: sp.network,
 	}
 	if row.Network.Egress == "" {
@@ -272,9 +282,13 @@ func (s *Service) seal(row *model.Sandbox, env map[string]string) error {
 // a reason a client may read (the runtime's own words are only logged) and no container is left.
 func (s *Service) start(ctx context.Context, row *model.Sandbox, sp spec) (*model.Sandbox, error) {
 	name := model.ContainerName(row.ID)
+	mounts, err := s.volumes.Mounts(ctx, row.Volumes)
+	if err != nil {
+		return nil, s.failStart(ctx, row, err)
+	}
 	runtimeID, err := s.rt.Create(ctx, runtimes.Spec{
 		Name: name, Image: row.Image, Command: row.Command, Env: sp.env, CPU: row.CPU, MemoryMB: row.MemoryMB,
-		PidsLimit: s.cfg.PidsLimit, Labels: s.labels(row),
+		PidsLimit: s.cfg.PidsLimit, Labels: s.labels(row), Mounts: mounts,
 	})
 	if err == nil {
 		err = s.rt.Start(ctx, runtimeID)

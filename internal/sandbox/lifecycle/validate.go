@@ -13,6 +13,7 @@ import (
 	"github.com/insien/orchestrator/internal/platform/config"
 	"github.com/insien/orchestrator/internal/runtimes"
 	"github.com/insien/orchestrator/internal/sandbox/model"
+	"github.com/insien/orchestrator/internal/sandbox/volumes"
 )
 
 // CreateInput is what a caller asks for; nil pointers take the configured defaults.
@@ -26,6 +27,7 @@ type CreateInput struct {
 	MemoryMB       *int64
 	AutoExtend     *bool
 	Network        *model.Network // nil: egress none
+	Volumes        []volumes.Request
 	IdempotencyKey string
 }
 

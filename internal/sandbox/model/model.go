@@ -45,6 +45,23 @@ type Sandbox struct {
 	PreviewGeneration      int    // preview URLs issued under an older one are revoked
 	PublicPorts            []int  // ports whose preview host opens without a token
 	Network                Network
+	Volumes                []VolumeMount
+}
+
+// VolumeMount is a volume a sandbox mounts, and where.
+type VolumeMount struct {
+	VolumeID uuid.UUID `json:"volume_id"`
+	Path     string    `json:"path"`
+	ReadOnly bool      `json:"read_only"`
+}
+
+// Volume is a user's persistent filesystem of a fixed size.
+type Volume struct {
+	ID        uuid.UUID
+	UserID    uuid.UUID
+	Name      string
+	SizeMB    int
+	CreatedAt time.Time
 }
 
 // Network is a sandbox's egress policy as its owner set it (package egress enforces it).

@@ -1,0 +1,3 @@
+ALTER TABLE sandboxes DROP COLUMN IF EXISTS volumes;
+--bun:split
+DROP TABLE IF EXISTS volumes;
