@@ -23,6 +23,7 @@ import (
 	"github.com/insien/orchestrator/internal/sandbox/liveconns"
 	"github.com/insien/orchestrator/internal/sandbox/pool"
 	"github.com/insien/orchestrator/internal/sandbox/ports"
+	"github.com/insien/orchestrator/internal/sandbox/templates"
 	"github.com/insien/orchestrator/internal/sandbox/volumes"
 	"github.com/insien/orchestrator/migrations"
 	"github.com/insien/orchestrator/providers"
@@ -54,6 +55,7 @@ func Options(cfg *config.Config, extra ...fx.Option) fx.Option {
 		pool.Module,
 		egress.Module,
 		volumes.Module,
+		templates.Module,
 		lifecycle.Module,
 		interact.Module,
 		ports.Module,

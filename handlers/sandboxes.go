@@ -66,6 +66,7 @@ type createSandboxRequest struct {
 	AutoExtend     *bool             `json:"auto_extend"`
 	Network        *model.Network    `json:"network"`
 	Volumes        []volumes.Request `json:"volumes"`
+	Template       string            `json:"template"`
 }
 
 // sandboxResponse is a sandbox as clients see it: env names, never values.
@@ -155,7 +156,7 @@ func createInput(c *gin.Context) (lifecycle.CreateInput, error) {
 	return lifecycle.CreateInput{
 		Image: req.Image, Command: req.Command, Env: req.Env, Metadata: req.Metadata,
 		TimeoutSeconds: req.TimeoutSeconds, CPU: req.CPU, MemoryMB: req.MemoryMB, AutoExtend: req.AutoExtend,
-		Network: req.Network, Volumes: req.Volumes, IdempotencyKey: c.GetHeader("Idempotency-Key"),
+		Network: req.Network, Volumes: req.Volumes, Template: req.Template, IdempotencyKey: c.GetHeader("Idempotency-Key"),
 	}, nil
 }
 

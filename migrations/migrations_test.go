@@ -65,10 +65,10 @@ func TestUpDownUp(t *testing.T) {
 		wantTables string
 		wantNames  int
 	}{
-		{"up creates the schema", func() ([]string, error) { return m.Up(ctx) }, "api_keys,pool_failures,pool_members,sandboxes,users,volumes", all},
-		{"up again does nothing", func() ([]string, error) { return m.Up(ctx) }, "api_keys,pool_failures,pool_members,sandboxes,users,volumes", 0},
+		{"up creates the schema", func() ([]string, error) { return m.Up(ctx) }, "api_keys,pool_failures,pool_members,sandboxes,templates,users,volumes", all},
+		{"up again does nothing", func() ([]string, error) { return m.Up(ctx) }, "api_keys,pool_failures,pool_members,sandboxes,templates,users,volumes", 0},
 		{"down removes it (the last group)", func() ([]string, error) { return m.Down(ctx) }, "", all},
-		{"up restores it", func() ([]string, error) { return m.Up(ctx) }, "api_keys,pool_failures,pool_members,sandboxes,users,volumes", all},
+		{"up restores it", func() ([]string, error) { return m.Up(ctx) }, "api_keys,pool_failures,pool_members,sandboxes,templates,users,volumes", all},
 	}
 	for _, step := range steps {
 		names, err := step.run()

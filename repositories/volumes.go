@@ -57,12 +57,7 @@ func (r *Volumes) List(ctx context.Context, userID uuid.UUID) ([]model.Volume, e
 // so that two sandboxes cannot both start using it.
 func (r *Volumes) Find(ctx context.Context, userID uuid.UUID, idOrName string, lock bool) (*model.Volume, error) {
 	row := new(volumeRow)
-	q := r.db.NewSelect().Model(row).Where("user_id = ?", userID)
-	if id, err := uuid.Parse(idOrName); err == nil {
-		q = q.Where("id = ?", id)
-	} else {
-		q = q.Where("name = ?", idOrName)
-	}
+	q := byIDOrName(r.db.NewSelect().Model(row).Where("user_id = ?", userID), idOrName)
 	if lock {
 		q = q.For("UPDATE")
 	}
@@ -105,4 +100,12 @@ func (r *Volumes) Delete(ctx context.Context, userID, id uuid.UUID) error {
 		return ErrNotFound
 	}
 	return nil
+}
+
+// byIDOrName selects what a user names by its id or its name (volumes, templates).
+func byIDOrName(q *bun.SelectQuery, idOrName string) *bun.SelectQuery {
+	if id, err := uuid.Parse(idOrName); err == nil {
+		return q.Where("id = ?", id)
+	}
+	return q.Where("name = ?", idOrName)
 }

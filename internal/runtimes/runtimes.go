@@ -5,6 +5,8 @@ package runtimes
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"time"
 )
 
@@ -207,4 +209,42 @@ type Runtime interface {
 	// and sends EventResync after each connection, the first included. Events may repeat:
 	// receivers must be idempotent. The receiver must keep reading; a slow one delays the rest.
 	Watch(ctx context.Context, labels map[string]string) <-chan Event
+}
+
+// BuildSpec is an image to build from a Dockerfile and the files it copies.
+type BuildSpec struct {
+	Tag        string
+	Dockerfile string
+	Files      map[string][]byte // relative paths in the build context
+	MemoryMB   int64
+	CPU        float64
+}
+
+// Image is an image the runtime built or committed.
+type Image struct {
+	ID        string
+	SizeBytes int64
+}
+
+// BuildError is a build that failed in the Dockerfile (a step's command failed, an instruction
+// was wrong), as opposed to the engine failing: Step is the step it failed at ("Step 2/3 : RUN
+// make"), Message the builder's words.
+type BuildError struct {
+	Step    string
+	Message string
+}
+
+func (e *BuildError) Error() string { return fmt.Sprintf("build failed at %q: %s", e.Step, e.Message) }
+
+// Images is implemented by drivers that build and keep images on their engine (Docker): what
+// templates and snapshots are made of.
+type Images interface {
+	// Build builds spec with no network, within its limits, writing the builder's output to log;
+	// a failure of the Dockerfile is a *BuildError.
+	Build(ctx context.Context, spec BuildSpec, log io.Writer) (Image, error)
+	// Commit makes an image tagged tag of the running workload id's filesystem, pausing it for
+	// the moment of the copy.
+	Commit(ctx context.Context, id, tag string, labels map[string]string) (Image, error)
+	// RemoveImage removes the image tagged tag; one already gone is no error.
+	RemoveImage(ctx context.Context, tag string) error
 }

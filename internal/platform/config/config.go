@@ -49,6 +49,7 @@ type Config struct {
 	Preview   Preview   `mapstructure:"preview"`
 	Network   Network   `mapstructure:"network"`
 	Volumes   Volumes   `mapstructure:"volumes"`
+	Templates Templates `mapstructure:"templates"`
 }
 
 // App holds process-wide settings.
@@ -276,6 +277,17 @@ type Volumes struct {
 	MaxPerSandbox     int    `mapstructure:"max_per_sandbox"`
 }
 
+// Templates configures users' own images, built on the engine from a Dockerfile.
+type Templates struct {
+	MaxPerUser          int           `mapstructure:"max_per_user"`
+	MaxContextBytes     int           `mapstructure:"max_context_bytes"` // the Dockerfile and its files
+	MaxLogBytes         int           `mapstructure:"max_log_bytes"`
+	BuildTimeout        time.Duration `mapstructure:"build_timeout"`
+	BuildMemoryMB       int64         `mapstructure:"build_memory_mb"`
+	BuildCPU            float64       `mapstructure:"build_cpu"`
+	MaxConcurrentBuilds int           `mapstructure:"max_concurrent_builds"` // per replica; more wait
+}
+
 // WarmPool keeps sandboxes of some images started ahead of demand, so that a create claims one
 // instead of waiting for the engine.
 type WarmPool struct {
@@ -421,6 +433,8 @@ func Default() Config {
 			IdleTimeout: 10 * time.Minute, PolicyRefresh: time.Second},
 		Volumes: Volumes{Dir: "/var/lib/insien/volumes", MinSizeMB: 16, MaxSizeMB: 10240, MaxPerUser: 10,
 			MaxTotalMBPerUser: 20480, MaxPerSandbox: 8},
+		Templates: Templates{MaxPerUser: 20, MaxContextBytes: 10 << 20, MaxLogBytes: 1 << 20, BuildTimeout: 10 * time.Minute,
+			BuildMemoryMB: 1024, BuildCPU: 1, MaxConcurrentBuilds: 2},
 	}
 }
 
@@ -536,6 +550,13 @@ func (c *Config) Validate() error {
 		{c.Volumes.MaxPerUser > 0, "volumes.max_per_user", "must be positive"},
 		{c.Volumes.MaxTotalMBPerUser >= c.Volumes.MinSizeMB, "volumes.max_total_mb_per_user", "must be at least volumes.min_size_mb"},
 		{c.Volumes.MaxPerSandbox > 0, "volumes.max_per_sandbox", "must be positive"},
+		{c.Templates.MaxPerUser > 0, "templates.max_per_user", "must be positive"},
+		{c.Templates.MaxContextBytes > 0, "templates.max_context_bytes", "must be positive"},
+		{c.Templates.MaxLogBytes > 0, "templates.max_log_bytes", "must be positive"},
+		{c.Templates.BuildTimeout >= time.Second, "templates.build_timeout", "must be at least 1s"},
+		{c.Templates.BuildMemoryMB >= runtimes.MinMemoryMB, "templates.build_memory_mb", fmt.Sprintf("must be at least %d", runtimes.MinMemoryMB)},
+		{c.Templates.BuildCPU >= runtimes.MinCPU, "templates.build_cpu", fmt.Sprintf("must be at least %g", runtimes.MinCPU)},
+		{c.Templates.MaxConcurrentBuilds > 0, "templates.max_concurrent_builds", "must be positive"},
 		{c.Network.PolicyRefresh >= 100*time.Millisecond && c.Network.PolicyRefresh <= time.Second, "network.policy_refresh", "must be between 100ms and 1s: a policy change must apply within a second"},
 	}
 	for _, ch := range checks {

@@ -26,12 +26,13 @@ type sections struct {
 	Preview   Preview
 	Network   Network
 	Volumes   Volumes
+	Templates Templates
 }
 
 func splitSections(c *Config) sections {
 	return sections{
 		App: c.App, HTTP: c.HTTP, Log: c.Log, Database: c.Database, Redis: c.Redis, Health: c.Health,
 		Clerk: c.Clerk, Auth: c.Auth, RateLimit: c.RateLimit, Secrets: c.Secrets, Runtime: c.Runtime,
-		Sandbox: c.Sandbox, Preview: c.Preview, Network: c.Network, Volumes: c.Volumes,
+		Sandbox: c.Sandbox, Preview: c.Preview, Network: c.Network, Volumes: c.Volumes, Templates: c.Templates,
 	}
 }

@@ -53,7 +53,8 @@ func (in CreateInput) fingerprint() []byte {
 		AutoExtend *string           `json:"auto_extend"`
 		Network    *model.Network    `json:"network,omitempty"` // absent from older fingerprints
 		Volumes    []volumes.Request `json:"volumes,omitempty"`
-	}{in.Image, command, envNames, metadata, timeout, cpu, memory, autoExtend, in.Network, in.Volumes})
+		Template   string            `json:"template,omitempty"`
+	}{in.Image, command, envNames, metadata, timeout, cpu, memory, autoExtend, in.Network, in.Volumes, in.Template})
 	if err != nil {
 		// Only strings, string slices and string maps are marshalled: this cannot fail.
 		panic(fmt.Sprintf("lifecycle: canonical create request: %v", err))

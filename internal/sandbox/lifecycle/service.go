@@ -31,6 +31,7 @@ import (
 	"github.com/insien/orchestrator/internal/sandbox/liveconns"
 	"github.com/insien/orchestrator/internal/sandbox/model"
 	"github.com/insien/orchestrator/internal/sandbox/pool"
+	"github.com/insien/orchestrator/internal/sandbox/templates"
 	"github.com/insien/orchestrator/internal/sandbox/volumes"
 	"github.com/insien/orchestrator/repositories"
 )
@@ -59,6 +60,7 @@ type Service struct {
 	pool       *pool.Pool
 	egress     *egress.Service
 	volumes    *volumes.Service
+	templates  *templates.Service
 	runtimeCfg config.Runtime
 	sealer     *envcrypt.Sealer
 	rdb        *redis.Client
@@ -84,6 +86,7 @@ type Params struct {
 	Pool          *pool.Pool
 	Egress        *egress.Service
 	Volumes       *volumes.Service
+	Templates     *templates.Service
 	RuntimeConfig config.Runtime
 	Sealer        *envcrypt.Sealer
 	Redis         *redis.Client
@@ -95,7 +98,7 @@ type Params struct {
 
 // NewService builds the service; its loops run from Start to Stop.
 func NewService(p Params) (*Service, error) {
-	s := &Service{rows: p.Sandboxes, rt: p.Runtime, ports: p.Ports, pool: p.Pool, egress: p.Egress, volumes: p.Volumes, runtimeCfg: p.RuntimeConfig, sealer: p.Sealer, rdb: p.Redis,
+	s := &Service{rows: p.Sandboxes, rt: p.Runtime, ports: p.Ports, pool: p.Pool, egress: p.Egress, volumes: p.Volumes, templates: p.Templates, runtimeCfg: p.RuntimeConfig, sealer: p.Sealer, rdb: p.Redis,
 		conns: p.Conns, cfg: p.Sandbox, instance: p.App.InstanceName(), started: time.Now(), log: p.Log.Named("sandboxes")}
 	owners, err := otter.New(&otter.Options[uuid.UUID, uuid.UUID]{MaximumSize: viewCacheSize})
 	if err != nil {
@@ -132,6 +135,17 @@ func (s *Service) Reaped() int64 { return s.reaped.Load() }
 // (replayed=true) and never creates a second one; the same key with a different request is
 // refused (422 idempotency_key_reused).
 func (s *Service) Create(ctx context.Context, caller Caller, in CreateInput) (sb *model.Sandbox, replayed bool, err error) {
+	if in.Template != "" {
+		if in.Image != "" {
+			return nil, false, apierror.Invalid("template", "give image or template, not both")
+		}
+		resolved := in
+		if resolved.Image, err = s.templates.Resolve(ctx, caller.UserID, in.Template); err != nil {
+			return nil, false, err
+		}
+		resolved.fromTemplate = true
+		in = resolved
+	}
 	sp, err := validate(in, s.cfg)
 	if err != nil {
 		return nil, false, err

@@ -28,7 +28,10 @@ type CreateInput struct {
 	AutoExtend     *bool
 	Network        *model.Network // nil: egress none
 	Volumes        []volumes.Request
+	Template       string // id or name of one of the caller's templates; instead of Image
 	IdempotencyKey string
+	// fromTemplate: Image is the resolved Template's, not one of sandbox.allowed_images.
+	fromTemplate bool
 }
 
 // spec is a validated CreateInput with defaults applied.
@@ -66,7 +69,7 @@ func validate(in CreateInput, cfg config.Sandbox) (spec, error) {
 	if s.image == "" {
 		s.image = cfg.DefaultImage
 	}
-	if !slices.Contains(cfg.AllowedImages, s.image) {
+	if !in.fromTemplate && !slices.Contains(cfg.AllowedImages, s.image) {
 		return spec{}, apierror.Invalid("image", "image %q is not allowed (allowed: %s)", s.image, strings.Join(cfg.AllowedImages, ", "))
 	}
 	if err := validateCommand(s.command); err != nil {

@@ -4,6 +4,7 @@
 package model
 
 import (
+	"regexp"
 	"slices"
 	"time"
 
@@ -54,6 +55,12 @@ type VolumeMount struct {
 	Path     string    `json:"path"`
 	ReadOnly bool      `json:"read_only"`
 }
+
+// NamePattern is what a user may call a volume or a template: unique among their own.
+var NamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
+
+// NameRule says NamePattern in words, for clients.
+const NameRule = "name must be 1 to 63 lower case letters, digits, '-', '_' or '.', starting with a letter or digit"
 
 // Volume is a user's persistent filesystem of a fixed size.
 type Volume struct {
@@ -181,3 +188,29 @@ func Final(endReason *string, exitCode *int) Status {
 	}
 	return StatusFailed
 }
+
+// Template is an image a user made: built from a Dockerfile, or a snapshot of a sandbox.
+type Template struct {
+	ID          uuid.UUID
+	UserID      uuid.UUID
+	Name        string
+	Source      string // TemplateFromDockerfile or TemplateFromSnapshot
+	Status      string // TemplateBuilding, TemplateReady or TemplateFailed
+	Image       string // the engine's tag
+	ContextHash string
+	Error       *string
+	FailedStep  *string
+	SizeBytes   int64
+	Instance    string
+	CreatedAt   time.Time
+	FinishedAt  *time.Time
+}
+
+// Template sources and states.
+const (
+	TemplateFromDockerfile = "dockerfile"
+	TemplateFromSnapshot   = "snapshot"
+	TemplateBuilding       = "building"
+	TemplateReady          = "ready"
+	TemplateFailed         = "failed"
+)

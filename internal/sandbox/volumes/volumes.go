@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"path"
-	"regexp"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -22,9 +21,6 @@ import (
 	"github.com/insien/orchestrator/internal/sandbox/model"
 	"github.com/insien/orchestrator/repositories"
 )
-
-// name is a volume's name: what a user calls it by, unique among their volumes.
-var name = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
 
 // systemPaths are where no volume may be mounted: the sandbox's root and the kernel's filesystems.
 var systemPaths = []string{"/", "/proc", "/sys", "/dev"}
@@ -73,8 +69,8 @@ func (s *Service) Create(ctx context.Context, userID uuid.UUID, volumeName strin
 	if err := s.unsupported(); err != nil {
 		return nil, err
 	}
-	if !name.MatchString(volumeName) {
-		return nil, apierror.Invalid("name", "name must be 1 to 63 lower case letters, digits, '-', '_' or '.', starting with a letter or digit")
+	if !model.NamePattern.MatchString(volumeName) {
+		return nil, apierror.Invalid("name", model.NameRule)
 	}
 	if sizeMB < s.cfg.MinSizeMB || sizeMB > s.cfg.MaxSizeMB {
 		return nil, apierror.Invalid("size_mb", "size_mb must be between %d and %d", s.cfg.MinSizeMB, s.cfg.MaxSizeMB)

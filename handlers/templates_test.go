@@ -1,0 +1,227 @@
+package handlers_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/insien/orchestrator/internal/platform/config"
+	"github.com/insien/orchestrator/internal/testenv"
+	"github.com/insien/orchestrator/internal/testenv/clerkstub"
+)
+
+type template struct {
+	ID         string  `json:"id"`
+	Name       string  `json:"name"`
+	Public     bool    `json:"public"`
+	Source     string  `json:"source"`
+	Status     string  `json:"status"`
+	Error      *string `json:"error"`
+	FailedStep *string `json:"failed_step"`
+	SizeBytes  int64   `json:"size_bytes"`
+}
+
+// build posts a template and follows its log to the end: the template as it ended, and the log.
+func (u sandboxUser) build(t *testing.T, name, dockerfile string, files map[string]string) (template, string) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"name": name, "dockerfile": dockerfile, "files": files})
+	resp := u.do(t, "POST", "/api/templates", string(body))
+	if resp.Status != http.StatusAccepted {
+		t.Fatalf("POST /api/templates %s: %d %s", name, resp.Status, resp.Body)
+	}
+	var tpl template
+	mustJSON(t, resp.Body, &tpl)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, evs := u.stream(t, ctx, "GET", "/api/templates/"+tpl.ID+"/logs?follow=true", "")
+	var log strings.Builder
+	for ev := range evs {
+		switch ev.name {
+		case "log":
+			var chunk struct{ Data string }
+			mustJSON(t, ev.data, &chunk)
+			log.WriteString(chunk.Data)
+		case "end":
+			mustJSON(t, ev.data, &tpl)
+			return tpl, log.String()
+		}
+	}
+	t.Fatalf("the log of %s ended without an end event:\n%s", name, log.String())
+	return tpl, ""
+}
+
+// TestTemplates: a Dockerfile builds on the engine with no network into a template that
+// sandboxes start from; its log streams while it builds and is kept; the same build again is
+// the cached result at once; a failing, endless or forbidden build fails with its reason; a
+// snapshot of a sandbox holds its files byte for byte; templates are their owner's alone.
+func TestTemplates(t *testing.T) {
+	testenv.DockerOnly(t)
+	id := startIdentity(t, func(c *config.Config, _ *clerkstub.Server) { c.Templates.BuildTimeout = 8 * time.Second })
+	u := newSandboxUser(t, id, "user_templates")
+	other := newSandboxUser(t, id, "user_templates_other")
+	image := testenv.Image(t)
+	files := map[string]string{"hello.txt": base64.StdEncoding.EncodeToString([]byte("hello from the context\n"))}
+	dockerfile := "FROM " + image + "\nCOPY hello.txt /hello.txt\n" +
+		// The build has no network: its only interface is the loopback.
+		`RUN test "$(ls /sys/class/net)" = lo && echo built > /built` + "\n"
+
+	tpl, log := u.build(t, "base", dockerfile, files)
+	if tpl.Status != "ready" || tpl.SizeBytes == 0 || !strings.Contains(log, "Step 3/3") || !strings.Contains(log, "Successfully tagged") {
+		t.Fatalf("build: %+v\n%s", tpl, log)
+	}
+	if kept := u.do(t, "GET", "/api/templates/"+tpl.ID+"/logs", ""); kept.Status != http.StatusOK || kept.Body != log {
+		t.Errorf("the kept log differs from the streamed one: %d %q", kept.Status, kept.Body)
+	}
+	sb := u.create(t, `{"template":"base","command":["sleep","600"]}`)
+	if out := u.sh(t, sb.ID, "cat /hello.txt /built"); out != "hello from the context\nbuilt\n" {
+		t.Errorf("a sandbox from the template reads %q", out)
+	}
+
+	// The same Dockerfile and files again: the cached result, ready at once.
+	body, _ := json.Marshal(map[string]any{"name": "again", "dockerfile": dockerfile, "files": files})
+	start := time.Now()
+	resp := u.do(t, "POST", "/api/templates", string(body))
+	var cached template
+	mustJSON(t, resp.Body, &cached)
+	if resp.Status != http.StatusAccepted || cached.Status != "ready" {
+		t.Errorf("an identical build: %d %s, want ready at once", resp.Status, resp.Body)
+	}
+	t.Logf("build from cache: %s", time.Since(start))
+
+	// FROM one of the caller's templates, by name.
+	child, _ := u.build(t, "child", "FROM base\nRUN cat /hello.txt > /copied\n", nil)
+	if child.Status != "ready" {
+		t.Errorf("FROM a template: %+v", child)
+	}
+
+	failing := []struct{ name, dockerfile, step, reason string }{
+		{"exits", "FROM " + image + "\nRUN echo going\nRUN exit 3\n", "RUN exit 3", "returned a non-zero code: 3"},
+		{"loops", "FROM " + image + "\nRUN sleep 600\n", "", "longer than 8s"},
+	}
+	for _, f := range failing {
+		got, log := u.build(t, f.name, f.dockerfile, nil)
+		if got.Status != "failed" || got.Error == nil || !strings.Contains(*got.Error, f.reason) ||
+			(f.step != "" && (got.FailedStep == nil || !strings.Contains(*got.FailedStep, f.step))) {
+			t.Errorf("%s: %+v (error %v, step %v)\n%s", f.name, got, derefString(got.Error), derefString(got.FailedStep), log)
+		}
+		if resp := u.do(t, "POST", "/api/sandboxes", `{"template":"`+f.name+`"}`); resp.Status != http.StatusConflict {
+			t.Errorf("a sandbox from the failed %s: %d %s", f.name, resp.Status, resp.Body)
+		}
+	}
+
+	bad := []struct{ body, field string }{
+		{`{"name":"x","dockerfile":"FROM debian:12\n"}`, "dockerfile"},
+		{`{"name":"x","dockerfile":"RUN true\n"}`, "dockerfile"},
+		{`{"name":"Bad","dockerfile":"FROM scratch\n"}`, "name"},
+		{`{"name":"x","dockerfile":"FROM scratch\n","files":{"../etc":"eA=="}}`, "files"},
+		{`{"name":"x","dockerfile":"FROM scratch\n","files":{"a":"not base64!"}}`, "files"},
+	}
+	for _, b := range bad {
+		resp := u.do(t, "POST", "/api/templates", b.body)
+		var e struct {
+			Error struct{ Field string } `json:"error"`
+		}
+		mustJSON(t, resp.Body, &e)
+		if resp.Status != http.StatusBadRequest || e.Error.Field != b.field {
+			t.Errorf("POST %s: %d %s, want 400 %s", b.body, resp.Status, resp.Body, b.field)
+		}
+	}
+	if resp := u.do(t, "POST", "/api/templates", string(body)); resp.Status != http.StatusConflict {
+		t.Errorf("a taken name: %d %s", resp.Status, resp.Body)
+	}
+
+	// A snapshot holds the sandbox's files as they were.
+	u.sh(t, sb.ID, "head -c 1048576 /dev/urandom > /data.bin && echo note > /root/note && md5sum /data.bin > /sum")
+	want := u.sh(t, sb.ID, "cat /sum")
+	start = time.Now()
+	resp = u.do(t, "POST", "/api/sandboxes/"+sb.ID+"/snapshot", `{"name":"snap"}`)
+	var snap template
+	mustJSON(t, resp.Body, &snap)
+	if resp.Status != http.StatusCreated || snap.Status != "ready" || snap.Source != "snapshot" {
+		t.Fatalf("snapshot: %d %s", resp.Status, resp.Body)
+	}
+	t.Logf("snapshot of a sandbox with 1 MiB written: %s", time.Since(start))
+	if out := u.sh(t, sb.ID, "echo still running"); out != "still running\n" {
+		t.Errorf("the snapshotted sandbox after: %q", out)
+	}
+	restored := u.create(t, `{"template":"`+snap.ID+`","command":["sleep","600"]}`)
+	t.Cleanup(func() { u.do(t, "DELETE", "/api/sandboxes/"+restored.ID, "") })
+	if got := u.sh(t, restored.ID, "md5sum /data.bin; cat /root/note"); got != want+"note\n" {
+		t.Errorf("the sandbox from the snapshot reads %q, want %q", got, want+"note\n")
+	}
+
+	var list struct {
+		Templates []template `json:"templates"`
+	}
+	mustJSON(t, u.do(t, "GET", "/api/templates", "").Body, &list)
+	names := map[string]bool{}
+	for _, tpl := range list.Templates {
+		names[fmt.Sprintf("%s/%v", tpl.Name, tpl.Public)] = true
+	}
+	for _, want := range []string{image + "/true", "base/false", "again/false", "child/false", "snap/false", "exits/false"} {
+		if !names[want] {
+			t.Errorf("the list lacks %s: %v", want, names)
+		}
+	}
+	for _, req := range []struct{ method, path, body string }{
+		{"GET", "/api/templates/" + tpl.ID, ""}, {"DELETE", "/api/templates/" + tpl.ID, ""},
+		{"POST", "/api/sandboxes", `{"template":"` + tpl.ID + `"}`},
+	} {
+		if resp := other.do(t, req.method, req.path, req.body); resp.Status != http.StatusNotFound {
+			t.Errorf("another user's %s %s: %d %s", req.method, req.path, resp.Status, resp.Body)
+		}
+	}
+
+	if resp := u.do(t, "DELETE", "/api/templates/base", ""); resp.Status != http.StatusConflict {
+		t.Errorf("delete a template a sandbox runs: %d %s", resp.Status, resp.Body)
+	}
+	u.do(t, "DELETE", "/api/sandboxes/"+sb.ID, "")
+	if resp := u.do(t, "DELETE", "/api/templates/base", ""); resp.Status != http.StatusNoContent {
+		t.Errorf("delete an unused template: %d %s", resp.Status, resp.Body)
+	}
+	// "again" shares base's image: it still starts sandboxes.
+	again := u.create(t, `{"template":"again","command":["sleep","600"]}`)
+	u.do(t, "DELETE", "/api/sandboxes/"+again.ID, "")
+}
+
+func derefString(s *string) string {
+	if s == nil {
+		return "<nil>"
+	}
+	return *s
+}
+
+// TestInterruptedBuildFails: a build cut off by the orchestrator's end (a crash, or a stop in the
+// middle) is failed when that instance starts again, never building forever, and its image is
+// gone.
+func TestInterruptedBuildFails(t *testing.T) {
+	testenv.DockerOnly(t)
+	id := startIdentity(t, nil)
+	u := newSandboxUser(t, id, "user_templates_crash")
+	resp := u.do(t, "POST", "/api/templates", `{"name":"slow","dockerfile":"FROM `+testenv.Image(t)+`\nRUN sleep 600\n"}`)
+	if resp.Status != http.StatusAccepted {
+		t.Fatalf("POST: %d %s", resp.Status, resp.Body)
+	}
+	var tpl template
+	mustJSON(t, resp.Body, &tpl)
+	eventually(t, "the build to start", 10*time.Second, func() bool {
+		return strings.Contains(u.do(t, "GET", "/api/templates/"+tpl.ID+"/logs", "").Body, "Step 2/2")
+	})
+	id.App.Stop(t)
+
+	next := startIdentityWith(t, id.cfg, id.clerk, id.secret)
+	u = sandboxUser{id: next, key: u.key}
+	mustJSON(t, u.do(t, "GET", "/api/templates/"+tpl.ID, "").Body, &tpl)
+	if tpl.Status != "failed" || tpl.Error == nil || !strings.Contains(*tpl.Error, "interrupted") {
+		t.Errorf("after a restart: %+v (%s)", tpl, derefString(tpl.Error))
+	}
+	docker := testenv.Docker(t)
+	if _, err := docker.ImageInspect(context.Background(), "insien/template:"+tpl.ID); err == nil {
+		t.Error("the interrupted build's image is still there")
+	}
+}
