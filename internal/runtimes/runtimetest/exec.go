@@ -338,6 +338,16 @@ func testExecOOMKilled(t *testing.T, e *Env) {
 	if err != nil || res.ExitCode != 137 || !res.OOMKilled {
 		t.Errorf("memory hog: %+v, %v; want 137 and OOMKilled", res, err)
 	}
+	// Right after an OOM kill the cgroup may still be at its limit for a moment, so that the
+	// engine cannot start the next process (126): wait until one starts.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		res, err = rt.Exec(e.Ctx(), id, runtimes.ExecSpec{Cmd: []string{"true"}}, nil, nil, time.Minute, 0)
+		if (err == nil && res.ExitCode == 0) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	res, err = rt.Exec(e.Ctx(), id, runtimes.ExecSpec{Cmd: []string{"sh", "-c", "kill -9 $$"}}, nil, nil, time.Minute, 0)
 	if err != nil || res.ExitCode != 137 || res.OOMKilled {
 		t.Errorf("kill -9: %+v, %v; want 137 without OOMKilled", res, err)
