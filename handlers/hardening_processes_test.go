@@ -180,6 +180,10 @@ func TestExecOOMKilledIsReported(t *testing.T) {
 	id := startIdentity(t, nil)
 	u := newSandboxUser(t, id, "user_exec_oom")
 	sb := u.create(t, `{"memory_mb":32}`)
+	// An exec is the OOM killer's first choice, the sandbox's own processes its last.
+	if got := u.sh(t, sb.ID, "cat /proc/self/oom_score_adj /proc/1/oom_score_adj"); got != "1000\n0\n" {
+		t.Errorf("oom_score_adj of an exec and of the sandbox's init: %q, want 1000 and 0", got)
+	}
 	hog := `{"cmd":["sh","-c","x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived"]}`
 	var res struct {
 		execResult

@@ -37,8 +37,11 @@ const (
 	// wrapper is run as `/bin/sh -c wrapper sh WORKDIR argv...`. It enters WORKDIR itself (when
 	// not empty) rather than through the runtime's working directory, whose failure surfaces as
 	// the OCI runtime's raw text on stdout with status 126: noWorkDirLine on the first line says
-	// it failed.
-	wrapper = `[ -z "$1" ] || cd -- "$1" 2>/dev/null || { echo '!cwd'; exit 1; }
+	// it failed. It first makes itself (and so the command) the OOM killer's first choice: an
+	// exec that runs the sandbox out of memory is what gets killed, never the sandbox's main
+	// process with it (raising one's own oom_score_adj needs no capability).
+	wrapper = `{ echo 1000 >/proc/self/oom_score_adj; } 2>/dev/null
+[ -z "$1" ] || cd -- "$1" 2>/dev/null || { echo '!cwd'; exit 1; }
 shift
 echo "$$"
 exec "$@"`
