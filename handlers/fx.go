@@ -15,6 +15,7 @@ var Module = fx.Module("handlers",
 	fx.Provide(AsRoutes(NewVolumes)),
 	fx.Provide(AsRoutes(NewTemplates)),
 	fx.Provide(fx.Annotate(UploadBodyLimit, fx.ResultTags(`group:"body_limits"`))),
+	fx.Provide(fx.Annotate(TemplateBodyLimit, fx.ResultTags(`group:"body_limits"`))),
 	fx.Provide(fx.Annotate(PortBodyLimits, fx.ResultTags(`group:"body_limits,flatten"`))),
 	fx.Invoke(mount),
 )

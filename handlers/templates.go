@@ -10,12 +10,20 @@ import (
 
 	"github.com/insien/orchestrator/internal/identity/auth"
 	"github.com/insien/orchestrator/internal/platform/apierror"
+	"github.com/insien/orchestrator/internal/platform/config"
+	"github.com/insien/orchestrator/internal/platform/middleware"
 	"github.com/insien/orchestrator/internal/sandbox/model"
 	"github.com/insien/orchestrator/internal/sandbox/templates"
 )
 
 // logPoll is how often a followed build log is read again.
 const logPoll = 300 * time.Millisecond
+
+// TemplateBodyLimit lets a template's build context through: templates.max_context_bytes, in
+// base64 within JSON at most.
+func TemplateBodyLimit(cfg config.Templates) middleware.RouteLimit {
+	return middleware.RouteLimit{Method: http.MethodPost, Path: "/api/templates", Limit: int64(cfg.MaxContextBytes)*4/3 + 64<<10}
+}
 
 // Templates serves users' templates and sandbox snapshots (the sandboxes scopes cover them).
 type Templates struct {
@@ -59,13 +67,22 @@ func toTemplateResponse(t *model.Template) templateResponse {
 		FailedStep: t.FailedStep, SizeBytes: t.SizeBytes, CreatedAt: &t.CreatedAt, FinishedAt: t.FinishedAt}
 }
 
+// create takes a JSON body (the Dockerfile and base64 files), or a tar stream (gzip-compressed
+// or not, Content-Type application/x-tar or application/gzip) with the name in ?name=.
 func (h *Templates) create(c *gin.Context) {
-	var in templates.CreateInput
-	if err := bindJSON(c, &in); err != nil {
-		_ = c.Error(err)
-		return
+	var t *model.Template
+	var err error
+	switch c.ContentType() {
+	case "application/x-tar", "application/gzip", "application/x-gzip":
+		t, err = h.templates.CreateFromTar(c.Request.Context(), auth.From(c).UserID, c.Query("name"), c.Request.Body)
+	default:
+		var in templates.CreateInput
+		if err := bindJSON(c, &in); err != nil {
+			_ = c.Error(err)
+			return
+		}
+		t, err = h.templates.Create(c.Request.Context(), auth.From(c).UserID, in)
 	}
-	t, err := h.templates.Create(c.Request.Context(), auth.From(c).UserID, in)
 	if err != nil {
 		_ = c.Error(err)
 		return

@@ -1,6 +1,9 @@
 package handlers_test
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -92,6 +95,47 @@ func TestTemplates(t *testing.T) {
 		t.Errorf("an identical build: %d %s, want ready at once", resp.Status, resp.Body)
 	}
 	t.Logf("build from cache: %s", time.Since(start))
+
+	// A tar build context (gzip-compressed here), the name in the query.
+	archive := func(entries ...*tar.Header) *bytes.Buffer {
+		var buf bytes.Buffer
+		gz := gzip.NewWriter(&buf)
+		tw := tar.NewWriter(gz)
+		for _, h := range entries {
+			content := h.Linkname
+			if h.Typeflag == tar.TypeReg {
+				h.Linkname, h.Size = "", int64(len(content))
+			}
+			_ = tw.WriteHeader(h)
+			_, _ = tw.Write([]byte(content))
+		}
+		_ = tw.Close()
+		_ = gz.Close()
+		return &buf
+	}
+	file := func(name, content string) *tar.Header {
+		return &tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Linkname: content} // Linkname carries the content
+	}
+	tarResp, raw := u.request(t, "POST", "/api/templates?name=fromtar", archive(
+		file("Dockerfile", "FROM "+image+"\nCOPY dir/data.txt /data.txt\n"), file("dir/data.txt", "from a tar\n")),
+		map[string]string{"Content-Type": "application/gzip"})
+	if tarResp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST a tar context: %d %s", tarResp.StatusCode, raw)
+	}
+	eventually(t, "the tar build to be ready", time.Minute, func() bool {
+		return strings.Contains(u.do(t, "GET", "/api/templates/fromtar", "").Body, `"ready"`)
+	})
+	fromTar := u.create(t, `{"template":"fromtar","command":["sleep","600"]}`)
+	if out := u.sh(t, fromTar.ID, "cat /data.txt"); out != "from a tar\n" {
+		t.Errorf("a sandbox from the tar-built template reads %q", out)
+	}
+	u.do(t, "DELETE", "/api/sandboxes/"+fromTar.ID, "")
+	tarResp, raw = u.request(t, "POST", "/api/templates?name=badtar", archive(
+		file("Dockerfile", "FROM "+image+"\n"), &tar.Header{Name: "link", Typeflag: tar.TypeSymlink, Linkname: "/etc/passwd"}),
+		map[string]string{"Content-Type": "application/gzip"})
+	if tarResp.StatusCode != http.StatusBadRequest || !strings.Contains(string(raw), `"context"`) {
+		t.Errorf("a tar context with a symlink: %d %s", tarResp.StatusCode, raw)
+	}
 
 	// FROM one of the caller's templates, by name.
 	child, _ := u.build(t, "child", "FROM base\nRUN cat /hello.txt > /copied\n", nil)

@@ -3,10 +3,14 @@
 package templates
 
 import (
+	"archive/tar"
+	"bufio"
+	"compress/gzip"
 	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"path"
 	"strings"
 	"sync"
@@ -84,20 +88,81 @@ type CreateInput struct {
 // Create starts building a template and returns it (building), or a ready copy at once when the
 // caller already built the same Dockerfile and files.
 func (s *Service) Create(ctx context.Context, userID uuid.UUID, in CreateInput) (*model.Template, error) {
+	files := make(map[string][]byte, len(in.Files))
+	for p, b64 := range in.Files {
+		data, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil {
+			return nil, apierror.Invalid("files", "files[%q] is not base64", p)
+		}
+		files[p] = data
+	}
+	return s.create(ctx, userID, in.Name, in.Dockerfile, files)
+}
+
+// CreateFromTar is Create from a tar stream (gzip-compressed or not) holding the Dockerfile at
+// its root and the files it copies; at most templates.max_context_bytes are read.
+func (s *Service) CreateFromTar(ctx context.Context, userID uuid.UUID, templateName string, r io.Reader) (*model.Template, error) {
+	buffered := bufio.NewReader(r)
+	if magic, _ := buffered.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		gz, err := gzip.NewReader(buffered)
+		if err != nil {
+			return nil, apierror.Invalid("context", "the build context is not a valid gzip stream")
+		}
+		r = gz
+	} else {
+		r = buffered
+	}
+	files := map[string][]byte{}
+	used := 0
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, apierror.Invalid("context", "the build context is not a valid tar stream")
+		}
+		name := strings.TrimPrefix(h.Name, "./")
+		switch h.Typeflag {
+		case tar.TypeDir:
+			continue
+		case tar.TypeReg:
+		default:
+			return nil, apierror.Invalid("context", "%q: a build context holds regular files and directories only", h.Name)
+		}
+		if used += int(h.Size); h.Size < 0 || used > s.cfg.MaxContextBytes {
+			return nil, apierror.Invalid("context", "the build context is larger than %d bytes", s.cfg.MaxContextBytes)
+		}
+		data, err := io.ReadAll(tr)
+		if err != nil {
+			return nil, apierror.Invalid("context", "the build context is not a valid tar stream")
+		}
+		files[name] = data
+	}
+	dockerfile, ok := files["Dockerfile"]
+	if !ok {
+		return nil, apierror.Invalid("context", "the build context has no Dockerfile at its root")
+	}
+	delete(files, "Dockerfile")
+	return s.create(ctx, userID, templateName, string(dockerfile), files)
+}
+
+// create checks a build and starts it (or answers it from the cache).
+func (s *Service) create(ctx context.Context, userID uuid.UUID, templateName, dockerfile string, files map[string][]byte) (*model.Template, error) {
 	if err := s.unsupported(); err != nil {
 		return nil, err
 	}
-	if !model.NamePattern.MatchString(in.Name) {
+	if !model.NamePattern.MatchString(templateName) {
 		return nil, apierror.Invalid("name", model.NameRule)
 	}
-	if in.Dockerfile == "" || len(in.Dockerfile) > s.cfg.MaxContextBytes {
+	if dockerfile == "" || len(dockerfile) > s.cfg.MaxContextBytes {
 		return nil, apierror.Invalid("dockerfile", "dockerfile is required, at most %d bytes", s.cfg.MaxContextBytes)
 	}
-	files, err := s.decodeFiles(in.Files, len(in.Dockerfile))
-	if err != nil {
+	if err := s.checkFiles(files, len(dockerfile)); err != nil {
 		return nil, err
 	}
-	dockerfile, err := rewriteFrom(in.Dockerfile, s.allowed, func(ref string) (string, error) {
+	dockerfile, err := rewriteFrom(dockerfile, s.allowed, func(ref string) (string, error) {
 		t, err := s.rows.Templates().Find(ctx, userID, ref)
 		if err != nil || t.Status != model.TemplateReady {
 			return "", apierror.Invalid("dockerfile", "FROM %q: not an allowed image (%s) nor one of your ready templates", ref, strings.Join(s.allowed, ", "))
@@ -107,7 +172,7 @@ func (s *Service) Create(ctx context.Context, userID uuid.UUID, in CreateInput) 
 	if err != nil {
 		return nil, err
 	}
-	t := &model.Template{ID: uuid.New(), UserID: userID, Name: in.Name, Source: model.TemplateFromDockerfile,
+	t := &model.Template{ID: uuid.New(), UserID: userID, Name: templateName, Source: model.TemplateFromDockerfile,
 		Status: model.TemplateBuilding, ContextHash: contextHash(dockerfile, files), Instance: s.instance}
 	t.Image = ImagePrefix + ":" + t.ID.String()
 	if cached, err := s.rows.Templates().Cached(ctx, userID, t.ContextHash); err == nil {
@@ -127,23 +192,17 @@ func (s *Service) Create(ctx context.Context, userID uuid.UUID, in CreateInput) 
 	return t, nil
 }
 
-// decodeFiles decodes the build context's files and checks their paths and total size.
-func (s *Service) decodeFiles(in map[string]string, used int) (map[string][]byte, error) {
-	files := make(map[string][]byte, len(in))
-	for p, b64 := range in {
+// checkFiles checks the build context's paths and its total size (used: the Dockerfile's).
+func (s *Service) checkFiles(files map[string][]byte, used int) error {
+	for p, data := range files {
 		if p == "" || strings.HasPrefix(p, "/") || path.Clean(p) != p || strings.HasPrefix(p, "../") || p == ".." || p == "Dockerfile" {
-			return nil, apierror.Invalid("files", "files: %q must be a clean relative path inside the context (and not Dockerfile)", p)
-		}
-		data, err := base64.StdEncoding.DecodeString(b64)
-		if err != nil {
-			return nil, apierror.Invalid("files", "files[%q] is not base64", p)
+			return apierror.Invalid("files", "files: %q must be a clean relative path inside the context (and not Dockerfile)", p)
 		}
 		if used += len(data); used > s.cfg.MaxContextBytes {
-			return nil, apierror.Invalid("files", "the build context is larger than %d bytes", s.cfg.MaxContextBytes)
+			return apierror.Invalid("files", "the build context is larger than %d bytes", s.cfg.MaxContextBytes)
 		}
-		files[p] = data
 	}
-	return files, nil
+	return nil
 }
 
 // insert records a new template within the user's quota.
