@@ -116,6 +116,14 @@ func TestWatchResyncsAfterOutage(t *testing.T) {
 	if ev := runtimetest.NextEvent(t, events, 30*time.Second); ev.Kind != runtimes.EventResync {
 		t.Fatalf("first event %+v, want a resync", ev)
 	}
+	// The watch streams once a Pod's end comes through it. Taken down before, the outage could
+	// meet the watch request itself, which client-go retries in place (from the same
+	// resourceVersion, so rightly without a resync): not the outage this test is about.
+	first := c.spec()
+	first.Command = []string{"sh", "-c", "exit 3"}
+	c.start(r, first)
+	for ev := runtimetest.NextEvent(t, events, 30*time.Second); ev.Name != first.Name; ev = runtimetest.NextEvent(t, events, 30*time.Second) {
+	}
 
 	p.down()
 	if err := viaProxy.Ping(c.ctx()); !errors.Is(err, runtimes.ErrUnavailable) {
