@@ -269,3 +269,24 @@ func TestInterruptedBuildFails(t *testing.T) {
 		t.Error("the interrupted build's image is still there")
 	}
 }
+
+// TestTemplateSizeQuota: once a user's template images take templates.max_total_mb_per_user,
+// they build and snapshot no more until they delete some.
+func TestTemplateSizeQuota(t *testing.T) {
+	testenv.DockerOnly(t)
+	id := startIdentity(t, func(c *config.Config, _ *clerkstub.Server) { c.Templates.MaxTotalMBPerUser = 1 })
+	u := newSandboxUser(t, id, "user_templates_size")
+	first, _ := u.build(t, "first", "FROM "+testenv.Image(t)+"\nRUN echo one > /one\n", nil) // the busybox image: about 2 MB
+	if first.Status != "ready" {
+		t.Fatalf("the first build: %+v", first)
+	}
+	resp := u.do(t, "POST", "/api/templates", `{"name":"second","dockerfile":"FROM `+testenv.Image(t)+`\nRUN echo two > /two\n"}`)
+	if resp.Status != http.StatusTooManyRequests || errorCode(t, resp) != "quota_exceeded" {
+		t.Errorf("a build past the size quota: %d %s", resp.Status, resp.Body)
+	}
+	u.do(t, "DELETE", "/api/templates/first", "")
+	second, _ := u.build(t, "second", "FROM "+testenv.Image(t)+"\nRUN echo two > /two\n", nil)
+	if second.Status != "ready" {
+		t.Errorf("a build after deleting: %+v", second)
+	}
+}

@@ -74,13 +74,15 @@ func (r *Templates) List(ctx context.Context, userID uuid.UUID) ([]model.Templat
 	return out, nil
 }
 
-// Count returns how many templates a user has.
-func (r *Templates) Count(ctx context.Context, userID uuid.UUID) (int, error) {
-	n, err := r.db.NewSelect().Model((*templateRow)(nil)).Where("user_id = ?", userID).Count(ctx)
+// Usage returns how many templates a user has and the size of their images (an image shared by
+// cached builds counts once).
+func (r *Templates) Usage(ctx context.Context, userID uuid.UUID) (count int, bytes int64, err error) {
+	err = r.db.NewRaw(`SELECT count(*), coalesce((SELECT sum(size) FROM (SELECT DISTINCT image, size_bytes AS size
+		FROM templates WHERE user_id = ?) AS images), 0) FROM templates WHERE user_id = ?`, userID, userID).Scan(ctx, &count, &bytes)
 	if err != nil {
-		return 0, fmt.Errorf("count templates: %w", translate(err))
+		return 0, 0, fmt.Errorf("count templates: %w", translate(err))
 	}
-	return int(n), nil
+	return count, bytes, nil
 }
 
 // Cached returns a user's ready template built from the same Dockerfile and files.

@@ -280,7 +280,8 @@ type Volumes struct {
 // Templates configures users' own images, built on the engine from a Dockerfile.
 type Templates struct {
 	MaxPerUser          int           `mapstructure:"max_per_user"`
-	MaxContextBytes     int           `mapstructure:"max_context_bytes"` // the Dockerfile and its files
+	MaxTotalMBPerUser   int64         `mapstructure:"max_total_mb_per_user"` // their images' size; a user at it builds no more
+	MaxContextBytes     int           `mapstructure:"max_context_bytes"`     // the Dockerfile and its files
 	MaxLogBytes         int           `mapstructure:"max_log_bytes"`
 	BuildTimeout        time.Duration `mapstructure:"build_timeout"`
 	BuildMemoryMB       int64         `mapstructure:"build_memory_mb"`
@@ -433,7 +434,7 @@ func Default() Config {
 			IdleTimeout: 10 * time.Minute, PolicyRefresh: time.Second},
 		Volumes: Volumes{Dir: "/var/lib/insien/volumes", MinSizeMB: 16, MaxSizeMB: 10240, MaxPerUser: 10,
 			MaxTotalMBPerUser: 20480, MaxPerSandbox: 8},
-		Templates: Templates{MaxPerUser: 20, MaxContextBytes: 10 << 20, MaxLogBytes: 1 << 20, BuildTimeout: 10 * time.Minute,
+		Templates: Templates{MaxPerUser: 20, MaxTotalMBPerUser: 10240, MaxContextBytes: 10 << 20, MaxLogBytes: 1 << 20, BuildTimeout: 10 * time.Minute,
 			BuildMemoryMB: 1024, BuildCPU: 1, MaxConcurrentBuilds: 2},
 	}
 }
@@ -551,6 +552,7 @@ func (c *Config) Validate() error {
 		{c.Volumes.MaxTotalMBPerUser >= c.Volumes.MinSizeMB, "volumes.max_total_mb_per_user", "must be at least volumes.min_size_mb"},
 		{c.Volumes.MaxPerSandbox > 0, "volumes.max_per_sandbox", "must be positive"},
 		{c.Templates.MaxPerUser > 0, "templates.max_per_user", "must be positive"},
+		{c.Templates.MaxTotalMBPerUser > 0, "templates.max_total_mb_per_user", "must be positive"},
 		{c.Templates.MaxContextBytes > 0, "templates.max_context_bytes", "must be positive"},
 		{c.Templates.MaxLogBytes > 0, "templates.max_log_bytes", "must be positive"},
 		{c.Templates.BuildTimeout >= time.Second, "templates.build_timeout", "must be at least 1s"},

@@ -213,12 +213,17 @@ func (s *Service) insert(ctx context.Context, t *model.Template) error {
 		} else if err != nil {
 			return err
 		}
-		n, err := rows.Templates().Count(ctx, t.UserID)
+		n, size, err := rows.Templates().Usage(ctx, t.UserID)
 		if err != nil {
 			return err
 		}
 		if n >= s.cfg.MaxPerUser {
 			return apierror.TooManyRequests("quota_exceeded", "you have %d templates, the maximum", n)
+		}
+		// The size of a build is known only once it is built: the limit stops the next one.
+		if size >= s.cfg.MaxTotalMBPerUser<<20 {
+			return apierror.TooManyRequests("quota_exceeded", "your templates' images take %d MB, at least the maximum %d; delete some first",
+				size>>20, s.cfg.MaxTotalMBPerUser)
 		}
 		if err := rows.Templates().Insert(ctx, t); errors.Is(err, repositories.ErrConflict) {
 			return apierror.Conflict("template_name_taken", "you already have a template named %q", t.Name)
