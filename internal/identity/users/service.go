@@ -125,7 +125,7 @@ func (s *Service) EnsureClerkUser(ctx context.Context, clerkUserID string) (*Use
 
 func checkActive(row *repositories.User) (*User, error) {
 	if row.DeletedAt != nil {
-		return nil, apierror.Unauthorized("account_deleted", "this account has been deleted")
+		return nil, apierror.AccountDeleted()
 	}
 	return fromRow(row), nil
 }

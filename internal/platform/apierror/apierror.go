@@ -68,6 +68,11 @@ func Unauthorized(code, format string, args ...any) *Error {
 	return New(http.StatusUnauthorized, code, format, args...)
 }
 
+// AccountDeleted refuses a request of a user whose account has been deleted meanwhile.
+func AccountDeleted() *Error {
+	return Unauthorized("account_deleted", "this account has been deleted")
+}
+
 // Forbidden is a 403.
 func Forbidden(code, format string, args ...any) *Error {
 	return New(http.StatusForbidden, code, format, args...)

@@ -131,11 +131,18 @@ func parsePolicy(n model.Network, allowedModes []string) (*policy, error) {
 // Normalize checks a user's policy against the operator's cap and returns it as stored: the mode
 // defaulted to none, entries lower-cased.
 func Normalize(n model.Network, allowedModes []string) (model.Network, error) {
+	n, _, err := normalize(n, allowedModes)
+	return n, err
+}
+
+// normalize is Normalize, with the policy parsed.
+func normalize(n model.Network, allowedModes []string) (model.Network, *policy, error) {
 	if n.Egress == "" {
 		n.Egress = model.EgressNone
 	}
-	if _, err := parsePolicy(n, allowedModes); err != nil {
-		return model.Network{}, err
+	pol, err := parsePolicy(n, allowedModes)
+	if err != nil {
+		return model.Network{}, nil, err
 	}
 	lower := func(entries []string) []string {
 		out := make([]string, len(entries))
@@ -144,5 +151,15 @@ func Normalize(n model.Network, allowedModes []string) (model.Network, error) {
 		}
 		return out
 	}
-	return model.Network{Egress: n.Egress, Allow: lower(n.Allow), Deny: lower(n.Deny)}, nil
+	return model.Network{Egress: n.Egress, Allow: lower(n.Allow), Deny: lower(n.Deny)}, pol, nil
+}
+
+// enforced is a stored policy as it is enforced: closed (none) when it is no longer allowed here
+// (the operator's cap changed since it was set).
+func enforced(n model.Network, allowedModes []string) *policy {
+	pol, err := parsePolicy(n, allowedModes)
+	if err != nil {
+		return &policy{mode: model.EgressNone}
+	}
+	return pol
 }

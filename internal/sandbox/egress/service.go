@@ -122,13 +122,9 @@ func (s *Service) Reserved(port int) bool { return port == s.cfg.ProxyPort || po
 
 // Normalize checks a policy a user asks for against what this server allows.
 func (s *Service) Normalize(n model.Network) (model.Network, error) {
-	n, err := Normalize(n, s.modes)
+	n, pol, err := normalize(n, s.modes)
 	if err != nil || s.policies == nil {
 		return n, err
-	}
-	pol, err := parsePolicy(n, s.modes)
-	if err != nil {
-		return model.Network{}, err
 	}
 	return n, addressesOnly(pol)
 }
@@ -141,11 +137,7 @@ func (s *Service) Apply(ctx context.Context, sb *model.Sandbox) error {
 		return nil
 	}
 	if s.policies != nil {
-		pol, err := parsePolicy(sb.Network, s.modes)
-		if err != nil {
-			pol = &policy{mode: model.EgressNone}
-		}
-		return s.policies.SetEgress(ctx, *sb.RuntimeID, s.addressRules(pol))
+		return s.policies.SetEgress(ctx, *sb.RuntimeID, s.addressRules(enforced(sb.Network, s.modes)))
 	}
 	s.mu.Lock()
 	a := s.attached[sb.ID]
@@ -155,7 +147,7 @@ func (s *Service) Apply(ctx context.Context, sb *model.Sandbox) error {
 			return nil
 		}
 		if a != nil {
-			s.detach(sb.ID)
+			s.Detach(sb.ID)
 		}
 		ns, err := s.netnses.NetNS(ctx, *sb.RuntimeID)
 		if err != nil {
@@ -202,10 +194,8 @@ func (s *Service) attach(ctx context.Context, sb *model.Sandbox) error {
 	return nil
 }
 
-// Detach stops serving a sandbox that ended (its namespace goes with it).
-func (s *Service) Detach(id uuid.UUID) { s.detach(id) }
-
-func (s *Service) detach(id uuid.UUID) {
+// Detach stops serving a sandbox (one that ended: its namespace goes with it).
+func (s *Service) Detach(id uuid.UUID) {
 	s.mu.Lock()
 	a := s.attached[id]
 	delete(s.attached, id)
@@ -247,7 +237,7 @@ func (s *Service) Sync(ctx context.Context, up []model.Sandbox) {
 	}
 	s.mu.Unlock()
 	for _, id := range gone {
-		s.detach(id)
+		s.Detach(id)
 	}
 }
 
@@ -345,10 +335,7 @@ type attachment struct {
 }
 
 func (a *attachment) setPolicy(n model.Network) {
-	pol, err := parsePolicy(n, a.svc.modes)
-	if err != nil {
-		pol = &policy{mode: model.EgressNone} // no longer allowed here: closed
-	}
+	pol := enforced(n, a.svc.modes)
 	a.mu.Lock()
 	a.current, a.loadedAt = pol, time.Now()
 	a.mu.Unlock()
@@ -371,12 +358,8 @@ func (a *attachment) policy(ctx context.Context) *policy {
 		a.svc.log.Warn("reloading a sandbox's egress policy", zap.Stringer("sandbox", a.id), zap.Error(err))
 		return a.current
 	}
-	pol, err := parsePolicy(n, a.svc.modes)
-	if err != nil {
-		pol = &policy{mode: model.EgressNone}
-	}
-	a.current, a.loadedAt = pol, time.Now()
-	return pol
+	a.current, a.loadedAt = enforced(n, a.svc.modes), time.Now()
+	return a.current
 }
 
 func (a *attachment) close() {

@@ -171,7 +171,7 @@ func (s *Service) Create(ctx context.Context, caller Caller, in CreateInput) (sb
 	err = s.rows.InTx(ctx, func(ctx context.Context, rows *repositories.Sandboxes) error {
 		// The user's lock first, then the instance's: every transaction takes them in this order.
 		if err := rows.LockOwner(ctx, caller.UserID); errors.Is(err, repositories.ErrNotFound) {
-			return apierror.Unauthorized("account_deleted", "this account has been deleted")
+			return apierror.AccountDeleted()
 		} else if err != nil {
 			return err
 		}

@@ -209,7 +209,7 @@ func (s *Service) checkFiles(files map[string][]byte, used int) error {
 func (s *Service) insert(ctx context.Context, t *model.Template) error {
 	return s.rows.InTx(ctx, func(ctx context.Context, rows *repositories.Sandboxes) error {
 		if err := rows.LockOwner(ctx, t.UserID); errors.Is(err, repositories.ErrNotFound) {
-			return apierror.Unauthorized("account_deleted", "this account has been deleted")
+			return apierror.AccountDeleted()
 		} else if err != nil {
 			return err
 		}

@@ -78,7 +78,7 @@ func (s *Service) Create(ctx context.Context, userID uuid.UUID, volumeName strin
 	v := &model.Volume{ID: uuid.New(), UserID: userID, Name: volumeName, SizeMB: sizeMB}
 	err := s.rows.InTx(ctx, func(ctx context.Context, rows *repositories.Sandboxes) error {
 		if err := rows.LockOwner(ctx, userID); errors.Is(err, repositories.ErrNotFound) {
-			return apierror.Unauthorized("account_deleted", "this account has been deleted")
+			return apierror.AccountDeleted()
 		} else if err != nil {
 			return err
 		}
