@@ -14,6 +14,7 @@ import (
 	"github.com/insien/orchestrator/internal/identity/webhooks"
 	"github.com/insien/orchestrator/internal/platform/config"
 	"github.com/insien/orchestrator/internal/platform/health"
+	"github.com/insien/orchestrator/internal/platform/metrics"
 	"github.com/insien/orchestrator/internal/platform/middleware"
 	"github.com/insien/orchestrator/internal/platform/ratelimit"
 	"github.com/insien/orchestrator/internal/sandbox/egress"
@@ -40,6 +41,7 @@ func Options(cfg *config.Config, extra ...fx.Option) fx.Option {
 		config.Module,
 		fx.WithLogger(providers.NewFxLogger),
 		health.Module,
+		metrics.Module,
 		middleware.Module,
 		providers.Module,
 		migrations.Module,

@@ -22,4 +22,5 @@ var Module = fx.Module("providers",
 	fx.Invoke(watchDB),
 	fx.Invoke(routeRedisLogs),
 	fx.Invoke(watchRedis),
+	fx.Invoke(registerPoolMetrics),
 )

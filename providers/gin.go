@@ -6,6 +6,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/insien/orchestrator/internal/platform/config"
+	"github.com/insien/orchestrator/internal/platform/metrics"
 	"github.com/insien/orchestrator/internal/platform/middleware"
 )
 
@@ -20,13 +21,14 @@ type EngineParams struct {
 	App     config.App
 	Log     *zap.Logger
 	Streams *middleware.Streams
+	Metrics *metrics.HTTP
 	Limits  []middleware.RouteLimit `group:"body_limits"`
 	// Gateways serve whole hosts that are not the API (preview hosts): they run before the API's
 	// own headers, CORS and body limit, and abort the chain for what they serve.
 	Gateways []gin.HandlerFunc `group:"gateways"`
 }
 
-// NewEngine builds the Gin engine with the edge middleware in the documented order: recovery →
+// NewEngine builds the Gin engine with the edge middleware in the documented order: metrics → recovery →
 // request id → request log → error writer → stream tracker → timeout → gateways (preview hosts)
 // → security headers → CORS → body limit.
 // Authentication and rate limiting are applied per route group by the handlers.
@@ -44,6 +46,7 @@ func NewEngine(p EngineParams) (*gin.Engine, error) {
 		return nil, &config.Error{Key: "http.trusted_proxies", Reason: err.Error()}
 	}
 	engine.Use(
+		p.Metrics.Middleware(), // first: it records the status recovery writes for a panic
 		middleware.Recovery(log),
 		middleware.RequestIDs(),
 		middleware.RequestLog(log.Named("http"), ProbePaths...),

@@ -4,6 +4,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
@@ -22,6 +23,7 @@ type RuntimeParams struct {
 	Runtime   config.Runtime
 	Sandbox   config.Sandbox
 	Log       *zap.Logger
+	Metrics   prometheus.Registerer
 }
 
 // Driver is what a sandbox runtime driver implements: the lifecycle and working inside.
@@ -31,7 +33,8 @@ type Driver interface {
 	runtimes.Ports
 }
 
-// NewRuntime builds the driver that runtime.driver names and releases it on stop.
+// NewRuntime builds the driver that runtime.driver names, its calls metered, and releases it on
+// stop.
 func NewRuntime(p RuntimeParams) (Driver, error) {
 	var (
 		rt  Driver
@@ -60,7 +63,7 @@ func NewRuntime(p RuntimeParams) (Driver, error) {
 	if c, ok := rt.(io.Closer); ok {
 		p.Lifecycle.Append(fx.StopHook(c.Close))
 	}
-	return rt, nil
+	return newMeteredDriver(rt, p.Metrics), nil
 }
 
 func kubernetesOptions(cfg config.Runtime, sb config.Sandbox) kubernetes.Options {

@@ -133,6 +133,25 @@ func (r *Sandboxes) CountLive(ctx context.Context, userID uuid.UUID) (int, error
 	return int(n), nil
 }
 
+// CountLiveByStatus counts every user's live sandboxes by status (the partial index on live rows
+// serves it; ended ones are history and are not counted).
+func (r *Sandboxes) CountLiveByStatus(ctx context.Context) (map[model.Status]int, error) {
+	var rows []struct {
+		Status model.Status
+		N      int
+	}
+	err := r.db.NewSelect().Model((*sandboxRow)(nil)).Column("status").ColumnExpr("count(*) AS n").
+		Where("status IN (?)", bun.In(model.Live)).Group("status").Scan(ctx, &rows)
+	if err != nil {
+		return nil, fmt.Errorf("count live sandboxes by status: %w", translate(err))
+	}
+	counts := make(map[model.Status]int, len(model.Live))
+	for _, row := range rows {
+		counts[row.Status] = row.N
+	}
+	return counts, nil
+}
+
 // ListFilter selects and pages a user's sandboxes.
 type ListFilter struct {
 	UserID   uuid.UUID

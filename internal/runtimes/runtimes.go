@@ -211,6 +211,30 @@ type Runtime interface {
 	Watch(ctx context.Context, labels map[string]string) <-chan Event
 }
 
+// Wrapper is a Runtime that adds to another one (metrics around every call, say); Unwrap returns
+// the one it wraps.
+type Wrapper interface {
+	Unwrap() Runtime
+}
+
+// As finds the first runtime in rt's chain of Wrappers that implements T, an optional interface
+// of a driver (Images, NetworkNamespaces, ...), as errors.As does for errors: a wrapper needs not
+// forward every optional interface for the services that ask for one to find it.
+func As[T any](rt Runtime) (T, bool) {
+	for rt != nil {
+		if t, ok := rt.(T); ok {
+			return t, true
+		}
+		w, ok := rt.(Wrapper)
+		if !ok {
+			break
+		}
+		rt = w.Unwrap()
+	}
+	var zero T
+	return zero, false
+}
+
 // BuildSpec is an image to build from a Dockerfile and the files it copies.
 type BuildSpec struct {
 	Tag        string

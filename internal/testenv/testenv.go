@@ -106,6 +106,7 @@ func Config(t testing.TB) *config.Config {
 	cfg.HTTP.Port = 0
 	cfg.HTTP.Host = "127.0.0.1"
 	cfg.HTTP.DrainDelay = 0
+	cfg.Metrics.Addr = "127.0.0.1:0" // tests run many services at once
 	cfg.Log.Level = "warn"
 	cfg.Health.RetryInterval = 200 * time.Millisecond
 	cfg.Health.CheckTimeout = time.Second

@@ -4,6 +4,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"regexp"
@@ -50,6 +51,7 @@ type Config struct {
 	Network   Network   `mapstructure:"network"`
 	Volumes   Volumes   `mapstructure:"volumes"`
 	Templates Templates `mapstructure:"templates"`
+	Metrics   Metrics   `mapstructure:"metrics"`
 }
 
 // App holds process-wide settings.
@@ -277,6 +279,13 @@ type Volumes struct {
 	MaxPerSandbox     int    `mapstructure:"max_per_sandbox"`
 }
 
+// Metrics configures the Prometheus listener. It is a listener of its own so that the public
+// port never serves the metrics: only what can reach this address (a scraper inside the cluster)
+// reads them.
+type Metrics struct {
+	Addr string `mapstructure:"addr"` // host:port; empty: no metrics listener
+}
+
 // Templates configures users' own images, built on the engine from a Dockerfile.
 type Templates struct {
 	MaxPerUser          int           `mapstructure:"max_per_user"`
@@ -436,7 +445,21 @@ func Default() Config {
 			MaxTotalMBPerUser: 20480, MaxPerSandbox: 8},
 		Templates: Templates{MaxPerUser: 20, MaxTotalMBPerUser: 10240, MaxContextBytes: 10 << 20, MaxLogBytes: 1 << 20, BuildTimeout: 10 * time.Minute,
 			BuildMemoryMB: 1024, BuildCPU: 1, MaxConcurrentBuilds: 2},
+		Metrics: Metrics{Addr: ":9090"},
 	}
+}
+
+// validListenAddr: empty, or host:port with a port number (0: any free port).
+func validListenAddr(addr string) bool {
+	if addr == "" {
+		return true
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 0 && n <= 65535
 }
 
 // validDomain: empty, or dot-separated labels of letters, digits and hyphens.
@@ -491,6 +514,7 @@ func (c *Config) Validate() error {
 		{validURL(string(c.Redis.URL), "redis", "rediss", "unix"), "redis.url", "must be a redis:// URL"},
 		{c.Redis.PoolSize > 0, "redis.pool_size", "must be positive"},
 		{c.Health.CheckTimeout > 0, "health.check_timeout", "must be positive"},
+		{validListenAddr(c.Metrics.Addr), "metrics.addr", "must be host:port (e.g. :9090), or empty to serve no metrics"},
 		{c.Health.RetryInterval > 0, "health.retry_interval", "must be positive"},
 		{validURL(c.Clerk.APIURL, "http", "https"), "clerk.api_url", "must be an http(s) URL"},
 		{c.Clerk.Leeway >= 0, "clerk.leeway", "must not be negative"},

@@ -173,6 +173,7 @@ func TestInvalidConfigNamesTheKey(t *testing.T) {
 		{"unknown pull policy", "runtime:\n  kubernetes:\n    image_pull_policy: Sometimes\n", nil, "runtime.kubernetes.image_pull_policy"},
 		{"toleration operator", "runtime:\n  kubernetes:\n    tolerations: [{key: a, operator: Maybe}]\n", nil, "runtime.kubernetes.tolerations"},
 		{"toleration effect", "runtime:\n  kubernetes:\n    tolerations: [{key: a, effect: Never}]\n", nil, "runtime.kubernetes.tolerations"},
+		{"metrics address without a port", "", map[string]string{"ORCH_METRICS_ADDR": "localhost"}, "metrics.addr"},
 		{"empty sandbox namespace", "", map[string]string{"ORCH_RUNTIME_KUBERNETES_NAMESPACE": " "}, "runtime.kubernetes.namespace"},
 	}
 	for _, tt := range tests {

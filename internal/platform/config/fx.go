@@ -27,6 +27,7 @@ type sections struct {
 	Network   Network
 	Volumes   Volumes
 	Templates Templates
+	Metrics   Metrics
 }
 
 func splitSections(c *Config) sections {
@@ -34,5 +35,6 @@ func splitSections(c *Config) sections {
 		App: c.App, HTTP: c.HTTP, Log: c.Log, Database: c.Database, Redis: c.Redis, Health: c.Health,
 		Clerk: c.Clerk, Auth: c.Auth, RateLimit: c.RateLimit, Secrets: c.Secrets, Runtime: c.Runtime,
 		Sandbox: c.Sandbox, Preview: c.Preview, Network: c.Network, Volumes: c.Volumes, Templates: c.Templates,
+		Metrics: c.Metrics,
 	}
 }

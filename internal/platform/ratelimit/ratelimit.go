@@ -41,12 +41,14 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 
 	"github.com/insien/orchestrator/internal/platform/apierror"
 	"github.com/insien/orchestrator/internal/platform/config"
+	"github.com/insien/orchestrator/internal/platform/metrics"
 	"github.com/insien/orchestrator/internal/platform/middleware"
 )
 
@@ -118,6 +120,8 @@ type Limiter struct {
 	pausedUntil atomic.Int64 // unix nanoseconds until which Redis is not asked, after a failure
 	lastWarn    atomic.Int64 // unix nanoseconds of the last "Redis failed" warning, 0 = never
 	suppressed  atomic.Int64 // failures not logged since that warning
+
+	refusals *prometheus.CounterVec
 }
 
 // Params is what a Limiter is built from.
@@ -126,17 +130,31 @@ type Params struct {
 	RateLimit config.RateLimit
 	Redis     *redis.Client
 	Log       *zap.Logger
+	Metrics   prometheus.Registerer `optional:"true"`
 }
 
 // New builds a Limiter over p.Redis; Start runs its reconciliation. It works without Fx;
-// p.RateLimit is assumed valid (config.Validate), and a nil p.Log logs nothing.
+// p.RateLimit is assumed valid (config.Validate), a nil p.Log logs nothing and a nil p.Metrics
+// exports nothing.
 func New(p Params) *Limiter {
 	log := p.Log
 	if log == nil {
 		log = zap.NewNop()
 	}
 	cfg := p.RateLimit
+	refusals := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metrics.Namespace, Subsystem: "rate_limit",
+		Name: "refusals_total", Help: "Requests refused by the rate limiter, by class (principal, anonymous) and reason (limited: 429; unavailable: 503, Redis failed and the limiter fails closed)."},
+		[]string{"class", "reason"})
+	for _, class := range []Class{Principal, Anonymous} {
+		for _, reason := range []string{"limited", "unavailable"} {
+			refusals.WithLabelValues(class.String(), reason) // present at 0 before the first refusal
+		}
+	}
+	if p.Metrics != nil {
+		p.Metrics.MustRegister(refusals)
+	}
 	return &Limiter{
+		refusals:  refusals,
 		enabled:   cfg.Enabled,
 		failOpen:  cfg.FailureMode != "closed",
 		principal: newLimit(cfg.PrincipalPerMin, cfg.PrincipalBurst),
@@ -196,6 +214,7 @@ func (l *Limiter) Allow(c *gin.Context, class Class, key string) bool {
 	if d.allowed {
 		return true
 	}
+	l.refusals.WithLabelValues(class.String(), "limited").Inc()
 	retry := max(1, ceilSeconds(d.retryAfter(lim)))
 	c.Header(HeaderRetryAfter, strconv.Itoa(retry))
 	middleware.WriteError(c, apierror.New(http.StatusTooManyRequests, "rate_limited",
@@ -231,6 +250,7 @@ func (l *Limiter) failed(c *gin.Context, class Class, err error) bool {
 	if l.failOpen {
 		return true
 	}
+	l.refusals.WithLabelValues(class.String(), "unavailable").Inc()
 	middleware.WriteError(c, apierror.Unavailable("rate_limiter_unavailable",
 		"rate limiting is temporarily unavailable; retry shortly"))
 	return false

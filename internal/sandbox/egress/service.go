@@ -63,8 +63,8 @@ type Params struct {
 
 // NewService builds the service for Fx, enforcing through what the runtime offers.
 func NewService(p Params) (*Service, error) {
-	netnses, _ := p.Runtime.(runtimes.NetworkNamespaces)
-	policies, _ := p.Runtime.(runtimes.EgressPolicies)
+	netnses, _ := runtimes.As[runtimes.NetworkNamespaces](p.Runtime)
+	policies, _ := runtimes.As[runtimes.EgressPolicies](p.Runtime)
 	return New(p.Config, netnses, policies, p.Sandboxes, p.Redis, p.Log)
 }
 

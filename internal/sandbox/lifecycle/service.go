@@ -18,6 +18,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/maypok86/otter/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/fx"
 	"go.uber.org/zap"
@@ -71,6 +72,7 @@ type Service struct {
 	instance   string
 	started    time.Time
 	log        *zap.Logger
+	metrics    *serviceMetrics
 
 	reaped    atomic.Int64
 	stopLoops context.CancelFunc
@@ -94,12 +96,14 @@ type Params struct {
 	Sandbox       config.Sandbox
 	App           config.App
 	Log           *zap.Logger
+	Metrics       prometheus.Registerer
 }
 
 // NewService builds the service; its loops run from Start to Stop.
 func NewService(p Params) (*Service, error) {
 	s := &Service{rows: p.Sandboxes, rt: p.Runtime, ports: p.Ports, pool: p.Pool, egress: p.Egress, volumes: p.Volumes, templates: p.Templates, runtimeCfg: p.RuntimeConfig, sealer: p.Sealer, rdb: p.Redis,
 		conns: p.Conns, cfg: p.Sandbox, instance: p.App.InstanceName(), started: time.Now(), log: p.Log.Named("sandboxes")}
+	s.metrics = newServiceMetrics(p.Metrics, p.Sandboxes, s.log)
 	owners, err := otter.New(&otter.Options[uuid.UUID, uuid.UUID]{MaximumSize: viewCacheSize})
 	if err != nil {
 		return nil, fmt.Errorf("build the sandbox owner cache: %w", err)
@@ -135,6 +139,7 @@ func (s *Service) Reaped() int64 { return s.reaped.Load() }
 // (replayed=true) and never creates a second one; the same key with a different request is
 // refused (422 idempotency_key_reused).
 func (s *Service) Create(ctx context.Context, caller Caller, in CreateInput) (sb *model.Sandbox, replayed bool, err error) {
+	began := time.Now()
 	if in.Template != "" {
 		if in.Image != "" {
 			return nil, false, apierror.Invalid("template", "give image or template, not both")
@@ -223,12 +228,16 @@ func (s *Service) Create(ctx context.Context, caller Caller, in CreateInput) (sb
 	}
 	runCtx, cancel := withRuntimeBudget(ctx)
 	defer cancel()
+	start := s.start
 	if sb.Start == model.StartWarm {
-		started, err := s.startWarm(runCtx, sb, sp)
-		return started, false, err
+		start = s.startWarm
 	}
-	started, err := s.start(runCtx, sb, sp)
-	return started, false, err
+	started, err := start(runCtx, sb, sp)
+	if err != nil {
+		return nil, false, err
+	}
+	s.metrics.created(started, began)
+	return started, false, nil
 }
 
 // claim takes a ready warm pool member for sb when the pool can serve it, within the create's

@@ -11,12 +11,14 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 
 	"github.com/insien/orchestrator/internal/platform/config"
 	"github.com/insien/orchestrator/internal/platform/loop"
+	"github.com/insien/orchestrator/internal/platform/metrics"
 )
 
 // Registry tracks live connections per sandbox: a sorted set per sandbox whose members are
@@ -26,6 +28,7 @@ type Registry struct {
 	instance string
 	ttl      time.Duration
 	log      *zap.Logger
+	held     prometheus.Gauge
 }
 
 // Params are the registry's dependencies.
@@ -35,11 +38,17 @@ type Params struct {
 	App     config.App     // the instance name marks this replica's entries
 	Sandbox config.Sandbox // entries lapse sandbox.connection_ttl after their last heartbeat
 	Log     *zap.Logger
+	Metrics prometheus.Registerer `optional:"true"` // nil: nothing exported
 }
 
 // NewRegistry builds a registry.
 func NewRegistry(p Params) *Registry {
-	return &Registry{rdb: p.Redis, instance: p.App.InstanceName(), ttl: p.Sandbox.ConnectionTTL, log: p.Log.Named("connections")}
+	held := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: metrics.Namespace, Name: "live_connections",
+		Help: "Live connections to sandboxes (terminals, streaming execs, followed logs) this replica holds."})
+	if p.Metrics != nil {
+		p.Metrics.MustRegister(held)
+	}
+	return &Registry{rdb: p.Redis, instance: p.App.InstanceName(), ttl: p.Sandbox.ConnectionTTL, log: p.Log.Named("connections"), held: held}
 }
 
 func key(sandboxID uuid.UUID) string { return "conns:" + sandboxID.String() }
@@ -111,8 +120,10 @@ func (r *Registry) keepAlive(k, member string, onBeat func(context.Context)) fun
 		})
 	})
 	var once sync.Once
+	r.held.Inc()
 	return func() {
 		once.Do(func() {
+			r.held.Dec()
 			cancel()
 			wg.Wait()
 			rmCtx, done := context.WithTimeout(context.Background(), 2*time.Second)

@@ -63,7 +63,7 @@ type Params struct {
 
 // NewService builds the service.
 func NewService(p Params) *Service {
-	images, _ := p.Runtime.(runtimes.Images)
+	images, _ := runtimes.As[runtimes.Images](p.Runtime)
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Service{rows: p.Sandboxes, images: images, cfg: p.Config, allowed: p.Sandbox.AllowedImages,
 		cluster: p.RuntimeConfig.Cluster, instance: p.App.InstanceName(), started: time.Now(),
