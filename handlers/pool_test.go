@@ -93,6 +93,11 @@ func TestWarmPool(t *testing.T) {
 	} else {
 		cases = append(cases, struct{ name, body, wantStart string }{"another size cannot be resized in place", `{"memory_mb":48,"cpu":0.5}`, "cold"})
 	}
+	if diskLimited(t, u) {
+		// A running workload's storage size cannot change: only the members' disk is served warm.
+		cases = append(cases, struct{ name, body, wantStart string }{"the members' disk", fmt.Sprintf(`{"disk_mb":%d}`, id.cfg.Sandbox.DefaultDiskMB), "warm"},
+			struct{ name, body, wantStart string }{"another disk cannot come from the pool", `{"disk_mb":64}`, "cold"})
+	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			waitPoolReady(t, id, 3)

@@ -63,6 +63,7 @@ type createSandboxRequest struct {
 	TimeoutSeconds *int              `json:"timeout_seconds"`
 	CPU            *float64          `json:"cpu"`
 	MemoryMB       *int64            `json:"memory_mb"`
+	DiskMB         *int64            `json:"disk_mb"`
 	AutoExtend     *bool             `json:"auto_extend"`
 	Network        *model.Network    `json:"network"`
 	Volumes        []volumes.Request `json:"volumes"`
@@ -76,20 +77,22 @@ type sandboxResponse struct {
 	EndReason *string   `json:"end_reason"`
 	// ExitCode is the main process's exit status when it ended by itself (end_reason
 	// process_exited or oom_killed): 128+signal when a signal killed it, 137 for an OOM kill.
-	ExitCode       *int              `json:"exit_code"`
-	Image          string            `json:"image"`
-	Command        []string          `json:"command"`
-	Metadata       map[string]string `json:"metadata"`
-	EnvNames       []string          `json:"env_names"`
-	CPU            float64           `json:"cpu"`
-	MemoryMB       int64             `json:"memory_mb"`
-	TimeoutSeconds int               `json:"timeout_seconds"`
-	CreatedAt      time.Time         `json:"created_at"`
-	StartedAt      *time.Time        `json:"started_at"`
-	ExpiresAt      time.Time         `json:"expires_at"`
-	EndedAt        *time.Time        `json:"ended_at"`
-	PausedAt       *time.Time        `json:"paused_at"`
-	AutoExtend     bool              `json:"auto_extend"`
+	ExitCode *int              `json:"exit_code"`
+	Image    string            `json:"image"`
+	Command  []string          `json:"command"`
+	Metadata map[string]string `json:"metadata"`
+	EnvNames []string          `json:"env_names"`
+	CPU      float64           `json:"cpu"`
+	MemoryMB int64             `json:"memory_mb"`
+	// DiskMB bounds what it writes to its own filesystem; null: no limit (the runtime cannot).
+	DiskMB         *int64     `json:"disk_mb"`
+	TimeoutSeconds int        `json:"timeout_seconds"`
+	CreatedAt      time.Time  `json:"created_at"`
+	StartedAt      *time.Time `json:"started_at"`
+	ExpiresAt      time.Time  `json:"expires_at"`
+	EndedAt        *time.Time `json:"ended_at"`
+	PausedAt       *time.Time `json:"paused_at"`
+	AutoExtend     bool       `json:"auto_extend"`
 	// Start says how it started: "warm" (it claimed a running warm pool member) or "cold".
 	Start string `json:"start"`
 	// PublicPorts open their preview host without a token.
@@ -106,7 +109,7 @@ type sandboxResponse struct {
 
 func toSandboxResponse(s *model.Sandbox) sandboxResponse {
 	return sandboxResponse{ID: s.ID, Status: string(s.Status), EndReason: s.EndReason, ExitCode: s.ExitCode, Image: s.Image, Command: s.Command,
-		Metadata: s.Metadata, EnvNames: s.EnvNames, CPU: s.CPU, MemoryMB: s.MemoryMB, TimeoutSeconds: s.TimeoutSeconds,
+		Metadata: s.Metadata, EnvNames: s.EnvNames, CPU: s.CPU, MemoryMB: s.MemoryMB, DiskMB: s.DiskMB, TimeoutSeconds: s.TimeoutSeconds,
 		CreatedAt: s.CreatedAt, StartedAt: s.StartedAt, ExpiresAt: s.ExpiresAt, EndedAt: s.EndedAt,
 		PausedAt: s.PausedAt, AutoExtend: s.AutoExtend, Start: s.Start, PublicPorts: s.PublicPorts, Network: s.Network, Volumes: s.Volumes}
 }
@@ -155,7 +158,7 @@ func createInput(c *gin.Context) (lifecycle.CreateInput, error) {
 	}
 	return lifecycle.CreateInput{
 		Image: req.Image, Command: req.Command, Env: req.Env, Metadata: req.Metadata,
-		TimeoutSeconds: req.TimeoutSeconds, CPU: req.CPU, MemoryMB: req.MemoryMB, AutoExtend: req.AutoExtend,
+		TimeoutSeconds: req.TimeoutSeconds, CPU: req.CPU, MemoryMB: req.MemoryMB, DiskMB: req.DiskMB, AutoExtend: req.AutoExtend,
 		Network: req.Network, Volumes: req.Volumes, Template: req.Template, IdempotencyKey: c.GetHeader("Idempotency-Key"),
 	}, nil
 }

@@ -191,6 +191,12 @@ func TestCreateValidation(t *testing.T) {
 		{"cpu above the maximum", `{"cpu":64}`, "cpu"},
 		{"memory below the minimum", `{"memory_mb":1}`, "memory_mb"},
 		{"memory above the maximum", `{"memory_mb":1048576}`, "memory_mb"},
+		{"disk zero", `{"disk_mb":0}`, "disk_mb"},
+		{"disk negative", `{"disk_mb":-64}`, "disk_mb"},
+		{"disk below the minimum", `{"disk_mb":15}`, "disk_mb"},
+		{"disk above the maximum", fmt.Sprintf(`{"disk_mb":%d}`, id.cfg.Sandbox.MaxDiskMB+1), "disk_mb"},
+		{"disk not an integer", `{"disk_mb":64.5}`, "disk_mb"},
+		{"disk a string", `{"disk_mb":"64"}`, "disk_mb"},
 		{"timeout zero", `{"timeout_seconds":0}`, "timeout_seconds"},
 		{"timeout beyond max lifetime", `{"timeout_seconds":86401}`, "timeout_seconds"},
 		{"too many metadata pairs", string(metaJSON), "metadata"},
@@ -602,15 +608,17 @@ func TestRuntimeCapabilities(t *testing.T) {
 	var rt struct {
 		Driver       string `json:"driver"`
 		Capabilities struct {
-			Pause      bool `json:"pause"`
-			LogStreams bool `json:"log_streams"`
-			Volumes    bool `json:"volumes"`
+			Pause      bool  `json:"pause"`
+			LogStreams bool  `json:"log_streams"`
+			Volumes    bool  `json:"volumes"`
+			DiskLimit  *bool `json:"disk_limit"` // true where the engine can (TestDiskLimit)
 		} `json:"capabilities"`
 	}
 	mustJSON(t, resp.Body, &rt)
 	full := map[string]bool{"docker": true, "kubernetes": false} // Kubernetes can neither pause, split logs nor mount volumes
 	if resp.Status != http.StatusOK || rt.Driver != testenv.Driver() || rt.Capabilities.Pause != full[rt.Driver] ||
-		rt.Capabilities.LogStreams != full[rt.Driver] || rt.Capabilities.Volumes != full[rt.Driver] {
+		rt.Capabilities.LogStreams != full[rt.Driver] || rt.Capabilities.Volumes != full[rt.Driver] ||
+		rt.Capabilities.DiskLimit == nil || (rt.Driver == "kubernetes" && !*rt.Capabilities.DiskLimit) {
 		t.Fatalf("GET /api/runtime = %d %s", resp.Status, resp.Body)
 	}
 	if rt.Capabilities.Pause {

@@ -9,9 +9,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moby/moby/client"
 
 	"github.com/insien/orchestrator/internal/platform/config"
 	"github.com/insien/orchestrator/internal/testenv"
@@ -288,5 +292,46 @@ func TestTemplateSizeQuota(t *testing.T) {
 	second, _ := u.build(t, "second", "FROM "+testenv.Image(t)+"\nRUN echo two > /two\n", nil)
 	if second.Status != "ready" {
 		t.Errorf("a build after deleting: %+v", second)
+	}
+}
+
+// TestTemplateBuildDiskBound: a build step that writes without end fails at the engine's default
+// container size (dockerd --storage-opt overlay2.size, which scripts/stack.sh sets where the data
+// root is xfs with project quotas), with a reason that says so, and leaves no container or image.
+func TestTemplateBuildDiskBound(t *testing.T) {
+	testenv.DockerOnly(t)
+	bound := os.Getenv("ORCH_TEST_DOCKER_DEFAULT_SIZE") // e.g. 512M or 10G; printed by scripts/stack.sh env test
+	mb, err := strconv.ParseInt(strings.TrimRight(bound, "MG"), 10, 64)
+	if bound == "" || err != nil {
+		t.Skipf("the test engine has no default container size (ORCH_TEST_DOCKER_DEFAULT_SIZE=%q): an engine on btrfs, or without quotas, has none to bound a build step", bound)
+	}
+	if strings.HasSuffix(bound, "G") {
+		mb <<= 10
+	}
+	id := startIdentity(t, func(c *config.Config, _ *clerkstub.Server) { c.Templates.BuildTimeout = 2 * time.Minute })
+	u := newSandboxUser(t, id, "user_build_disk")
+	docker := testenv.Docker(t)
+	count := func() (containers, images int) {
+		cs, err := docker.ContainerList(t.Context(), client.ContainerListOptions{All: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		is, err := docker.ImageList(t.Context(), client.ImageListOptions{All: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(cs.Items), len(is.Items)
+	}
+	containersBefore, imagesBefore := count()
+
+	// Twice the bound (the 100 GB would only take longer to fail the same way).
+	dockerfile := fmt.Sprintf("FROM %s\nRUN dd if=/dev/zero of=/fill bs=1M count=%d\n", testenv.Image(t), 2*mb)
+	tpl, log := u.build(t, "filler", dockerfile, nil)
+	if tpl.Status != "failed" || tpl.Error == nil || !strings.Contains(*tpl.Error, "ran out of disk") ||
+		tpl.FailedStep == nil || !strings.Contains(*tpl.FailedStep, "RUN dd") {
+		t.Fatalf("a step writing %d MB past a %s bound: %+v (error %v)\n%s", 2*mb, bound, tpl, derefString(tpl.Error), log)
+	}
+	if containers, images := count(); containers != containersBefore || images != imagesBefore {
+		t.Errorf("after the failed build: %d containers and %d images, want %d and %d as before", containers, images, containersBefore, imagesBefore)
 	}
 }

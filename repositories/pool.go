@@ -25,6 +25,7 @@ type PoolMember struct {
 	Image         string     `bun:"image"`
 	CPU           float64    `bun:"cpu"`
 	MemoryMB      int64      `bun:"memory_mb"`
+	DiskMB        *int64     `bun:"disk_mb"` // nil: no disk limit
 	Status        string     `bun:"status"`
 	RuntimeID     *string    `bun:"runtime_id"`
 	Instance      string     `bun:"instance"` // the replica that made it
@@ -76,19 +77,20 @@ func (p *Pool) MarkReady(ctx context.Context, id uuid.UUID, runtimeID string) er
 	return nil
 }
 
-// Claim takes the oldest ready member of image (of exactly cpu and memoryMB unless anySize) out
-// of the pool and returns it; ErrNotFound when none is ready. SKIP LOCKED lets concurrent claims
-// on every replica take different members without waiting for each other.
-func (p *Pool) Claim(ctx context.Context, image string, cpu float64, memoryMB int64, anySize bool) (*PoolMember, error) {
+// Claim takes the oldest ready member of image (of exactly cpu and memoryMB unless anySize, and
+// always of exactly diskMB: no runtime changes a running workload's storage size) out of the pool
+// and returns it; ErrNotFound when none is ready. SKIP LOCKED lets concurrent claims on every
+// replica take different members without waiting for each other.
+func (p *Pool) Claim(ctx context.Context, image string, cpu float64, memoryMB int64, diskMB *int64, anySize bool) (*PoolMember, error) {
 	var m PoolMember
 	err := p.db.NewRaw(`
 		DELETE FROM pool_members WHERE id = (
 			SELECT id FROM pool_members
-			WHERE status = ? AND image = ? AND (? OR (cpu = ? AND memory_mb = ?))
+			WHERE status = ? AND image = ? AND (? OR (cpu = ? AND memory_mb = ?)) AND disk_mb IS NOT DISTINCT FROM ?
 			ORDER BY ready_at
 			LIMIT 1
 			FOR UPDATE SKIP LOCKED)
-		RETURNING *`, MemberReady, image, anySize, cpu, memoryMB).Scan(ctx, &m)
+		RETURNING *`, MemberReady, image, anySize, cpu, memoryMB, diskMB).Scan(ctx, &m)
 	if err != nil {
 		return nil, fmt.Errorf("claim a pool member: %w", translate(err))
 	}

@@ -35,6 +35,7 @@ type sandboxColumns struct {
 	Instance               string              `bun:"instance"`
 	CPU                    float64             `bun:"cpu"`
 	MemoryMB               int64               `bun:"memory_mb"`
+	DiskMB                 *int64              `bun:"disk_mb"`
 	Metadata               map[string]string   `bun:"metadata,type:jsonb"`
 	EnvNames               []string            `bun:"env_names,array"`
 	EnvEncrypted           []byte              `bun:"env_encrypted"`

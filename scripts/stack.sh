@@ -2,7 +2,8 @@
 # Local service stack (Postgres, Redis, Docker Engine) for development and tests.
 #
 # Usage: scripts/stack.sh deps                # postgresql redis-server docker.io busybox-static gcc
-#                                             # etcd-server containernetworking-plugins (for k8s.sh)
+#                                             # xfsprogs btrfs-progs (disk limits); etcd-server
+#                                             # containernetworking-plugins (for k8s.sh)
 #        scripts/stack.sh up   dev|test
 #        scripts/stack.sh down dev|test
 #        scripts/stack.sh env  dev|test      # prints `export` lines; eval "$(scripts/stack.sh env test)"
@@ -11,6 +12,15 @@
 # Profile   Postgres          Redis             Docker Engine
 # dev       127.0.0.1:5432    127.0.0.1:6379    $DOCKER_HOST or /var/run/docker.sock (started if absent)
 # test      127.0.0.1:55432   127.0.0.1:56379   own dockerd on unix://$STACK_DIR/test/docker.sock
+#           (STACK_PG_PORT)   (STACK_REDIS_PORT)
+#
+# Disk limits: a dockerd this script starts (test, and dev when it starts one) keeps its data root
+# on a filesystem with per-container quotas (a sparse image, $STACK_DIR/<profile>/docker/disk.img,
+# loop mounted at $STACK_DIR/<profile>/docker/data; see quota_data_root): xfs with prjquota for
+# overlay2 (`--storage-opt size`, the orchestrator's disk_mb; a container that names no size, such
+# as a template build's RUN step, gets STACK_DOCKER_DEFAULT_SIZE), else btrfs with qgroups (the
+# btrfs driver's `size`). Without root, mkfs or a loop device it warns and keeps the data root
+# where it was: no disk limits then.
 #
 # Everything this script starts lives under $STACK_DIR/<profile> (default <repo>/.stack) and is
 # tracked by pidfiles there; `down` stops only those, never services that `up` merely reused
@@ -21,6 +31,13 @@
 #   STACK_DOCKER_STORAGE_DRIVER  force a storage driver for a dockerd we start (default: dockerd's
 #                              own choice — overlay2 on ext4 here — falling back to vfs if it fails)
 #   STACK_TIMEOUT              readiness timeout per service in seconds (default 60)
+#   STACK_PG_PORT, STACK_REDIS_PORT  test only: ports of its Postgres and Redis (default 55432,
+#                              56379), so that a second test stack (another STACK_DIR) runs beside
+#   STACK_DOCKER_QUOTA         1 (default): the data root on a quota filesystem as above; 0: as before
+#   STACK_DOCKER_DISK_GB       size of that sparse image (default 40; only what is written takes
+#                              host disk)
+#   STACK_DOCKER_DEFAULT_SIZE  xfs: overlay2.size of a container that names none, e.g. a build
+#                              step's (default 10G for dev, 512M for test)
 #   DEV_DATABASE_URL           dev only: use this URL instead of a local cluster (e.g. a reused
 #                              system Postgres that needs a password); `up dev` skips Postgres
 set -euo pipefail
@@ -84,8 +101,10 @@ missing_packages() {
 	# (kubernetes-client) is optional.
 	local tool_pkg
 	# The egress tests' little internet: network namespaces and veth pairs made with iproute2's ip;
-	# volumes: ext4 images made with e2fsprogs' mkfs.ext4, loop mounted with util-linux's mount.
-	for tool_pkg in etcd:etcd-server containerd:containerd runc:runc openssl:openssl curl:curl ip:iproute2 mkfs.ext4:e2fsprogs mount:mount; do
+	# volumes: ext4 images made with e2fsprogs' mkfs.ext4, loop mounted with util-linux's mount;
+	# disk limits: the engine's data root on xfs (xfsprogs) or, where the kernel has no xfs quotas,
+	# btrfs (btrfs-progs).
+	for tool_pkg in etcd:etcd-server containerd:containerd runc:runc openssl:openssl curl:curl ip:iproute2 mkfs.ext4:e2fsprogs mount:mount mkfs.xfs:xfsprogs mkfs.btrfs:btrfs-progs; do
 		command -v "${tool_pkg%%:*}" >/dev/null 2>&1 || missing+=("${tool_pkg#*:}")
 	done
 	if ! [[ -x /usr/lib/cni/bridge && -x /usr/lib/cni/host-local && -x /usr/lib/cni/loopback ]]; then
@@ -138,7 +157,9 @@ pid_alive() {
 	[[ -s "$pidfile" ]] || return 1
 	pid="$(head -n1 "$pidfile" | tr -dc '0-9')"
 	[[ -n "$pid" ]] && [[ -r "/proc/$pid/comm" ]] || return 1
-	[[ "$(cat "/proc/$pid/comm")" == "$comm"* ]]
+	[[ "$(cat "/proc/$pid/comm")" == "$comm"* ]] || return 1
+	# A killed process nobody reaped (a zombie) is not alive: after a crash, `up` starts anew.
+	[[ "$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null)" != Z ]]
 }
 
 # wait_until DESC LOGFILE CMD... — polls CMD for up to $TIMEOUT seconds.
@@ -195,8 +216,8 @@ as_postgres() {
 
 profile_port() { # profile service
 	case "$1:$2" in
-	dev:pg) echo 5432 ;; test:pg) echo 55432 ;;
-	dev:redis) echo 6379 ;; test:redis) echo 56379 ;;
+	dev:pg) echo 5432 ;; test:pg) echo "${STACK_PG_PORT:-55432}" ;;
+	dev:redis) echo 6379 ;; test:redis) echo "${STACK_REDIS_PORT:-56379}" ;;
 	esac
 }
 
@@ -403,11 +424,15 @@ dockerd_bin() { command -v dockerd 2>/dev/null || echo /usr/sbin/dockerd; }
 start_dockerd() {
 	local dir="$1" host="$2"
 	shift 2
-	local bin args driver="${STACK_DOCKER_STORAGE_DRIVER:-}" attempt
+	local bin args driver="${STACK_DOCKER_STORAGE_DRIVER:-}" attempt fallback=1
 	bin="$(dockerd_bin)"
 	mkdir -p "$dir"
 	args=(--bridge=none --iptables=false -H "$host" --pidfile "$dir/dockerd.pid" "$@")
 	if "$bin" --help 2>&1 | grep -q -- '--ip6tables'; then args+=(--ip6tables=false); fi
+	if [[ " $* " == *" --storage-driver "* ]]; then
+		# The caller chose the driver (overlay2 on the xfs data root): no other will do.
+		driver="" fallback=0
+	fi
 	for attempt in 1 2; do
 		local run_args=("${args[@]}")
 		[[ -n "$driver" ]] && run_args+=(--storage-driver "$driver")
@@ -429,7 +454,7 @@ start_dockerd() {
 		kill -TERM "$pid" 2>/dev/null || true
 		sleep 1
 		rm -f "$dir/dockerd.launcher.pid"
-		if [[ $attempt -eq 1 && -z "$driver" ]] && grep -qiE 'storage|graphdriver|overlay|driver not supported' "$dir/dockerd.log"; then
+		if [[ $attempt -eq 1 && -z "$driver" && $fallback -eq 1 ]] && grep -qiE 'storage|graphdriver|overlay|driver not supported' "$dir/dockerd.log"; then
 			warn "dockerd failed with its default storage driver; retrying with vfs"
 			cp "$dir/dockerd.log" "$dir/dockerd.failed.log"
 			driver=vfs
@@ -443,6 +468,102 @@ start_dockerd() {
 
 # Records the Docker host a profile uses (read by `env`).
 set_docker_host() { printf '%s\n' "$2" >"$STACK_DIR/$1/docker.host"; }
+
+# quota_data_root DIR PROFILE — makes DIR/data a filesystem on which the engine limits each
+# container's writable layer (`--storage-opt size`, the orchestrator's disk_mb), from the sparse
+# image DIR/disk.img (STACK_DOCKER_DISK_GB), and sets QUOTA_ARGS to the dockerd flags for it:
+#   xfs mounted with prjquota: overlay2 with `size`, and overlay2.size=STACK_DOCKER_DEFAULT_SIZE
+#     for every container that names no size (a build step's): writes past it fail with ENOSPC;
+#   else btrfs (kernels without xfs quotas, like this machine's): the btrfs driver's qgroups, where
+#     `size` counts the image's files too and writes past it fail with EDQUOT; no engine-wide
+#     default exists there, so build steps are bounded only by the filesystem.
+# The filesystem chosen is recorded in DIR/disk.fs. A mount left by an earlier `up` (a crash) is
+# reused; an image left unmounted is mounted again (both replay their logs). Returns 1 with a
+# warning where none can be had (not root, no mkfs, no loop device): then no disk limits.
+QUOTA_ARGS=()
+quota_data_root() {
+	local dir="$1" profile="$2" img="$1/disk.img" mnt="$1/data" fs current size
+	QUOTA_ARGS=()
+	rm -f "$STACK_DIR/$profile/docker.default-size"
+	[[ "${STACK_DOCKER_QUOTA:-1}" == 1 ]] || return 1
+	if ! is_root; then
+		warn "not root: the engine's data root stays on the host's filesystem, without disk limits"
+		return 1
+	fi
+	mkdir -p "$mnt"
+	fs="$(cat "$dir/disk.fs" 2>/dev/null || true)"
+	current="$(findmnt -n -o FSTYPE,OPTIONS --mountpoint "$mnt" 2>/dev/null || true)"
+	if [[ -n "$fs" && "$current" == "$fs "* ]] && { [[ "$fs" != xfs ]] || [[ "$current" == *prjquota* ]]; }; then
+		log "docker: data root $mnt is already $fs; reusing it"
+	else
+		if [[ -n "$current" ]]; then
+			umount "$mnt" || die "$mnt is mounted ($current) and cannot be unmounted"
+		fi
+		# An image without its record was never finished: make it again.
+		[[ -n "$fs" ]] || rm -f "$img"
+		if [[ ! -f "$img" ]]; then
+			if [[ -n "$(ls -A "$mnt" 2>/dev/null)" ]]; then
+				# A data root of a run before disk limits: set aside, not deleted.
+				warn "moving the old data root $mnt aside to $dir/data.pre-quota (delete it when no longer wanted)"
+				rm -rf "$dir/data.pre-quota"
+				mv "$mnt" "$dir/data.pre-quota"
+				mkdir -p "$mnt"
+			fi
+			fs=""
+			local try
+			for try in xfs btrfs; do
+				command -v "mkfs.$try" >/dev/null 2>&1 || { warn "mkfs.$try not found (scripts/stack.sh deps installs it)"; continue; }
+				rm -f "$img"
+				truncate -s "${STACK_DOCKER_DISK_GB:-40}G" "$img"
+				"mkfs.$try" -q "$img" >"$dir/mkfs.log" 2>&1 || { warn "mkfs.$try failed: $(tail -n1 "$dir/mkfs.log")"; continue; }
+				if quota_mount "$try" "$img" "$mnt" "$dir"; then fs="$try"; break; fi
+			done
+			if [[ -z "$fs" ]]; then
+				rm -f "$img" "$dir/disk.fs"
+				warn "no filesystem with per-container quotas could be mounted: no disk limits"
+				return 1
+			fi
+			printf '%s\n' "$fs" >"$dir/disk.fs"
+			log "docker: made the $fs image $img (${STACK_DOCKER_DISK_GB:-40} GB, sparse)"
+		else
+			quota_mount "$fs" "$img" "$mnt" "$dir" || { warn "no disk limits"; return 1; }
+		fi
+	fi
+	case "$fs" in
+	xfs)
+		size="${STACK_DOCKER_DEFAULT_SIZE:-}"
+		[[ -n "$size" ]] || { [[ "$profile" == test ]] && size=512M || size=10G; }
+		printf '%s\n' "$size" >"$STACK_DIR/$profile/docker.default-size"
+		QUOTA_ARGS=(--storage-driver overlay2 --storage-opt "overlay2.size=$size")
+		;;
+	btrfs) QUOTA_ARGS=(--storage-driver btrfs) ;;
+	esac
+	log "docker: data root $mnt is $fs (from $img): containers get disk limits"
+}
+
+# quota_mount FS IMG MNT DIR — loop mounts IMG at MNT with the options FS needs for quotas.
+quota_mount() {
+	local fs="$1" img="$2" mnt="$3" opts=loop,nosuid,nodev
+	[[ "$fs" == xfs ]] && opts+=,prjquota
+	if ! mount -t "$fs" -o "$opts" "$img" "$mnt" 2>"$4/mount.err"; then
+		# e.g. "XFS: quota support not available in this kernel" (dmesg).
+		warn "cannot mount $img as $fs with $opts: $(head -n1 "$4/mount.err")"
+		return 1
+	fi
+}
+
+# quota_release DIR — unmounts DIR/data if quota_data_root mounted it (its loop device goes with it).
+quota_release() {
+	local mnt="$1/data" i
+	[[ -f "$1/disk.img" ]] || return 0
+	# dockerd bind-mounts its data root onto itself: unmount every layer.
+	for ((i = 0; i < 25; i++)); do
+		findmnt -n --mountpoint "$mnt" >/dev/null 2>&1 || return 0
+		umount "$mnt" 2>/dev/null || sleep 0.2
+	done
+	warn "$mnt is busy; detaching it lazily"
+	umount -l "$mnt" || true
+}
 
 docker_up_dev() {
 	local dir="$STACK_DIR/dev/docker"
@@ -461,9 +582,12 @@ docker_up_dev() {
 			die "no Docker engine responds at ${DOCKER_HOST:-unix://$SYSTEM_DOCKER_SOCK}. Start one (e.g. 'sudo systemctl start docker', or 'sudo scripts/stack.sh up dev'), and make sure your user may use it (sudo usermod -aG docker \$USER), or set DOCKER_HOST"
 		fi
 		if [[ -S "$SYSTEM_DOCKER_SOCK" ]]; then rm -f "$SYSTEM_DOCKER_SOCK"; fi
-		# The dev engine uses the system default data/exec roots (/var/lib/docker, /var/run/docker)
-		# so that images survive `rm -rf .stack`; only its pidfile and log live in the stack dir.
-		start_dockerd "$dir" "unix://$SYSTEM_DOCKER_SOCK"
+		# With disk limits the dev engine's data root is the xfs image in the stack dir (images are
+		# rebuilt after `rm -rf .stack`); without, the system default (/var/lib/docker). Its exec
+		# root is the system default (/var/run/docker).
+		local extra=()
+		if quota_data_root "$dir" dev; then extra=("${QUOTA_ARGS[@]}" --data-root "$dir/data"); fi
+		start_dockerd "$dir" "unix://$SYSTEM_DOCKER_SOCK" "${extra[@]}"
 		set_docker_host dev "unix://$SYSTEM_DOCKER_SOCK"
 	fi
 }
@@ -491,11 +615,13 @@ docker_up_test() {
 	fi
 	# Isolation: a second daemon with its own data-root (images, containers, volumes), exec-root
 	# (its own managed containerd), pidfile and socket. Two daemons coexist fine here (cgroup v1,
-	# --bridge=none, no iptables). Storage driver: dockerd's default (overlay2 on the ext4 that
-	# holds /work here); vfs automatically if that fails (e.g. overlay on overlay).
+	# --bridge=none, no iptables). Storage driver: overlay2 on the xfs data root (disk limits);
+	# where that cannot be, dockerd's default (overlay2 on the ext4 that holds /work here), vfs
+	# automatically if that fails (e.g. overlay on overlay).
 	rm -f "$sock"
+	quota_data_root "$dir" test || true
 	start_dockerd "$dir" "unix://$sock" \
-		--data-root "$dir/data" --exec-root "$dir/exec" --shutdown-timeout 3
+		--data-root "$dir/data" --exec-root "$dir/exec" --shutdown-timeout 3 "${QUOTA_ARGS[@]}"
 	set_docker_host test "unix://$sock"
 }
 
@@ -510,14 +636,17 @@ docker_down() {
 	fi
 	if [[ "$profile" == test ]]; then
 		rm -f "$STACK_DIR/test/docker.sock"
-		# A daemon that died hard can leave mounts behind under its roots; release them.
+		# A daemon that died hard can leave mounts behind under its roots; release them (the xfs
+		# data root itself last, and cleanly).
 		local m
 		if [[ -r /proc/self/mounts ]]; then
 			while IFS= read -r m; do
 				umount -l "$m" 2>/dev/null || true
-			done < <(awk -v p="$dir/" 'index($2, p) == 1 { print $2 }' /proc/self/mounts | sort -r)
+			done < <(awk -v p="$dir/" -v d="$dir/data" 'index($2, p) == 1 && $2 != d { print $2 }' /proc/self/mounts | sort -r)
 		fi
 	fi
+	quota_release "$dir"
+	rm -f "$STACK_DIR/$profile/docker.default-size"
 }
 
 docker_image() {
@@ -567,12 +696,16 @@ cmd_env() {
 		printf "export DOCKER_HOST='%s'\n" "${host:-unix://$SYSTEM_DOCKER_SOCK}"
 	else
 		bindir="$(pg_bindir)"
-		printf "export ORCH_TEST_DATABASE_URL='%s'\n" "postgres://postgres@127.0.0.1:55432/postgres?sslmode=disable"
-		printf "export ORCH_TEST_REDIS_URL='%s'\n" "redis://127.0.0.1:56379"
+		printf "export ORCH_TEST_DATABASE_URL='%s'\n" "postgres://postgres@127.0.0.1:$(profile_port test pg)/postgres?sslmode=disable"
+		printf "export ORCH_TEST_REDIS_URL='%s'\n" "redis://127.0.0.1:$(profile_port test redis)"
 		printf "export ORCH_TEST_DOCKER_HOST='%s'\n" "${host:-unix://$STACK_DIR/test/docker.sock}"
 		printf "export ORCH_TEST_IMAGE='%s'\n" "$SANDBOX_IMAGE"
 		printf "export ORCH_TEST_PG_BINDIR='%s'\n" "$bindir"
 		printf "export ORCH_TEST_REDIS_SERVER='%s'\n" "$(redis_server_bin)"
+		# The engine's bound on a container that names no size (a build step's), when it has one.
+		if [[ -s "$STACK_DIR/test/docker.default-size" ]]; then
+			printf "export ORCH_TEST_DOCKER_DEFAULT_SIZE='%s'\n" "$(cat "$STACK_DIR/test/docker.default-size")"
+		fi
 	fi
 }
 

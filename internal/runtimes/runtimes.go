@@ -60,6 +60,9 @@ type Capabilities struct {
 	LiveResize bool `json:"-"`
 	// Volumes: Spec.Mounts are bound into the workload; false: a Spec with mounts is refused.
 	Volumes bool `json:"volumes"`
+	// DiskLimit: Spec.DiskMB is enforced (the engine's per-container storage size, a Pod's
+	// ephemeral-storage limit); false: the engine cannot, and a Spec with DiskMB is refused.
+	DiskLimit bool `json:"disk_limit"`
 }
 
 // Claim is what a running pool member becomes when a sandbox claims it.
@@ -83,6 +86,9 @@ const (
 	CPUStep = 0.001
 	// MinMemoryMB is the engine's minimum memory limit (Docker refuses less than 6 MiB).
 	MinMemoryMB = 6
+	// MinDiskMB is the smallest disk limit: enough for a shell to start and write its history
+	// (on btrfs the image's own files count towards it too).
+	MinDiskMB = 16
 )
 
 // DefaultWorkDir is a sandbox's working directory when neither the driver's options nor the Spec
@@ -120,8 +126,12 @@ type Spec struct {
 	CPU       float64 // cores, e.g. 0.5; 0: the driver's default; otherwise at least MinCPU
 	MemoryMB  int64   // 0: the driver's default; otherwise at least MinMemoryMB
 	PidsLimit int64   // 0: the driver's default
-	WorkDir   string
-	Mounts    []Mount // host directories bound into the workload (Capabilities.Volumes)
+	// DiskMB bounds what the workload writes to its own filesystem (Capabilities.DiskLimit); 0:
+	// the driver's default (Kubernetes: sandbox.default_disk_mb's; Docker: none of its own, the
+	// engine's default size if it has one). Otherwise at least MinDiskMB.
+	DiskMB  int64
+	WorkDir string
+	Mounts  []Mount // host directories bound into the workload (Capabilities.Volumes)
 }
 
 // Mount binds a directory of the engine's host into a workload.

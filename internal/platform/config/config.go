@@ -192,11 +192,9 @@ type Kubernetes struct {
 	Namespace       string `mapstructure:"namespace"`  // where sandbox Pods live
 	RuntimeClass    string `mapstructure:"runtime_class"`
 	ImagePullPolicy string `mapstructure:"image_pull_policy"` // IfNotPresent | Never | Always
-	// EphemeralStorageMB bounds what a sandbox may write to its container filesystem, logs and
-	// emptyDirs; the kubelet evicts a Pod that exceeds it.
-	EphemeralStorageMB int64             `mapstructure:"ephemeral_storage_mb"`
-	NodeSelector       map[string]string `mapstructure:"node_selector"`
-	Tolerations        []Toleration      `mapstructure:"tolerations"`
+	// A Pod's ephemeral-storage limit is its sandbox's disk_mb (sandbox.default_disk_mb).
+	NodeSelector map[string]string `mapstructure:"node_selector"`
+	Tolerations  []Toleration      `mapstructure:"tolerations"`
 }
 
 // Toleration lets sandbox Pods onto tainted nodes (nodes set aside for untrusted code).
@@ -215,6 +213,8 @@ type Sandbox struct {
 	MaxCPU            float64       `mapstructure:"max_cpu"`
 	DefaultMemoryMB   int64         `mapstructure:"default_memory_mb"`
 	MaxMemoryMB       int64         `mapstructure:"max_memory_mb"`
+	DefaultDiskMB     int64         `mapstructure:"default_disk_mb"` // where the runtime can enforce one
+	MaxDiskMB         int64         `mapstructure:"max_disk_mb"`
 	PidsLimit         int64         `mapstructure:"pids_limit"`
 	DefaultTimeout    time.Duration `mapstructure:"default_timeout"`
 	MaxLifetime       time.Duration `mapstructure:"max_lifetime"`
@@ -403,11 +403,10 @@ func Default() Config {
 			TmpfsSizeMB: 256,
 			StopGrace:   5 * time.Second,
 			Kubernetes: Kubernetes{
-				Namespace:          "insien-sandboxes",
-				ImagePullPolicy:    "IfNotPresent",
-				EphemeralStorageMB: 1024,
-				NodeSelector:       map[string]string{},
-				Tolerations:        []Toleration{},
+				Namespace:       "insien-sandboxes",
+				ImagePullPolicy: "IfNotPresent",
+				NodeSelector:    map[string]string{},
+				Tolerations:     []Toleration{},
 			},
 		},
 		Sandbox: Sandbox{
@@ -417,6 +416,8 @@ func Default() Config {
 			MaxCPU:            4,
 			DefaultMemoryMB:   512,
 			MaxMemoryMB:       8192,
+			DefaultDiskMB:     2048,
+			MaxDiskMB:         20480,
 			PidsLimit:         256,
 			DefaultTimeout:    5 * time.Minute,
 			MaxLifetime:       24 * time.Hour,
@@ -533,12 +534,12 @@ func (c *Config) Validate() error {
 		{slices.Contains([]string{"docker", "kubernetes"}, c.Runtime.Driver), "runtime.driver", "must be docker or kubernetes"},
 		{dnsLabel.MatchString(c.Runtime.Kubernetes.Namespace), "runtime.kubernetes.namespace", "must be a DNS label: at most 63 lower case letters, digits and '-'"},
 		{slices.Contains([]string{"IfNotPresent", "Never", "Always"}, c.Runtime.Kubernetes.ImagePullPolicy), "runtime.kubernetes.image_pull_policy", "must be IfNotPresent, Never or Always"},
-		{c.Runtime.Kubernetes.EphemeralStorageMB > 0, "runtime.kubernetes.ephemeral_storage_mb", "must be positive"},
 		{validTolerations(c.Runtime.Kubernetes.Tolerations), "runtime.kubernetes.tolerations", "each needs operator Equal or Exists (Exists takes no value) and effect NoSchedule, PreferNoSchedule, NoExecute or empty"},
 		{c.Runtime.Cluster != "", "runtime.cluster", "must not be empty"},
 		{c.Sandbox.DefaultImage != "" && slices.Contains(c.Sandbox.AllowedImages, c.Sandbox.DefaultImage), "sandbox.default_image", "must be listed in sandbox.allowed_images"},
 		{c.Sandbox.DefaultCPU > 0 && c.Sandbox.DefaultCPU <= c.Sandbox.MaxCPU, "sandbox.default_cpu", "must be positive and at most sandbox.max_cpu"},
 		{c.Sandbox.DefaultMemoryMB >= runtimes.MinMemoryMB && c.Sandbox.DefaultMemoryMB <= c.Sandbox.MaxMemoryMB, "sandbox.default_memory_mb", fmt.Sprintf("must be at least %d and at most sandbox.max_memory_mb", runtimes.MinMemoryMB)},
+		{c.Sandbox.DefaultDiskMB >= runtimes.MinDiskMB && c.Sandbox.DefaultDiskMB <= c.Sandbox.MaxDiskMB, "sandbox.default_disk_mb", fmt.Sprintf("must be at least %d and at most sandbox.max_disk_mb", runtimes.MinDiskMB)},
 		{c.Sandbox.PidsLimit > 0, "sandbox.pids_limit", "must be positive"},
 		{c.Sandbox.DefaultTimeout >= time.Second && c.Sandbox.DefaultTimeout <= c.Sandbox.MaxLifetime, "sandbox.default_timeout", "must be between 1s and sandbox.max_lifetime"},
 		{c.Sandbox.MaxPerUser > 0, "sandbox.max_per_user", "must be positive"},

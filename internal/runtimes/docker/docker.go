@@ -37,6 +37,7 @@ type Runtime struct {
 	cli           *client.Client
 	opts          Options
 	log           *zap.Logger
+	disk          diskSupport
 }
 
 var _ runtimes.Runtime = (*Runtime)(nil)
@@ -89,9 +90,11 @@ func (r *Runtime) Close() error { return r.cli.Close() }
 func (r *Runtime) Name() string { return "docker" }
 
 // Capabilities: the engine freezes a container's cgroup, so pause and resume work, and changes
-// its limits in place, so a pool member of any size can be claimed.
+// its limits in place, so a pool member of any size can be claimed. A disk limit needs a storage
+// driver with per-container sizes (see diskLimit); the first call may ask the engine.
 func (r *Runtime) Capabilities() runtimes.Capabilities {
-	return runtimes.Capabilities{Pause: true, ExecUser: true, LogStreams: true, LiveResize: true, Volumes: true}
+	return runtimes.Capabilities{Pause: true, ExecUser: true, LogStreams: true, LiveResize: true, Volumes: true,
+		DiskLimit: r.diskLimit()}
 }
 
 // Ping checks that the engine answers; a failure is ErrUnavailable.
@@ -109,6 +112,9 @@ func (r *Runtime) Create(ctx context.Context, spec runtimes.Spec) (string, error
 	cfg, hc, err := r.containerConfig(spec)
 	if err != nil {
 		return "", err
+	}
+	if spec.DiskMB > 0 && !r.diskLimit() {
+		return "", fmt.Errorf("docker: create %s: a disk limit: %w", spec.Name, runtimes.ErrNotSupported)
 	}
 	create := func() (client.ContainerCreateResult, error) {
 		return r.cli.ContainerCreate(ctx, client.ContainerCreateOptions{Name: spec.Name, Config: cfg, HostConfig: hc})
@@ -129,6 +135,9 @@ func (r *Runtime) Create(ctx context.Context, spec runtimes.Spec) (string, error
 	}
 	if cerrdefs.IsConflict(err) {
 		return r.adoptExisting(ctx, spec)
+	}
+	if err != nil && spec.DiskMB > 0 && r.refusedSize(err) {
+		return "", fmt.Errorf("docker: create %s: a disk limit: %w: %w", spec.Name, runtimes.ErrNotSupported, err)
 	}
 	if cerrdefs.IsInvalidArgument(err) {
 		// The engine checks limits against the host (e.g. "Range of CPUs is from 0.01 to 2.00").

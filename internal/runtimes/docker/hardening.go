@@ -47,7 +47,7 @@ func (r *Runtime) containerConfig(spec runtimes.Spec) (*container.Config, *conta
 	if spec.Image == "" {
 		return nil, nil, fmt.Errorf("docker: spec.Image is required")
 	}
-	if spec.CPU < 0 || math.IsNaN(spec.CPU) || math.IsInf(spec.CPU, 0) || spec.MemoryMB < 0 || spec.PidsLimit < 0 {
+	if spec.CPU < 0 || math.IsNaN(spec.CPU) || math.IsInf(spec.CPU, 0) || spec.MemoryMB < 0 || spec.PidsLimit < 0 || spec.DiskMB < 0 {
 		return nil, nil, fmt.Errorf("docker: negative or invalid resource limits in spec %q", spec.Name)
 	}
 	if err := enforceable(spec); err != nil {
@@ -128,6 +128,9 @@ func (r *Runtime) containerConfig(spec runtimes.Spec) (*container.Config, *conta
 		// Empty means the engine default (runc); "runsc" puts a user-space kernel in between.
 		Runtime:        r.opts.OCIRuntime,
 		ReadonlyRootfs: r.opts.ReadOnlyRoot,
+		// The disk limit: the engine bounds the container's writable layer (overlay2 on xfs:
+		// project quotas, ENOSPC; btrfs: qgroups, EDQUOT, the image's files included).
+		StorageOpt: storageOpt(spec.DiskMB),
 		Resources: container.Resources{
 			Memory: memory,
 			// Equal to Memory: no swap, so a sandbox cannot push the host into swapping and the
@@ -170,6 +173,9 @@ func enforceable(spec runtimes.Spec) error {
 	}
 	if spec.MemoryMB != 0 && (spec.MemoryMB < runtimes.MinMemoryMB || spec.MemoryMB > maxMemoryMB) {
 		return fmt.Errorf("memory %d MiB is outside %d to %d MiB", spec.MemoryMB, runtimes.MinMemoryMB, int64(maxMemoryMB))
+	}
+	if spec.DiskMB != 0 && (spec.DiskMB < runtimes.MinDiskMB || spec.DiskMB > maxMemoryMB) {
+		return fmt.Errorf("disk %d MiB is outside %d to %d MiB", spec.DiskMB, runtimes.MinDiskMB, int64(maxMemoryMB))
 	}
 	return nil
 }

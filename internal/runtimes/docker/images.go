@@ -22,7 +22,8 @@ import (
 // Build builds an image with the engine's classic builder (see runtimes.Images): every RUN step
 // runs in a container with no network, the build's memory and CPU limits, and the intermediate
 // containers are removed whatever happens. Nothing is pulled: FROM must name an image the engine
-// has.
+// has. A step's disk is the engine's default container size where it has one (dockerd
+// --storage-opt overlay2.size): the builder API takes no size of its own.
 func (r *Runtime) Build(ctx context.Context, spec runtimes.BuildSpec, log io.Writer) (runtimes.Image, error) {
 	buildContext, err := tarContext(spec)
 	if err != nil {
@@ -39,6 +40,7 @@ func (r *Runtime) Build(ctx context.Context, spec runtimes.BuildSpec, log io.Wri
 	}
 	defer res.Body.Close()
 	var step string
+	outOfDisk := false // the current step wrote "No space left on device" (or EDQUOT's words)
 	dec := json.NewDecoder(res.Body)
 	for {
 		var msg jsonstream.Message
@@ -51,13 +53,20 @@ func (r *Runtime) Build(ctx context.Context, spec runtimes.BuildSpec, log io.Wri
 			_, _ = io.WriteString(log, msg.Stream)
 			for line := range strings.Lines(msg.Stream) {
 				if strings.HasPrefix(line, "Step ") {
-					step = strings.TrimSpace(line)
+					step, outOfDisk = strings.TrimSpace(line), false
+				}
+				if strings.Contains(line, "No space left on device") || strings.Contains(line, "Disk quota exceeded") {
+					outOfDisk = true
 				}
 			}
 		}
 		if msg.Error != nil {
 			_, _ = io.WriteString(log, msg.Error.Message+"\n")
-			return runtimes.Image{}, &runtimes.BuildError{Step: step, Message: msg.Error.Message}
+			message := msg.Error.Message
+			if outOfDisk {
+				message += " (it ran out of disk: a build step may write at most the engine's container size)"
+			}
+			return runtimes.Image{}, &runtimes.BuildError{Step: step, Message: message}
 		}
 	}
 	if ctx.Err() != nil {

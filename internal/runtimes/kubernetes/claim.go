@@ -57,7 +57,7 @@ func (r *Runtime) Claim(ctx context.Context, id string, c runtimes.Claim) error 
 
 // sameSize refuses a claim whose limits differ from the Pod's.
 func sameSize(p *corev1.Pod, c runtimes.Claim) error {
-	want := resources(runtimes.Spec{CPU: c.CPU, MemoryMB: c.MemoryMB}, 0).Limits
+	want := resources(runtimes.Spec{CPU: c.CPU, MemoryMB: c.MemoryMB}).Limits
 	for _, ctr := range p.Spec.Containers {
 		if ctr.Name != sandboxContainer {
 			continue

@@ -32,13 +32,11 @@ type Options struct {
 	ImagePullPolicy corev1.PullPolicy
 	NodeSelector    map[string]string
 	Tolerations     []corev1.Toleration
-	AllowNetwork    bool  // false: a NetworkPolicy denies sandbox Pods all ingress and egress
-	ReadOnlyRoot    bool  // read-only image filesystem; /tmp and WorkDir become sized emptyDirs
-	TmpfsSizeMB     int64 // size of each of those emptyDirs (memory-backed)
-	// EphemeralStorageMB limits the container's writable layer, logs and disk emptyDirs.
-	EphemeralStorageMB int64
-	WorkDir            string        // default /workspace (Spec.WorkDir wins when set)
-	StopGrace          time.Duration // terminationGracePeriodSeconds when Stop is given none
+	AllowNetwork    bool          // false: a NetworkPolicy denies sandbox Pods all ingress and egress
+	ReadOnlyRoot    bool          // read-only image filesystem; /tmp and WorkDir become sized emptyDirs
+	TmpfsSizeMB     int64         // size of each of those emptyDirs (memory-backed)
+	WorkDir         string        // default /workspace (Spec.WorkDir wins when set)
+	StopGrace       time.Duration // terminationGracePeriodSeconds when Stop is given none
 	// MaxLifetime becomes the Pod's activeDeadlineSeconds: a backstop that ends a sandbox the
 	// orchestrator forgot (its database lost, every replica down), 0: none.
 	MaxLifetime time.Duration
@@ -117,9 +115,6 @@ func withDefaults(opts Options) (Options, error) {
 	if opts.TmpfsSizeMB == 0 {
 		opts.TmpfsSizeMB = defaults.Runtime.TmpfsSizeMB
 	}
-	if opts.EphemeralStorageMB == 0 {
-		opts.EphemeralStorageMB = defaults.Runtime.Kubernetes.EphemeralStorageMB
-	}
 	if opts.StopGrace == 0 {
 		opts.StopGrace = defaults.Runtime.StopGrace
 	}
@@ -135,7 +130,7 @@ func withDefaults(opts Options) (Options, error) {
 	case len(content.IsDNS1123Label(egressPolicyPrefix+opts.Cluster)) > 0:
 		return opts, fmt.Errorf("kubernetes: Cluster %q must be a DNS label (lower case letters, digits and '-') of at most %d characters",
 			opts.Cluster, 63-len(egressPolicyPrefix))
-	case opts.TmpfsSizeMB < 0, opts.EphemeralStorageMB < 0, opts.StopGrace < 0, opts.MaxLifetime < 0,
+	case opts.TmpfsSizeMB < 0, opts.StopGrace < 0, opts.MaxLifetime < 0,
 		opts.StartTimeout < 0, opts.RequestTimeout < 0:
 		return opts, errors.New("kubernetes: sizes and durations must be positive")
 	}
@@ -162,9 +157,10 @@ func (r *Runtime) Name() string { return "kubernetes" }
 
 // Capabilities: a running Pod cannot be frozen through the Kubernetes API, pods/exec has no user
 // (everything runs as the container's), pods/log serves stdout and stderr as one stream, and a
-// Pod's limits stay those it was created with (see Claim).
+// Pod's limits stay those it was created with (see Claim). The disk limit is the Pod's
+// ephemeral-storage limit, which the kubelet enforces by evicting the Pod (not with ENOSPC).
 func (r *Runtime) Capabilities() runtimes.Capabilities {
-	return runtimes.Capabilities{Pause: false, ExecUser: false, LogStreams: false, LiveResize: false}
+	return runtimes.Capabilities{Pause: false, ExecUser: false, LogStreams: false, LiveResize: false, DiskLimit: true}
 }
 
 // Pause is not possible: Kubernetes has no call that freezes a Pod's processes.

@@ -43,8 +43,9 @@ func TestPodIsHardened(t *testing.T) {
 	toleration := corev1.Toleration{Key: "dev.insien/untrusted", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}
 	r := c.runtime(kubernetes.Options{ReadOnlyRoot: true, TmpfsSizeMB: 16, WorkDir: "/work", RuntimeClass: class,
 		NodeSelector: map[string]string{"kubernetes.io/os": "linux"}, Tolerations: []corev1.Toleration{toleration},
-		MaxLifetime: time.Hour, StopGrace: 3 * time.Second, EphemeralStorageMB: 200})
+		MaxLifetime: time.Hour, StopGrace: 3 * time.Second})
 	spec := c.spec()
+	spec.DiskMB = 200 // the disk limit is the ephemeral-storage limit
 	spec.Env = map[string]string{"GREETING": "hello"}
 	spec.Command = []string{"sh", "-c", probe}
 

@@ -83,7 +83,7 @@ func (r *Runtime) podFor(spec runtimes.Spec) (*corev1.Pod, error) {
 		Env:             envVars(spec.Env),
 		WorkingDir:      workDir,
 		ImagePullPolicy: r.opts.ImagePullPolicy,
-		Resources:       resources(spec, r.opts.EphemeralStorageMB),
+		Resources:       resources(spec),
 		SecurityContext: &corev1.SecurityContext{
 			Privileged: ptr.To(false), // explicit: a privileged container is the node
 			// no_new_privs: setuid binaries and file capabilities cannot raise privileges.
@@ -156,12 +156,14 @@ func validSpec(spec runtimes.Spec) error {
 	case len(content.IsDNS1123Label(spec.Name)) > 0:
 		// A label rather than the subdomain a Pod name may be, so that it is the hostname too.
 		return fmt.Errorf("name %q is not a DNS label (lower case letters, digits and '-', at most 63)", spec.Name)
-	case spec.CPU < 0 || math.IsNaN(spec.CPU) || math.IsInf(spec.CPU, 0) || spec.MemoryMB < 0 || spec.PidsLimit < 0:
+	case spec.CPU < 0 || math.IsNaN(spec.CPU) || math.IsInf(spec.CPU, 0) || spec.MemoryMB < 0 || spec.PidsLimit < 0 || spec.DiskMB < 0:
 		return fmt.Errorf("negative or invalid resource limits")
 	case spec.CPU != 0 && spec.CPU < runtimes.MinCPU:
 		return fmt.Errorf("cpu %g is under the enforceable minimum %g", spec.CPU, runtimes.MinCPU)
 	case spec.MemoryMB != 0 && (spec.MemoryMB < runtimes.MinMemoryMB || spec.MemoryMB > maxMemoryMB):
 		return fmt.Errorf("memory %d MiB is outside %d to %d MiB", spec.MemoryMB, runtimes.MinMemoryMB, int64(maxMemoryMB))
+	case spec.DiskMB != 0 && (spec.DiskMB < runtimes.MinDiskMB || spec.DiskMB > maxMemoryMB):
+		return fmt.Errorf("disk %d MiB is outside %d to %d MiB", spec.DiskMB, runtimes.MinDiskMB, int64(maxMemoryMB))
 	}
 	for k := range spec.Env {
 		// The API server takes any printable name but "="; NUL cannot reach a process.
@@ -193,7 +195,9 @@ func (r *Runtime) podLabels(in map[string]string) (map[string]string, error) {
 
 // resources are the Pod's requests and limits, equal so that the Pod is in the Guaranteed QoS
 // class: the scheduler reserves exactly what the sandbox may use, and nothing is overcommitted.
-func resources(spec runtimes.Spec, ephemeralStorageMB int64) corev1.ResourceRequirements {
+// The disk limit is the ephemeral-storage limit (the writable layer, logs and disk emptyDirs):
+// the kubelet evicts a Pod past it; its request makes the scheduler place it where that much is.
+func resources(spec runtimes.Spec) corev1.ResourceRequirements {
 	cpu := spec.CPU
 	if cpu == 0 {
 		cpu = defaults.Sandbox.DefaultCPU
@@ -202,10 +206,14 @@ func resources(spec runtimes.Spec, ephemeralStorageMB int64) corev1.ResourceRequ
 	if memoryMB == 0 {
 		memoryMB = defaults.Sandbox.DefaultMemoryMB
 	}
+	diskMB := spec.DiskMB
+	if diskMB == 0 {
+		diskMB = defaults.Sandbox.DefaultDiskMB
+	}
 	list := corev1.ResourceList{
 		corev1.ResourceCPU:              *resource.NewMilliQuantity(milliCPU(cpu), resource.DecimalSI),
 		corev1.ResourceMemory:           *resource.NewQuantity(memoryMB<<20, resource.BinarySI),
-		corev1.ResourceEphemeralStorage: *resource.NewQuantity(ephemeralStorageMB<<20, resource.BinarySI),
+		corev1.ResourceEphemeralStorage: *resource.NewQuantity(diskMB<<20, resource.BinarySI),
 	}
 	return corev1.ResourceRequirements{Requests: list, Limits: list.DeepCopy()}
 }

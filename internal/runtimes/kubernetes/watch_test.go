@@ -38,7 +38,8 @@ func TestWatchReportsEndsFromOutside(t *testing.T) {
 	evicted.Command = []string{"sh", "-c", "head -c 40000000 /dev/zero > /tmp/fill; exec sleep 3600"}
 	c.start(r, deleted)
 	c.start(r, removed)
-	c.start(c.runtime(kubernetes.Options{EphemeralStorageMB: 10}), evicted)
+	evicted.DiskMB = runtimes.MinDiskMB // 16 MiB: the 40 MB written pass it
+	c.start(r, evicted)
 	c.start(c.runtime(kubernetes.Options{MaxLifetime: 2 * time.Second}), expired)
 	if err := c.pods().Delete(c.ctx(), deleted.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)

@@ -159,6 +159,8 @@ func testUnenforceableLimits(t *testing.T, e *Env) {
 		{"cpu 0.0099", func(s *runtimes.Spec) { s.CPU = 0.0099 }},
 		{"memory 5 MiB", func(s *runtimes.Spec) { s.MemoryMB = 5 }},
 		{"memory that overflows bytes", func(s *runtimes.Spec) { s.MemoryMB = 1 << 60 }},
+		{"disk under the minimum", func(s *runtimes.Spec) { s.DiskMB = runtimes.MinDiskMB - 1 }},
+		{"negative disk", func(s *runtimes.Spec) { s.DiskMB = -1 }},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			spec := e.Spec()

@@ -54,7 +54,8 @@ func (in CreateInput) fingerprint() []byte {
 		Network    *model.Network    `json:"network,omitempty"` // absent from older fingerprints
 		Volumes    []volumes.Request `json:"volumes,omitempty"`
 		Template   string            `json:"template,omitempty"`
-	}{in.Image, command, envNames, metadata, timeout, cpu, memory, autoExtend, in.Network, in.Volumes, in.Template})
+		DiskMB     *int64            `json:"disk_mb,omitempty"`
+	}{in.Image, command, envNames, metadata, timeout, cpu, memory, autoExtend, in.Network, in.Volumes, in.Template, in.DiskMB})
 	if err != nil {
 		// Only strings, string slices and string maps are marshalled: this cannot fail.
 		panic(fmt.Sprintf("lifecycle: canonical create request: %v", err))

@@ -151,7 +151,7 @@ func (s *Service) Create(ctx context.Context, caller Caller, in CreateInput) (sb
 		resolved.fromTemplate = true
 		in = resolved
 	}
-	sp, err := validate(in, s.cfg)
+	sp, err := validate(in, s.cfg, s.rt.Capabilities().DiskLimit)
 	if err != nil {
 		return nil, false, err
 	}
@@ -247,7 +247,7 @@ func (s *Service) claim(ctx context.Context, rows *repositories.Sandboxes, sb *m
 	if !poolable {
 		return false, nil
 	}
-	m, err := rows.Pool().Claim(ctx, sb.Image, sb.CPU, sb.MemoryMB, s.pool.AnySize())
+	m, err := rows.Pool().Claim(ctx, sb.Image, sb.CPU, sb.MemoryMB, sb.DiskMB, s.pool.AnySize())
 	if errors.Is(err, repositories.ErrNotFound) {
 		return false, nil
 	}
@@ -266,7 +266,7 @@ func quotaExceeded(format string, args ...any) error {
 func (s *Service) newSandbox(caller Caller, in CreateInput, sp spec) *model.Sandbox {
 	row := &model.Sandbox{
 		ID: uuid.New(), UserID: caller.UserID, APIKeyID: caller.APIKeyID, Image: sp.image, Command: sp.command,
-		Status: model.StatusPending, Instance: s.instance, CPU: sp.cpu, MemoryMB: sp.memoryMB,
+		Status: model.StatusPending, Instance: s.instance, CPU: sp.cpu, MemoryMB: sp.memoryMB, DiskMB: sp.diskMB,
 		Metadata: sp.metadata, EnvNames: []string{}, PublicPorts: []int{}, Volumes: []model.VolumeMount{}, TimeoutSeconds: int(sp.timeout / time.Second), AutoExtend: sp.autoExtend,
 		ExpiresAt: time.Now().Add(sp.timeout), Start: model.StartCold, Network: sp.network,
 	}
@@ -311,7 +311,7 @@ func (s *Service) start(ctx context.Context, row *model.Sandbox, sp spec) (*mode
 	}
 	runtimeID, err := s.rt.Create(ctx, runtimes.Spec{
 		Name: name, Image: row.Image, Command: row.Command, Env: sp.env, CPU: row.CPU, MemoryMB: row.MemoryMB,
-		PidsLimit: s.cfg.PidsLimit, Labels: s.labels(row), Mounts: mounts,
+		DiskMB: model.SpecDiskMB(row.DiskMB), PidsLimit: s.cfg.PidsLimit, Labels: s.labels(row), Mounts: mounts,
 	})
 	if err == nil {
 		err = s.rt.Start(ctx, runtimeID)
@@ -460,6 +460,10 @@ func startFailure(row *model.Sandbox, cause error) (string, error) {
 		return model.EndQuotaExceeded, apierror.Conflict("runtime_quota_exceeded",
 			"the runtime's quota refused sandbox %s: %s; retry once other sandboxes ended, or ask the operator to raise it",
 			row.ID, quota.Reason).WithCause(cause)
+	case errors.Is(cause, runtimes.ErrNotSupported):
+		// The engine refused what it said it could do (a disk limit on xfs without prjquota).
+		return model.EndLimitsRefused, apierror.Conflict("not_supported_by_runtime",
+			"this server's runtime cannot limit a sandbox's disk after all; leave disk_mb out").WithCause(cause)
 	case errors.Is(cause, runtimes.ErrSpecRefused):
 		return model.EndLimitsRefused, apierror.Unprocessable("limits_unavailable",
 			"this server cannot run a sandbox with cpu %g and memory_mb %d (it may have fewer CPUs or less memory); ask for less",

@@ -25,6 +25,7 @@ type CreateInput struct {
 	TimeoutSeconds *int
 	CPU            *float64
 	MemoryMB       *int64
+	DiskMB         *int64
 	AutoExtend     *bool
 	Network        *model.Network // nil: egress none
 	Volumes        []volumes.Request
@@ -43,6 +44,7 @@ type spec struct {
 	timeout    time.Duration
 	cpu        float64
 	memoryMB   int64
+	diskMB     *int64 // nil: no limit (the runtime cannot enforce one)
 	autoExtend bool
 	network    model.Network
 }
@@ -60,7 +62,9 @@ const (
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // validate checks every field against the configured limits, naming the first bad field.
-func validate(in CreateInput, cfg config.Sandbox) (spec, error) {
+// diskLimit says whether the runtime enforces a disk limit: with it every sandbox gets one (the
+// default when the request names none); without, a request naming one is refused.
+func validate(in CreateInput, cfg config.Sandbox, diskLimit bool) (spec, error) {
 	s := spec{image: in.Image, command: in.Command, env: in.Env, metadata: in.Metadata,
 		timeout: cfg.DefaultTimeout, cpu: cfg.DefaultCPU, memoryMB: cfg.DefaultMemoryMB, autoExtend: cfg.AutoExtend}
 	if in.AutoExtend != nil {
@@ -88,6 +92,11 @@ func validate(in CreateInput, cfg config.Sandbox) (spec, error) {
 		}
 		s.memoryMB = *in.MemoryMB
 	}
+	diskMB, err := validDisk(in.DiskMB, cfg, diskLimit)
+	if err != nil {
+		return spec{}, err
+	}
+	s.diskMB = diskMB
 	if in.TimeoutSeconds != nil {
 		t, err := validTimeout(*in.TimeoutSeconds, cfg)
 		if err != nil {
@@ -120,6 +129,27 @@ func validCPU(cpu, max float64) (float64, error) {
 		return 0, apierror.Invalid("cpu", "cpu must be a whole number of millicores (at most 3 decimals), got %g", cpu)
 	}
 	return math.Round(steps) * runtimes.CPUStep, nil
+}
+
+// validDisk is a sandbox's disk limit: the request's, in [runtimes.MinDiskMB, max_disk_mb], or
+// default_disk_mb; none where the runtime cannot enforce one, where naming one is a 409 (the
+// request is valid, this server cannot honour it).
+func validDisk(diskMB *int64, cfg config.Sandbox, diskLimit bool) (*int64, error) {
+	if diskMB != nil && (*diskMB < runtimes.MinDiskMB || *diskMB > cfg.MaxDiskMB) {
+		return nil, apierror.Invalid("disk_mb", "disk_mb must be between %d and %d", runtimes.MinDiskMB, cfg.MaxDiskMB)
+	}
+	if !diskLimit {
+		if diskMB != nil {
+			return nil, apierror.Conflict("not_supported_by_runtime",
+				"this server's runtime cannot limit a sandbox's disk (its engine's storage has no per-container size); leave disk_mb out")
+		}
+		return nil, nil
+	}
+	limit := cfg.DefaultDiskMB
+	if diskMB != nil {
+		limit = *diskMB
+	}
+	return &limit, nil
 }
 
 func validTimeout(seconds int, cfg config.Sandbox) (time.Duration, error) {

@@ -156,7 +156,7 @@ func FuzzValidate(f *testing.F) {
 		if metaKey != "" {
 			in.Metadata = map[string]string{metaKey: metaValue}
 		}
-		sp, err := validate(in, cfg)
+		sp, err := validate(in, cfg, true)
 		if err != nil {
 			refused(t, err, "")
 			return

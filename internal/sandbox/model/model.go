@@ -31,6 +31,7 @@ type Sandbox struct {
 	Instance               string // the replica that created it
 	CPU                    float64
 	MemoryMB               int64
+	DiskMB                 *int64 // nil: no disk limit (the runtime cannot enforce one)
 	Metadata               map[string]string
 	EnvNames               []string
 	EnvEncrypted           []byte // the env, sealed (envcrypt): never cached, never shown
@@ -47,6 +48,14 @@ type Sandbox struct {
 	PublicPorts            []int  // ports whose preview host opens without a token
 	Network                Network
 	Volumes                []VolumeMount
+}
+
+// SpecDiskMB is the runtime Spec's DiskMB for a stored disk limit (nil, no limit, is 0).
+func SpecDiskMB(limit *int64) int64 {
+	if limit == nil {
+		return 0
+	}
+	return *limit
 }
 
 // VolumeMount is a volume a sandbox mounts, and where.

@@ -110,6 +110,17 @@ func (p *Pool) Serves(image string, command []string) bool {
 // otherwise only members of the requested size can.
 func (p *Pool) AnySize() bool { return p.rt.Capabilities().LiveResize }
 
+// diskMB is a new member's disk limit: the default a create that names none gets, where the
+// runtime enforces one. A create asking for another cannot claim it (a running workload's storage
+// size cannot change) and starts cold.
+func (p *Pool) diskMB() *int64 {
+	if !p.rt.Capabilities().DiskLimit {
+		return nil
+	}
+	limit := p.cfg.DefaultDiskMB
+	return &limit
+}
+
 // Wake asks for a maintenance pass after refillDelay (after a claim, or a member's death); calls
 // coalesce.
 func (p *Pool) Wake() {
@@ -301,7 +312,7 @@ func (p *Pool) reserve(ctx context.Context, image string) (*repositories.PoolMem
 			return nil // users' sandboxes come first; the pool fills when they end
 		}
 		m := repositories.PoolMember{ID: uuid.New(), Image: image, CPU: p.cfg.DefaultCPU,
-			MemoryMB: p.cfg.DefaultMemoryMB, Instance: p.instance}
+			MemoryMB: p.cfg.DefaultMemoryMB, DiskMB: p.diskMB(), Instance: p.instance}
 		if err := rows.Pool().Reserve(ctx, []repositories.PoolMember{m}); err != nil {
 			return err
 		}
@@ -321,7 +332,7 @@ func (p *Pool) startMember(ctx context.Context, m repositories.PoolMember) {
 	defer cancel()
 	name := model.ContainerName(m.ID)
 	id, err := p.rt.Create(ctx, runtimes.Spec{
-		Name: name, Image: m.Image, CPU: m.CPU, MemoryMB: m.MemoryMB, PidsLimit: p.cfg.PidsLimit,
+		Name: name, Image: m.Image, CPU: m.CPU, MemoryMB: m.MemoryMB, DiskMB: model.SpecDiskMB(m.DiskMB), PidsLimit: p.cfg.PidsLimit,
 		Labels: model.RuntimeLabels(p.cluster, p.instance, m.ID, uuid.Nil),
 	})
 	if err == nil {

@@ -1,0 +1,3 @@
+ALTER TABLE pool_members DROP COLUMN disk_mb;
+--bun:split
+ALTER TABLE sandboxes DROP COLUMN disk_mb;
