@@ -7,6 +7,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/insien/orchestrator/handlers"
+	"github.com/insien/orchestrator/internal/events"
 	"github.com/insien/orchestrator/internal/identity/apikeys"
 	"github.com/insien/orchestrator/internal/identity/auth"
 	"github.com/insien/orchestrator/internal/identity/clerkauth"
@@ -59,6 +60,7 @@ func Options(cfg *config.Config, extra ...fx.Option) fx.Option {
 		volumes.Module,
 		templates.Module,
 		lifecycle.Module,
+		events.Module,
 		interact.Module,
 		ports.Module,
 		handlers.Module,

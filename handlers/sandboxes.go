@@ -164,14 +164,9 @@ func createInput(c *gin.Context) (lifecycle.CreateInput, error) {
 }
 
 func (h *Sandboxes) list(c *gin.Context) {
-	limit := lifecycle.DefaultListLimit
-	if raw := c.Query("limit"); raw != "" {
-		n, err := strconv.Atoi(raw)
-		if err != nil {
-			_ = c.Error(apierror.Invalid("limit", "limit must be a number between 1 and 100"))
-			return
-		}
-		limit = n
+	limit, ok := pageLimit(c)
+	if !ok {
+		return
 	}
 	rows, next, err := h.sandboxes.List(c.Request.Context(), auth.From(c).UserID, lifecycle.ListInput{
 		Status: c.Query("status"), Metadata: c.QueryMap("metadata"), Limit: limit, Cursor: c.Query("cursor"),
@@ -184,11 +179,30 @@ func (h *Sandboxes) list(c *gin.Context) {
 	for i := range rows {
 		out = append(out, toSandboxResponse(&rows[i]))
 	}
-	var cursor *string
-	if next != "" {
-		cursor = &next
+	c.JSON(http.StatusOK, gin.H{"sandboxes": out, "next_cursor": nextCursor(next)})
+}
+
+// pageLimit reads ?limit= of a list (DefaultListLimit when absent); a value that is not a number
+// is answered 400 here (false), and the service checks the range.
+func pageLimit(c *gin.Context) (int, bool) {
+	raw := c.Query("limit")
+	if raw == "" {
+		return lifecycle.DefaultListLimit, true
 	}
-	c.JSON(http.StatusOK, gin.H{"sandboxes": out, "next_cursor": cursor})
+	n, err := strconv.Atoi(raw)
+	if err != nil {
+		_ = c.Error(apierror.Invalid("limit", "limit must be a number between 1 and 100"))
+		return 0, false
+	}
+	return n, true
+}
+
+// nextCursor is a list's next_cursor: null on the last page.
+func nextCursor(next string) *string {
+	if next == "" {
+		return nil
+	}
+	return &next
 }
 
 // sandboxID parses the path id; a malformed id is simply not found.

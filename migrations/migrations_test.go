@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -65,10 +67,10 @@ func TestUpDownUp(t *testing.T) {
 		wantTables string
 		wantNames  int
 	}{
-		{"up creates the schema", func() ([]string, error) { return m.Up(ctx) }, "api_keys,pool_failures,pool_members,sandboxes,templates,users,volumes", all},
-		{"up again does nothing", func() ([]string, error) { return m.Up(ctx) }, "api_keys,pool_failures,pool_members,sandboxes,templates,users,volumes", 0},
+		{"up creates the schema", func() ([]string, error) { return m.Up(ctx) }, "api_keys,events,pool_failures,pool_members,sandboxes,templates,users,volumes", all},
+		{"up again does nothing", func() ([]string, error) { return m.Up(ctx) }, "api_keys,events,pool_failures,pool_members,sandboxes,templates,users,volumes", 0},
 		{"down removes it (the last group)", func() ([]string, error) { return m.Down(ctx) }, "", all},
-		{"up restores it", func() ([]string, error) { return m.Up(ctx) }, "api_keys,pool_failures,pool_members,sandboxes,templates,users,volumes", all},
+		{"up restores it", func() ([]string, error) { return m.Up(ctx) }, "api_keys,events,pool_failures,pool_members,sandboxes,templates,users,volumes", all},
 	}
 	for _, step := range steps {
 		names, err := step.run()
@@ -158,18 +160,35 @@ func TestEngineTextsLeaveEndReason(t *testing.T) {
 	if _, err := m.Up(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// Back to the schema before it, as on a server that ran the previous release.
+	// Back to the schema before it, as on a server that ran the previous release: it and every
+	// later migration rolled back, newest first.
 	const name = "20261202000001"
-	down, err := os.ReadFile(name + "_exit_code_and_idempotency_fingerprint.tx.down.sql")
+	downs, err := filepath.Glob("*.tx.down.sql")
 	if err != nil {
 		t.Fatal(err)
 	}
+	slices.Sort(downs)
+	slices.Reverse(downs)
 	db := testenv.OpenSQL(t, url)
-	for _, q := range []string{string(down), "DELETE FROM bun_migrations WHERE name = '" + name + "'",
-		"INSERT INTO users (id) VALUES ('00000000-0000-0000-0000-000000000001')"} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatalf("%s: %v", q, err)
+	var undone []string
+	for _, file := range downs {
+		migration, _, _ := strings.Cut(file, "_")
+		if migration < name {
+			break
 		}
+		down, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range []string{string(down), "DELETE FROM bun_migrations WHERE name = '" + migration + "'"} {
+			if _, err := db.Exec(q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		undone = append(undone, migration)
+	}
+	if _, err := db.Exec("INSERT INTO users (id) VALUES ('00000000-0000-0000-0000-000000000001')"); err != nil {
+		t.Fatal(err)
 	}
 	for _, reason := range []string{
 		"docker: start 4dbb5a542dfb: Error response from daemon: failed to create shim task: OCI runtime create failed: write /sys/fs/cgroup/cpu/docker/x/cpu.cfs_quota_us: invalid argument",
@@ -180,8 +199,8 @@ func TestEngineTextsLeaveEndReason(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if applied, err := m.Up(ctx); err != nil || len(applied) != 1 {
-		t.Fatalf("Up = %v, %v; want %s alone", applied, err, name)
+	if applied, err := m.Up(ctx); err != nil || len(applied) != len(undone) {
+		t.Fatalf("Up = %v, %v; want %v", applied, err, undone)
 	}
 	var got string
 	if err := db.QueryRow("SELECT string_agg(end_reason, ',' ORDER BY end_reason) FROM sandboxes").Scan(&got); err != nil ||

@@ -38,7 +38,7 @@ func (r *APIKeys) With(db bun.IDB) *APIKeys { return &APIKeys{db: db} }
 
 // Insert stores a new key.
 func (r *APIKeys) Insert(ctx context.Context, k *APIKey) error {
-	_, err := r.db.NewInsert().Model(k).Returning("*").Exec(ctx)
+	_, err := stampInsert(ctx, r.db.NewInsert().Model(k)).Returning("*").Exec(ctx)
 	return translate(err)
 }
 
@@ -71,7 +71,7 @@ func (r *APIKeys) ByHash(ctx context.Context, hash []byte) (*APIKey, error) {
 // Revoke marks one of the user's keys revoked (keeping the first revocation time) and returns it.
 func (r *APIKeys) Revoke(ctx context.Context, userID, keyID uuid.UUID) (*APIKey, error) {
 	k := new(APIKey)
-	err := r.db.NewUpdate().Model(k).
+	err := stampUpdate(ctx, r.db.NewUpdate().Model(k)).
 		Set("revoked_at = coalesce(revoked_at, now())").
 		Where("id = ?", keyID).Where("user_id = ?", userID).
 		Returning("*").Scan(ctx)
@@ -81,7 +81,7 @@ func (r *APIKeys) Revoke(ctx context.Context, userID, keyID uuid.UUID) (*APIKey,
 // RevokeAllForUser revokes every active key of a user and returns the digests revoked.
 func (r *APIKeys) RevokeAllForUser(ctx context.Context, userID uuid.UUID) ([][]byte, error) {
 	var hashes [][]byte
-	err := r.db.NewUpdate().Model((*APIKey)(nil)).
+	err := stampUpdate(ctx, r.db.NewUpdate().Model((*APIKey)(nil))).
 		Set("revoked_at = now()").
 		Where("user_id = ?", userID).Where("revoked_at IS NULL").
 		Returning("secret_hash").Scan(ctx, &hashes)

@@ -7,4 +7,5 @@ var Module = fx.Module("repositories",
 	fx.Provide(NewUsers),
 	fx.Provide(NewAPIKeys),
 	fx.Provide(NewSandboxes),
+	fx.Provide(NewEvents),
 )

@@ -9,6 +9,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/uptrace/bun"
 
+	"github.com/insien/orchestrator/internal/platform/actor"
+	"github.com/insien/orchestrator/internal/platform/page"
 	"github.com/insien/orchestrator/internal/sandbox/model"
 )
 
@@ -94,7 +96,7 @@ func (r *Sandboxes) InTx(ctx context.Context, fn func(ctx context.Context, tx *S
 // Insert stores a new sandbox and sets the columns the database fills in (created_at, updated_at).
 func (r *Sandboxes) Insert(ctx context.Context, s *model.Sandbox) error {
 	row := &sandboxRow{sandboxColumns: sandboxColumns(*s)}
-	if _, err := r.db.NewInsert().Model(row).Returning("*").Exec(ctx); err != nil {
+	if _, err := stampInsert(ctx, r.db.NewInsert().Model(row)).Returning("*").Exec(ctx); err != nil {
 		return fmt.Errorf("insert sandbox: %w", translate(err))
 	}
 	*s = *row.sandbox()
@@ -159,9 +161,7 @@ type ListFilter struct {
 	Status   model.Status
 	Metadata map[string]string
 	Limit    int
-	// After is the (created_at, id) of the last row of the previous page.
-	AfterCreated *time.Time
-	AfterID      uuid.UUID
+	After    *page.Cursor // the last row of the previous page; nil: from the newest
 }
 
 // List returns a page of sandboxes, newest first.
@@ -175,8 +175,8 @@ func (r *Sandboxes) List(ctx context.Context, f ListFilter) ([]model.Sandbox, er
 		doc, _ := json.Marshal(f.Metadata)
 		q = q.Where("metadata @> ?::jsonb", string(doc))
 	}
-	if f.AfterCreated != nil {
-		q = q.Where("(created_at, id) < (?, ?)", *f.AfterCreated, f.AfterID)
+	if f.After != nil {
+		q = q.Where("(created_at, id) < (?, ?)", f.After.At, f.After.ID)
 	}
 	if err := q.OrderExpr("created_at DESC, id DESC").Limit(int64(f.Limit)).Scan(ctx); err != nil {
 		return nil, fmt.Errorf("list sandboxes: %w", translate(err))
@@ -188,7 +188,7 @@ func (r *Sandboxes) List(ctx context.Context, f ListFilter) ([]model.Sandbox, er
 // columns, and returns the updated row; ErrNotFound when the sandbox is not in any of from.
 func (r *Sandboxes) Transition(ctx context.Context, id uuid.UUID, from []model.Status, to model.Status, set map[string]any) (*model.Sandbox, error) {
 	return one(ctx, "move sandbox to "+string(to), func(row *sandboxRow) error {
-		q := r.db.NewUpdate().Model(row).
+		q := stampUpdate(ctx, r.db.NewUpdate().Model(row)).
 			Set("status = ?", to).Set("updated_at = now()").
 			Where("id = ?", id).Where("status IN (?)", bun.In(from))
 		for column, value := range set {
@@ -272,7 +272,7 @@ func (r *Sandboxes) OwnerOf(ctx context.Context, id uuid.UUID) (uuid.UUID, error
 func (r *Sandboxes) ClaimExpired(ctx context.Context, limit int, pausedKeepsExpiry bool, maxLifetime time.Duration) ([]model.Sandbox, error) {
 	var rows []sandboxRow
 	err := r.db.NewRaw(`
-		UPDATE sandboxes SET status = ?, end_reason = ?, updated_at = now()
+		UPDATE sandboxes SET status = ?, end_reason = ?, updated_at = now(), changed_by = ?, change_request_id = ''
 		WHERE id IN (
 			SELECT id FROM sandboxes
 			WHERE (status = ? AND expires_at <= now())
@@ -280,7 +280,7 @@ func (r *Sandboxes) ClaimExpired(ctx context.Context, limit int, pausedKeepsExpi
 			ORDER BY expires_at
 			LIMIT ?
 			FOR UPDATE SKIP LOCKED)
-		RETURNING *`, model.StatusStopping, model.EndExpired, model.StatusRunning, model.StatusPaused,
+		RETURNING *`, model.StatusStopping, model.EndExpired, actor.System, model.StatusRunning, model.StatusPaused,
 		pausedKeepsExpiry, maxLifetime.Seconds(), limit).Scan(ctx, &rows)
 	if err != nil {
 		return nil, fmt.Errorf("claim expired sandboxes: %w", translate(err))
@@ -306,14 +306,14 @@ func (r *Sandboxes) ClaimStuck(ctx context.Context, instance string, processStar
 	err := r.db.NewRaw(`
 		UPDATE sandboxes SET status = ?,
 			end_reason = CASE WHEN status = ? THEN ? ELSE end_reason END,
-			updated_at = now()
+			updated_at = now(), changed_by = ?, change_request_id = ''
 		WHERE id IN (
 			SELECT id FROM sandboxes
 			WHERE (status IN (?, ?) AND updated_at < ?)
 			   OR (status = ? AND instance = ? AND updated_at < ?)
 			LIMIT ?
 			FOR UPDATE SKIP LOCKED)
-		RETURNING *`, model.StatusStopping, model.StatusPending, model.EndCreateInterrupted,
+		RETURNING *`, model.StatusStopping, model.StatusPending, model.EndCreateInterrupted, actor.System,
 		model.StatusPending, model.StatusStopping, stuckBefore,
 		model.StatusPending, instance, processStart, limit).Scan(ctx, &rows)
 	if err != nil {

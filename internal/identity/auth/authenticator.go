@@ -10,6 +10,7 @@ import (
 	"github.com/insien/orchestrator/internal/identity/apikeys"
 	"github.com/insien/orchestrator/internal/identity/clerkauth"
 	"github.com/insien/orchestrator/internal/identity/users"
+	"github.com/insien/orchestrator/internal/platform/actor"
 	"github.com/insien/orchestrator/internal/platform/apierror"
 	"github.com/insien/orchestrator/internal/platform/middleware"
 	"github.com/insien/orchestrator/internal/platform/ratelimit"
@@ -55,6 +56,7 @@ func (a *Authenticator) Require(kinds ...Kind) gin.HandlerFunc {
 		}
 		c.Set(principalKey, p)
 		middleware.SetPrincipal(c, p.LogName())
+		c.Request = c.Request.WithContext(actor.With(c.Request.Context(), actor.Actor{Principal: p.LogName(), RequestID: middleware.RequestID(c)}))
 		if !a.limiter.Allow(c, ratelimit.Principal, p.RateKey()) {
 			return
 		}

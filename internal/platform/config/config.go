@@ -52,6 +52,7 @@ type Config struct {
 	Volumes   Volumes   `mapstructure:"volumes"`
 	Templates Templates `mapstructure:"templates"`
 	Metrics   Metrics   `mapstructure:"metrics"`
+	Events    Events    `mapstructure:"events"`
 }
 
 // App holds process-wide settings.
@@ -286,6 +287,11 @@ type Metrics struct {
 	Addr string `mapstructure:"addr"` // host:port; empty: no metrics listener
 }
 
+// Events configures the event log (GET /api/events).
+type Events struct {
+	Retention time.Duration `mapstructure:"retention"` // events older than this are deleted
+}
+
 // Templates configures users' own images, built on the engine from a Dockerfile.
 type Templates struct {
 	MaxPerUser          int           `mapstructure:"max_per_user"`
@@ -447,6 +453,7 @@ func Default() Config {
 		Templates: Templates{MaxPerUser: 20, MaxTotalMBPerUser: 10240, MaxContextBytes: 10 << 20, MaxLogBytes: 1 << 20, BuildTimeout: 10 * time.Minute,
 			BuildMemoryMB: 1024, BuildCPU: 1, MaxConcurrentBuilds: 2},
 		Metrics: Metrics{Addr: ":9090"},
+		Events:  Events{Retention: 30 * 24 * time.Hour},
 	}
 }
 
@@ -515,6 +522,7 @@ func (c *Config) Validate() error {
 		{validURL(string(c.Redis.URL), "redis", "rediss", "unix"), "redis.url", "must be a redis:// URL"},
 		{c.Redis.PoolSize > 0, "redis.pool_size", "must be positive"},
 		{c.Health.CheckTimeout > 0, "health.check_timeout", "must be positive"},
+		{c.Events.Retention >= time.Hour, "events.retention", "must be at least 1h"},
 		{validListenAddr(c.Metrics.Addr), "metrics.addr", "must be host:port (e.g. :9090), or empty to serve no metrics"},
 		{c.Health.RetryInterval > 0, "health.retry_interval", "must be positive"},
 		{validURL(c.Clerk.APIURL, "http", "https"), "clerk.api_url", "must be an http(s) URL"},

@@ -26,6 +26,7 @@ import (
 	"github.com/insien/orchestrator/internal/platform/apierror"
 	"github.com/insien/orchestrator/internal/platform/cache"
 	"github.com/insien/orchestrator/internal/platform/config"
+	"github.com/insien/orchestrator/internal/platform/page"
 	"github.com/insien/orchestrator/internal/runtimes"
 	"github.com/insien/orchestrator/internal/sandbox/egress"
 	"github.com/insien/orchestrator/internal/sandbox/envcrypt"
@@ -559,31 +560,19 @@ const DefaultListLimit = 20
 
 // List returns a page of the user's sandboxes, newest first, and the cursor of the next page.
 func (s *Service) List(ctx context.Context, userID uuid.UUID, in ListInput) ([]model.Sandbox, string, error) {
-	f := repositories.ListFilter{UserID: userID, Status: model.Status(in.Status), Metadata: in.Metadata, Limit: in.Limit}
-	if f.Limit < 1 || f.Limit > 100 {
-		return nil, "", apierror.Invalid("limit", "limit must be between 1 and 100")
+	p, err := page.Parse(in.Limit, in.Cursor)
+	if err != nil {
+		return nil, "", err
 	}
+	f := repositories.ListFilter{UserID: userID, Status: model.Status(in.Status), Metadata: in.Metadata, Limit: p.Fetch(), After: p.After}
 	if f.Status != "" && !f.Status.In(model.Statuses) {
 		return nil, "", apierror.Invalid("status", "unknown status %q", f.Status)
 	}
-	if in.Cursor != "" {
-		at, id, err := decodeCursor(in.Cursor)
-		if err != nil {
-			return nil, "", apierror.Invalid("cursor", "cursor is not one this API returned")
-		}
-		f.AfterCreated, f.AfterID = &at, id
-	}
-	f.Limit++ // one more tells whether a next page exists
 	rows, err := s.rows.List(ctx, f)
 	if err != nil {
 		return nil, "", fmt.Errorf("listing sandboxes: %w", err)
 	}
-	next := ""
-	if len(rows) == f.Limit {
-		rows = rows[:len(rows)-1]
-		last := rows[len(rows)-1]
-		next = encodeCursor(last.CreatedAt, last.ID)
-	}
+	rows, next := page.Cut(p, rows, func(sb model.Sandbox) page.Cursor { return page.Cursor{At: sb.CreatedAt, ID: sb.ID} })
 	return rows, next, nil
 }
 
@@ -673,21 +662,4 @@ func (s *Service) withinLifetime(sb *model.Sandbox, expires time.Time) time.Time
 		return limit
 	}
 	return expires
-}
-
-func encodeCursor(at time.Time, id uuid.UUID) string {
-	return fmt.Sprintf("%d_%s", at.UnixMicro(), id)
-}
-
-func decodeCursor(c string) (time.Time, uuid.UUID, error) {
-	var micros int64
-	var raw string
-	if _, err := fmt.Sscanf(c, "%d_%s", &micros, &raw); err != nil {
-		return time.Time{}, uuid.Nil, fmt.Errorf("reading a cursor: %w", err)
-	}
-	id, err := uuid.Parse(raw)
-	if err != nil {
-		return time.Time{}, uuid.Nil, fmt.Errorf("reading a cursor's id: %w", err)
-	}
-	return time.UnixMicro(micros), id, nil
 }
