@@ -84,6 +84,7 @@ func kubernetesOptions(cfg config.Runtime, sb config.Sandbox) kubernetes.Options
 		EphemeralStorageMB: k.EphemeralStorageMB,
 		StopGrace:          cfg.StopGrace,
 		MaxLifetime:        lifetimeBackstop(sb),
+		VolumeStorageClass: k.VolumeStorageClass,
 	}
 }
 

@@ -195,6 +195,9 @@ type Kubernetes struct {
 	EphemeralStorageMB int64             `mapstructure:"ephemeral_storage_mb"`
 	NodeSelector       map[string]string `mapstructure:"node_selector"`
 	Tolerations        []Toleration      `mapstructure:"tolerations"`
+	// VolumeStorageClass is the StorageClass of volumes' PersistentVolumeClaims; empty: the
+	// cluster's default class.
+	VolumeStorageClass string `mapstructure:"volume_storage_class"`
 }
 
 // Toleration lets sandbox Pods onto tainted nodes (nodes set aside for untrusted code).
@@ -399,6 +402,7 @@ func Default() Config {
 				EphemeralStorageMB: 1024,
 				NodeSelector:       map[string]string{},
 				Tolerations:        []Toleration{},
+				VolumeStorageClass: "",
 			},
 		},
 		Sandbox: Sandbox{
@@ -511,6 +515,7 @@ func (c *Config) Validate() error {
 		{slices.Contains([]string{"IfNotPresent", "Never", "Always"}, c.Runtime.Kubernetes.ImagePullPolicy), "runtime.kubernetes.image_pull_policy", "must be IfNotPresent, Never or Always"},
 		{c.Runtime.Kubernetes.EphemeralStorageMB > 0, "runtime.kubernetes.ephemeral_storage_mb", "must be positive"},
 		{validTolerations(c.Runtime.Kubernetes.Tolerations), "runtime.kubernetes.tolerations", "each needs operator Equal or Exists (Exists takes no value) and effect NoSchedule, PreferNoSchedule, NoExecute or empty"},
+		{c.Runtime.Kubernetes.VolumeStorageClass == "" || dnsSubdomain.MatchString(c.Runtime.Kubernetes.VolumeStorageClass), "runtime.kubernetes.volume_storage_class", "must be empty or a StorageClass name: at most 253 lower case letters, digits, '-' and '.'"},
 		{c.Runtime.Cluster != "", "runtime.cluster", "must not be empty"},
 		{c.Sandbox.DefaultImage != "" && slices.Contains(c.Sandbox.AllowedImages, c.Sandbox.DefaultImage), "sandbox.default_image", "must be listed in sandbox.allowed_images"},
 		{c.Sandbox.DefaultCPU > 0 && c.Sandbox.DefaultCPU <= c.Sandbox.MaxCPU, "sandbox.default_cpu", "must be positive and at most sandbox.max_cpu"},
@@ -583,6 +588,9 @@ func validURL(raw string, schemes ...string) bool {
 
 // dnsLabel is what Kubernetes accepts as a namespace name (RFC 1123 label).
 var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+
+// dnsSubdomain is what Kubernetes accepts as a StorageClass name (RFC 1123 subdomain).
+var dnsSubdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
 
 // validTolerations checks what the API server would refuse at the first create, so that a typo
 // stops start-up instead of every sandbox.

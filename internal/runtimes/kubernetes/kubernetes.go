@@ -48,6 +48,9 @@ type Options struct {
 	// RequestTimeout bounds each call to the API server (watches excepted), so that a server
 	// that stopped answering is ErrUnavailable rather than a hang; default 30 s.
 	RequestTimeout time.Duration
+	// VolumeStorageClass is the StorageClass of volumes' claims (VolumeStore); empty: the
+	// cluster's default class.
+	VolumeStorageClass string
 }
 
 // Defaults of the Options that have no configuration key.
@@ -162,9 +165,9 @@ func (r *Runtime) Name() string { return "kubernetes" }
 
 // Capabilities: a running Pod cannot be frozen through the Kubernetes API, pods/exec has no user
 // (everything runs as the container's), pods/log serves stdout and stderr as one stream, and a
-// Pod's limits stay those it was created with (see Claim).
+// Pod's limits stay those it was created with (see Claim). Volumes are claims (VolumeStore).
 func (r *Runtime) Capabilities() runtimes.Capabilities {
-	return runtimes.Capabilities{Pause: false, ExecUser: false, LogStreams: false, LiveResize: false}
+	return runtimes.Capabilities{Pause: false, ExecUser: false, LogStreams: false, LiveResize: false, Volumes: true}
 }
 
 // Pause is not possible: Kubernetes has no call that freezes a Pod's processes.

@@ -439,7 +439,10 @@ func (s *Service) failStart(ctx context.Context, row *model.Sandbox, cause error
 // startFailure is the end_reason and client error of a failed start. Neither carries the
 // engine's text (it names host paths and cgroups); the cause goes to the log only.
 func startFailure(row *model.Sandbox, cause error) (string, error) {
-	var quota *runtimes.QuotaError
+	var (
+		quota  *runtimes.QuotaError
+		volume *runtimes.VolumeError
+	)
 	switch {
 	case errors.Is(cause, runtimes.ErrImageNotFound):
 		return model.EndImageUnavailable, apierror.Unprocessable("image_unavailable",
@@ -451,6 +454,10 @@ func startFailure(row *model.Sandbox, cause error) (string, error) {
 		return model.EndQuotaExceeded, apierror.Conflict("runtime_quota_exceeded",
 			"the runtime's quota refused sandbox %s: %s; retry once other sandboxes ended, or ask the operator to raise it",
 			row.ID, quota.Reason).WithCause(cause)
+	case errors.As(cause, &volume):
+		return model.EndVolumeUnavailable, apierror.Conflict("volume_unavailable",
+			"the runtime's storage cannot provide a volume of sandbox %s: %s; ask the operator for storage that fits it",
+			row.ID, volume.Reason).WithCause(cause)
 	case errors.Is(cause, runtimes.ErrSpecRefused):
 		return model.EndLimitsRefused, apierror.Unprocessable("limits_unavailable",
 			"this server cannot run a sandbox with cpu %g and memory_mb %d (it may have fewer CPUs or less memory); ask for less",
