@@ -2,13 +2,21 @@ package kubernetes_test
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
 
 	"github.com/insien/orchestrator/internal/runtimes"
 	"github.com/insien/orchestrator/internal/runtimes/kubernetes"
@@ -142,5 +150,118 @@ func TestVolumeWithoutStorage(t *testing.T) {
 	t.Logf("Start failed after %s: %s", took.Round(time.Millisecond), volErr.Reason)
 	if p := c.get(id); p != nil {
 		t.Errorf("the Pod that could not start is left: %s", p.Status.Phase)
+	}
+}
+
+// TestVolumesUnderTheDeployedRole: the Role of deploy/base grants all the driver does with
+// volumes (a create, a retried create, a Pod mounting the claim, the removal), run with a token
+// of a ServiceAccount bound to it and to nothing else.
+func TestVolumesUnderTheDeployedRole(t *testing.T) {
+	c := newClusterTest(t)
+	class := testenv.LocalStorage(t, 16)
+	r := c.runtime(kubernetes.Options{VolumeStorageClass: class, Kubeconfig: c.roleKubeconfig("../../../deploy/base/rbac.yaml")})
+	vol := runtimes.VolumeSpec{Name: "vol-" + randomHex(6), SizeMB: 16, Labels: map[string]string{runtimes.LabelVolumeID: "v1"}}
+	for range 2 { // the second finds the first's claim
+		if err := r.CreateVolume(c.ctx(), vol); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spec := c.spec()
+	spec.Command = []string{"sh", "-c", "echo hi > /data/f && cat /data/f && exec sleep 3600"}
+	spec.Mounts = []runtimes.Mount{{Volume: vol.Name, Target: "/data"}}
+	id := c.start(r, spec)
+	c.logs(id, "hi")
+	if err := r.Remove(c.ctx(), id); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.RemoveVolume(c.ctx(), vol.Name); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// roleKubeconfig writes a kubeconfig whose credentials are a ServiceAccount's token, the account
+// bound in the test's namespace to the Role that the manifest at path defines.
+func (c *clusterTest) roleKubeconfig(path string) string {
+	c.t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var role rbacv1.Role
+	for _, doc := range strings.Split(string(raw), "\n---\n") {
+		if err := yaml.Unmarshal([]byte(doc), &role); err == nil && role.Kind == "Role" {
+			break
+		}
+	}
+	if role.Kind != "Role" {
+		c.t.Fatalf("%s defines no Role", path)
+	}
+	role.Namespace = c.ns
+	ctx := c.ctx()
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "orchestrator"}}
+	binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "orchestrator"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: sa.Name, Namespace: c.ns}}}
+	if _, err := c.cs.RbacV1().Roles(c.ns).Create(ctx, &role, metav1.CreateOptions{}); err != nil {
+		c.t.Fatal(err)
+	}
+	if _, err := c.cs.CoreV1().ServiceAccounts(c.ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+		c.t.Fatal(err)
+	}
+	if _, err := c.cs.RbacV1().RoleBindings(c.ns).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		c.t.Fatal(err)
+	}
+	token, err := c.cs.CoreV1().ServiceAccounts(c.ns).CreateToken(ctx, sa.Name,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](600)}}, metav1.CreateOptions{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	_, admin := testenv.KubeClient(c.t)
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["test"] = &clientcmdapi.Cluster{Server: admin.Host, CertificateAuthorityData: admin.CAData, CertificateAuthority: admin.CAFile}
+	cfg.AuthInfos["role"] = &clientcmdapi.AuthInfo{Token: token.Status.Token}
+	cfg.Contexts["role"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "role", Namespace: c.ns}
+	cfg.CurrentContext = "role"
+	file := filepath.Join(c.t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, file); err != nil {
+		c.t.Fatal(err)
+	}
+	return file
+}
+
+// TestVolumeFailureReasons: which of the scheduler's verdicts end a start at once as a volume
+// that cannot be had, which wait (a claim an Immediate class's provisioner may still bind), and
+// which are not about volumes at all.
+func TestVolumeFailureReasons(t *testing.T) {
+	const preemption = " preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
+	for _, tt := range []struct {
+		message      string
+		now, atFinal bool
+	}{
+		{"0/1 nodes are available: 1 node(s) didn't find available persistent volumes to bind." + preemption, true, true},
+		{"0/3 nodes are available: 3 node(s) didn't match PersistentVolume's node affinity." + preemption, true, true},
+		{`0/1 nodes are available: persistentvolumeclaim "vol-1" not found.` + preemption, true, true},
+		{`0/1 nodes are available: persistentvolumeclaim "vol-1" is being deleted.` + preemption, true, true},
+		{"0/1 nodes are available: 1 node(s) unavailable due to one or more pvc(s) bound to non-existent pv(s).", true, true},
+		{"0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims." + preemption, false, true},
+		{"0/1 nodes are available: 1 Insufficient cpu." + preemption, false, false},
+		{"", false, false},
+	} {
+		p := &corev1.Pod{}
+		if tt.message != "" {
+			p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse,
+				Reason: corev1.PodReasonUnschedulable, Message: tt.message}}
+		}
+		for _, final := range []bool{false, true} {
+			err := kubernetes.VolumeFailure(p, final)
+			var volErr *runtimes.VolumeError
+			want := tt.now || final && tt.atFinal
+			if errors.As(err, &volErr) != want || err != nil && !want {
+				t.Errorf("%q (final %v): %v, want a VolumeError: %v", tt.message, final, err, want)
+			}
+			if volErr != nil && strings.Contains(volErr.Reason, "preemption") {
+				t.Errorf("the reason keeps the part about preemption: %q", volErr.Reason)
+			}
+		}
 	}
 }
