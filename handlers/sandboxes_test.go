@@ -59,13 +59,19 @@ func (u sandboxUser) do(t testing.TB, method, path, body string) testenv.Respons
 
 func (u sandboxUser) create(t testing.TB, body string) sandbox {
 	t.Helper()
-	resp := u.do(t, "POST", "/api/sandboxes", body)
+	return created[sandbox](t, u, "/api/sandboxes", body)
+}
+
+// created POSTs body to path as u, wants 201 and returns what was created.
+func created[T any](t testing.TB, u sandboxUser, path, body string) T {
+	t.Helper()
+	resp := u.do(t, "POST", path, body)
 	if resp.Status != http.StatusCreated {
-		t.Fatalf("POST /api/sandboxes %s = %d %s", body, resp.Status, resp.Body)
+		t.Fatalf("POST %s %s = %d %s", path, body, resp.Status, resp.Body)
 	}
-	var sb sandbox
-	mustJSON(t, resp.Body, &sb)
-	return sb
+	var v T
+	mustJSON(t, resp.Body, &v)
+	return v
 }
 
 func (u sandboxUser) get(t *testing.T, id string) sandbox {

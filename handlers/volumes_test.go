@@ -36,12 +36,7 @@ func TestVolumes(t *testing.T) {
 	u := newSandboxUser(t, id, "user_volumes")
 	other := newSandboxUser(t, id, "user_volumes_other")
 
-	resp := u.do(t, "POST", "/api/volumes", `{"name":"data","size_mb":32}`)
-	if resp.Status != http.StatusCreated {
-		t.Fatalf("create a volume: %d %s", resp.Status, resp.Body)
-	}
-	var vol volume
-	mustJSON(t, resp.Body, &vol)
+	vol := created[volume](t, u, "/api/volumes", `{"name":"data","size_mb":32}`)
 	if vol.Name != "data" || vol.SizeMB != 32 || vol.UsedBy != nil {
 		t.Fatalf("created %+v", vol)
 	}
@@ -62,7 +57,7 @@ func TestVolumes(t *testing.T) {
 	}
 	u.sh(t, first.ID, "rm /data/big")
 
-	resp = u.do(t, "POST", "/api/sandboxes", `{"command":["sleep","600"],"volumes":[{"volume":"data","path":"/data"}]}`)
+	resp := u.do(t, "POST", "/api/sandboxes", `{"command":["sleep","600"],"volumes":[{"volume":"data","path":"/data"}]}`)
 	if resp.Status != http.StatusConflict || errorCode(t, resp) != "volume_in_use" {
 		t.Errorf("a second sandbox on a mounted volume: %d %s", resp.Status, resp.Body)
 	}
@@ -172,15 +167,10 @@ func TestVolumeWithoutStorage(t *testing.T) {
 	}
 	id := startIdentity(t, func(c *config.Config, _ *clerkstub.Server) { testenv.UseLocalStorage(t, c, 16) })
 	u := newSandboxUser(t, id, "user_volume_storage")
-	resp := u.do(t, "POST", "/api/volumes", `{"name":"big","size_mb":64}`)
-	if resp.Status != http.StatusCreated {
-		t.Fatalf("create a volume larger than any storage: %d %s (a claim is made without waiting for storage)", resp.Status, resp.Body)
-	}
-	var vol volume
-	mustJSON(t, resp.Body, &vol)
+	vol := created[volume](t, u, "/api/volumes", `{"name":"big","size_mb":64}`) // made without waiting for storage
 
 	began := time.Now()
-	resp = u.do(t, "POST", "/api/sandboxes", `{"command":["sleep","600"],"volumes":[{"volume":"big","path":"/data"}]}`)
+	resp := u.do(t, "POST", "/api/sandboxes", `{"command":["sleep","600"],"volumes":[{"volume":"big","path":"/data"}]}`)
 	took := time.Since(began)
 	if resp.Status != http.StatusConflict || errorCode(t, resp) != "volume_unavailable" || !strings.Contains(string(resp.Body), "persistent volumes to bind") {
 		t.Fatalf("a sandbox on it: %d %s", resp.Status, resp.Body)
