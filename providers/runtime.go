@@ -74,18 +74,19 @@ func kubernetesOptions(cfg config.Runtime, sb config.Sandbox) kubernetes.Options
 			Value: t.Value, Effect: corev1.TaintEffect(t.Effect)})
 	}
 	return kubernetes.Options{
-		Kubeconfig:      k.Kubeconfig,
-		Namespace:       k.Namespace,
-		Cluster:         cfg.Cluster,
-		RuntimeClass:    k.RuntimeClass,
-		ImagePullPolicy: corev1.PullPolicy(k.ImagePullPolicy),
-		NodeSelector:    k.NodeSelector,
-		Tolerations:     tolerations,
-		AllowNetwork:    cfg.AllowNetwork,
-		ReadOnlyRoot:    cfg.ReadOnlyRoot,
-		TmpfsSizeMB:     cfg.TmpfsSizeMB,
-		StopGrace:       cfg.StopGrace,
-		MaxLifetime:     lifetimeBackstop(sb),
+		Kubeconfig:         k.Kubeconfig,
+		Namespace:          k.Namespace,
+		Cluster:            cfg.Cluster,
+		RuntimeClass:       k.RuntimeClass,
+		ImagePullPolicy:    corev1.PullPolicy(k.ImagePullPolicy),
+		NodeSelector:       k.NodeSelector,
+		Tolerations:        tolerations,
+		AllowNetwork:       cfg.AllowNetwork,
+		ReadOnlyRoot:       cfg.ReadOnlyRoot,
+		TmpfsSizeMB:        cfg.TmpfsSizeMB,
+		StopGrace:          cfg.StopGrace,
+		MaxLifetime:        lifetimeBackstop(sb),
+		VolumeStorageClass: k.VolumeStorageClass,
 	}
 }
 

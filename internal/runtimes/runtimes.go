@@ -21,6 +21,8 @@ const (
 	// it (a Docker container's labels cannot change), so it says how the workload began, and the
 	// sandbox label, not this one, says what it is now.
 	LabelPool = "dev.insien.orchestrator.pool"
+	// LabelVolumeID names the persistent volume a runtime object (a Kubernetes claim) keeps.
+	LabelVolumeID = "dev.insien.orchestrator.volume"
 )
 
 // Errors a driver returns so callers can tell outcomes apart without knowing the driver.
@@ -58,7 +60,8 @@ type Capabilities struct {
 	// asks for other limits than the workload's is ErrNotSupported, so only a pool member of the
 	// requested size can be claimed.
 	LiveResize bool `json:"-"`
-	// Volumes: Spec.Mounts are bound into the workload; false: a Spec with mounts is refused.
+	// Volumes: Spec.Mounts are mounted into the workload (host directories, or the driver's own
+	// volumes where it implements VolumeStore); false: a Spec with mounts is refused.
 	Volumes bool `json:"volumes"`
 	// DiskLimit: Spec.DiskMB is enforced (the engine's per-container storage size, a Pod's
 	// ephemeral-storage limit); false: the engine cannot, and a Spec with DiskMB is refused.
@@ -131,15 +134,48 @@ type Spec struct {
 	// engine's default size if it has one). Otherwise at least MinDiskMB.
 	DiskMB  int64
 	WorkDir string
-	Mounts  []Mount // host directories bound into the workload (Capabilities.Volumes)
+	Mounts  []Mount // persistent volumes mounted into the workload (Capabilities.Volumes)
 }
 
-// Mount binds a directory of the engine's host into a workload.
+// Mount puts a persistent volume into a workload: a directory of the engine's host (Source) on a
+// driver that binds host directories, or one of the driver's own volumes (Volume) on a driver
+// that implements VolumeStore. Exactly one of the two is set; a driver refuses the other kind.
 type Mount struct {
-	Source   string // on the host
+	Source   string // a directory on the engine's host
+	Volume   string // the name of a volume made with VolumeStore.CreateVolume
 	Target   string // in the workload, absolute
 	ReadOnly bool
 }
+
+// VolumeStore is implemented by drivers that keep persistent volumes in the runtime's own storage
+// (Kubernetes: a PersistentVolumeClaim each) rather than binding directories of one host. The
+// storage behind them, and the enforcement of their size, is the runtime's.
+type VolumeStore interface {
+	// CreateVolume makes the volume spec names. It does not wait for storage to be bound (a
+	// cluster may bind it only once a workload that mounts it is scheduled); a storage that
+	// cannot be had shows when a workload mounting it starts (a *VolumeError). A volume of the
+	// same name and labels that exists already is success (a retried create).
+	CreateVolume(ctx context.Context, spec VolumeSpec) error
+	// RemoveVolume deletes a volume and its data; a missing one is success.
+	RemoveVolume(ctx context.Context, name string) error
+}
+
+// VolumeSpec describes a volume to create.
+type VolumeSpec struct {
+	Name   string // unique, deterministic ("vol-<id>"), so that a retried create finds its volume
+	SizeMB int64
+	Labels map[string]string
+}
+
+// VolumeError: a workload could not start because a volume it mounts cannot be provided (no
+// storage fits it, or none can be attached where the workload could run). Reason is the
+// runtime's explanation, fit for the client: it names nodes, volumes and storage, nothing secret;
+// only the operator can add storage.
+type VolumeError struct {
+	Reason string
+}
+
+func (e *VolumeError) Error() string { return "runtime: a volume cannot be provided: " + e.Reason }
 
 // State is the runtime's view of a workload.
 type State string

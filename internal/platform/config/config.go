@@ -196,6 +196,9 @@ type Kubernetes struct {
 	// A Pod's ephemeral-storage limit is its sandbox's disk_mb (sandbox.default_disk_mb).
 	NodeSelector map[string]string `mapstructure:"node_selector"`
 	Tolerations  []Toleration      `mapstructure:"tolerations"`
+	// VolumeStorageClass is the StorageClass of volumes' PersistentVolumeClaims; empty: the
+	// cluster's default class.
+	VolumeStorageClass string `mapstructure:"volume_storage_class"`
 }
 
 // Toleration lets sandbox Pods onto tainted nodes (nodes set aside for untrusted code).
@@ -409,10 +412,11 @@ func Default() Config {
 			TmpfsSizeMB: 256,
 			StopGrace:   5 * time.Second,
 			Kubernetes: Kubernetes{
-				Namespace:       "insien-sandboxes",
-				ImagePullPolicy: "IfNotPresent",
-				NodeSelector:    map[string]string{},
-				Tolerations:     []Toleration{},
+				Namespace:          "insien-sandboxes",
+				ImagePullPolicy:    "IfNotPresent",
+				NodeSelector:       map[string]string{},
+				Tolerations:        []Toleration{},
+				VolumeStorageClass: "",
 			},
 		},
 		Sandbox: Sandbox{
@@ -543,6 +547,7 @@ func (c *Config) Validate() error {
 		{dnsLabel.MatchString(c.Runtime.Kubernetes.Namespace), "runtime.kubernetes.namespace", "must be a DNS label: at most 63 lower case letters, digits and '-'"},
 		{slices.Contains([]string{"IfNotPresent", "Never", "Always"}, c.Runtime.Kubernetes.ImagePullPolicy), "runtime.kubernetes.image_pull_policy", "must be IfNotPresent, Never or Always"},
 		{validTolerations(c.Runtime.Kubernetes.Tolerations), "runtime.kubernetes.tolerations", "each needs operator Equal or Exists (Exists takes no value) and effect NoSchedule, PreferNoSchedule, NoExecute or empty"},
+		{c.Runtime.Kubernetes.VolumeStorageClass == "" || dnsSubdomain.MatchString(c.Runtime.Kubernetes.VolumeStorageClass), "runtime.kubernetes.volume_storage_class", "must be empty or a StorageClass name: at most 253 lower case letters, digits, '-' and '.'"},
 		{c.Runtime.Cluster != "", "runtime.cluster", "must not be empty"},
 		{c.Sandbox.DefaultImage != "" && slices.Contains(c.Sandbox.AllowedImages, c.Sandbox.DefaultImage), "sandbox.default_image", "must be listed in sandbox.allowed_images"},
 		{c.Sandbox.DefaultCPU > 0 && c.Sandbox.DefaultCPU <= c.Sandbox.MaxCPU, "sandbox.default_cpu", "must be positive and at most sandbox.max_cpu"},
@@ -616,6 +621,9 @@ func validURL(raw string, schemes ...string) bool {
 
 // dnsLabel is what Kubernetes accepts as a namespace name (RFC 1123 label).
 var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+
+// dnsSubdomain is what Kubernetes accepts as a StorageClass name (RFC 1123 subdomain).
+var dnsSubdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
 
 // validTolerations checks what the API server would refuse at the first create, so that a typo
 // stops start-up instead of every sandbox.

@@ -299,6 +299,25 @@ func TestCPULimits(t *testing.T) {
 	})
 }
 
+// TestVolumeMounts: the driver binds host directories and keeps no volumes of its own
+// (runtimes.VolumeStore), so a Mount naming a driver volume is refused before anything is made.
+func TestVolumeMounts(t *testing.T) {
+	h := newHarness(t)
+	e := h.env(t)
+	rt := h.runtime(t, docker.Options{}, nil)
+	if _, ok := any(rt).(runtimes.VolumeStore); ok {
+		t.Fatal("the Docker driver claims to keep volumes")
+	}
+	spec := e.Spec()
+	spec.Mounts = []runtimes.Mount{{Volume: "vol-1", Target: "/data"}}
+	if _, err := rt.Create(e.Ctx(), spec); !errors.Is(err, runtimes.ErrNotSupported) {
+		t.Errorf("Create with a driver volume: %v, want ErrNotSupported", err)
+	}
+	if got, err := rt.List(e.Ctx(), map[string]string{runtimes.LabelSandboxID: spec.Labels[runtimes.LabelSandboxID]}); err != nil || len(got) != 0 {
+		t.Errorf("List after the refused create = %v, %v; want nothing", got, err)
+	}
+}
+
 func TestMissingImage(t *testing.T) {
 	h := newHarness(t)
 	e := h.env(t)

@@ -150,6 +150,9 @@ func (r *Runtime) containerConfig(spec runtimes.Spec) (*container.Config, *conta
 		hc.Tmpfs = map[string]string{"/tmp": opt, workDir: opt}
 	}
 	for _, m := range spec.Mounts {
+		if m.Source == "" || m.Volume != "" { // the driver keeps no volumes of its own (runtimes.VolumeStore)
+			return nil, nil, fmt.Errorf("docker: mount of volume %q: only host directories: %w", m.Volume, runtimes.ErrNotSupported)
+		}
 		// rprivate: nothing mounted later on either side propagates to the other.
 		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeBind, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly,
 			BindOptions: &mount.BindOptions{Propagation: mount.PropagationRPrivate}})

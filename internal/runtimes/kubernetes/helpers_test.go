@@ -44,11 +44,15 @@ func (c *clusterTest) ctx() context.Context {
 
 func (c *clusterTest) pods() typedcorev1.PodInterface { return c.cs.CoreV1().Pods(c.ns) }
 
-// runtime is a driver for the test's namespace: images are never pulled (the cluster has no
-// registry) and a stopped sandbox gets a second before SIGKILL, unless opts say otherwise.
+// runtime is a driver for the test's namespace, as the cluster's admin: images are never pulled
+// (the cluster has no registry) and a stopped sandbox gets a second before SIGKILL, unless opts
+// say otherwise.
 func (c *clusterTest) runtime(opts kubernetes.Options) *kubernetes.Runtime {
 	c.t.Helper()
-	opts.Kubeconfig, opts.Namespace = c.kubeconfig, c.ns
+	if opts.Kubeconfig == "" { // else another user's credentials (see roleKubeconfig)
+		opts.Kubeconfig = c.kubeconfig
+	}
+	opts.Namespace = c.ns
 	if opts.ImagePullPolicy == "" {
 		opts.ImagePullPolicy = corev1.PullNever
 	}

@@ -46,6 +46,9 @@ type Options struct {
 	// RequestTimeout bounds each call to the API server (watches excepted), so that a server
 	// that stopped answering is ErrUnavailable rather than a hang; default 30 s.
 	RequestTimeout time.Duration
+	// VolumeStorageClass is the StorageClass of volumes' claims (VolumeStore); empty: the
+	// cluster's default class.
+	VolumeStorageClass string
 }
 
 // Defaults of the Options that have no configuration key.
@@ -159,8 +162,9 @@ func (r *Runtime) Name() string { return "kubernetes" }
 // (everything runs as the container's), pods/log serves stdout and stderr as one stream, and a
 // Pod's limits stay those it was created with (see Claim). The disk limit is the Pod's
 // ephemeral-storage limit, which the kubelet enforces by evicting the Pod (not with ENOSPC).
+// Volumes are claims (VolumeStore).
 func (r *Runtime) Capabilities() runtimes.Capabilities {
-	return runtimes.Capabilities{Pause: false, ExecUser: false, LogStreams: false, LiveResize: false, DiskLimit: true}
+	return runtimes.Capabilities{Pause: false, ExecUser: false, LogStreams: false, LiveResize: false, DiskLimit: true, Volumes: true}
 }
 
 // Pause is not possible: Kubernetes has no call that freezes a Pod's processes.

@@ -138,7 +138,8 @@ func (r *Runtime) adoptExisting(ctx context.Context, spec runtimes.Spec) (string
 // Start lets the scheduler place the Pod (Create held it back) and waits, up to
 // Options.StartTimeout, until its main container runs or has already ended (Inspect then says
 // how). Starting a running Pod is a no-op. A Pod that cannot start (its image cannot be had, no
-// node can take it, the wait timed out) is removed before Start returns the error, so that a
+// node can take it, the wait timed out; a volume it mounts cannot be had, a *VolumeError as soon
+// as the scheduler says so) is removed before Start returns the error, so that a
 // caller that stops there leaves nothing behind.
 func (r *Runtime) Start(ctx context.Context, id string) error {
 	if id == "" {
@@ -195,6 +196,9 @@ func started(p *corev1.Pod) (bool, error) {
 	if p.DeletionTimestamp != nil {
 		return false, errors.New("the pod was deleted while starting")
 	}
+	if err := volumeFailure(p, false); err != nil {
+		return false, err
+	}
 	st := mainStatus(p)
 	switch {
 	case st == nil:
@@ -214,10 +218,11 @@ func notStarted(p *corev1.Pod, after time.Duration) error {
 	if p == nil {
 		return fmt.Errorf("not running after %s", after)
 	}
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
-			return fmt.Errorf("no node can run it after %s: %w: %s", after, runtimes.ErrSpecRefused, c.Message)
-		}
+	if err := volumeFailure(p, true); err != nil {
+		return fmt.Errorf("not running after %s: %w", after, err)
+	}
+	if msg := unschedulable(p); msg != "" {
+		return fmt.Errorf("no node can run it after %s: %w: %s", after, runtimes.ErrSpecRefused, msg)
 	}
 	if st := mainStatus(p); st != nil && st.State.Waiting != nil {
 		return fmt.Errorf("not running after %s: %s: %s", after, st.State.Waiting.Reason, st.State.Waiting.Message)

@@ -58,9 +58,6 @@ func (r *Runtime) podFor(spec runtimes.Spec) (*corev1.Pod, error) {
 	if err := validSpec(spec); err != nil {
 		return nil, fmt.Errorf("kubernetes: spec %q: %w", spec.Name, err)
 	}
-	if len(spec.Mounts) > 0 { // a host directory is on one node only (Capabilities.Volumes)
-		return nil, fmt.Errorf("kubernetes: spec %q: host mounts: %w", spec.Name, runtimes.ErrNotSupported)
-	}
 	labels, err := r.podLabels(spec.Labels)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: spec %q: %w", spec.Name, err)
@@ -143,6 +140,9 @@ func (r *Runtime) podFor(spec runtimes.Spec) (*corev1.Pod, error) {
 			}})
 			p.Spec.Containers[0].VolumeMounts = append(p.Spec.Containers[0].VolumeMounts, corev1.VolumeMount{Name: writable[at], MountPath: at})
 		}
+	}
+	if err := addVolumes(p, spec.Mounts); err != nil {
+		return nil, fmt.Errorf("kubernetes: spec %q: %w", spec.Name, err)
 	}
 	return p, nil
 }

@@ -449,7 +449,10 @@ func (s *Service) failStart(ctx context.Context, row *model.Sandbox, cause error
 // startFailure is the end_reason and client error of a failed start. Neither carries the
 // engine's text (it names host paths and cgroups); the cause goes to the log only.
 func startFailure(row *model.Sandbox, cause error) (string, error) {
-	var quota *runtimes.QuotaError
+	var (
+		quota  *runtimes.QuotaError
+		volume *runtimes.VolumeError
+	)
 	switch {
 	case errors.Is(cause, runtimes.ErrImageNotFound):
 		return model.EndImageUnavailable, apierror.Unprocessable("image_unavailable",
@@ -465,6 +468,10 @@ func startFailure(row *model.Sandbox, cause error) (string, error) {
 		// The engine refused what it said it could do (a disk limit on xfs without prjquota).
 		return model.EndLimitsRefused, apierror.Conflict("not_supported_by_runtime",
 			"this server's runtime cannot limit a sandbox's disk after all; leave disk_mb out").WithCause(cause)
+	case errors.As(cause, &volume):
+		return model.EndVolumeUnavailable, apierror.Conflict("volume_unavailable",
+			"the runtime's storage cannot provide a volume of sandbox %s: %s; ask the operator for storage that fits it",
+			row.ID, volume.Reason).WithCause(cause)
 	case errors.Is(cause, runtimes.ErrSpecRefused):
 		return model.EndLimitsRefused, apierror.Unprocessable("limits_unavailable",
 			"this server cannot run a sandbox with cpu %g and memory_mb %d (it may have fewer CPUs or less memory); ask for less",

@@ -126,6 +126,10 @@ func RuntimeLabels(cluster, instance string, id, owner uuid.UUID) map[string]str
 // deterministic, so every step can find it.
 func ContainerName(id uuid.UUID) string { return "sbx-" + id.String() }
 
+// VolumeName is the runtime name of a volume kept by the runtime itself (a Kubernetes claim):
+// deterministic, so a retried create finds it and a delete needs nothing but the id.
+func VolumeName(id uuid.UUID) string { return "vol-" + id.String() }
+
 // Status is where a sandbox is in its life:
 //
 //	pending → running ⇄ paused → stopping → stopped | failed | expired
@@ -176,6 +180,7 @@ const (
 	EndRuntimeUnavailable = "runtime_unavailable" // the runtime did not answer while creating it
 	EndQuotaExceeded      = "quota_exceeded"      // the runtime's own quota (Kubernetes ResourceQuota) refused it
 	EndLimitsRefused      = "limits_refused"      // the runtime cannot apply its cpu or memory
+	EndVolumeUnavailable  = "volume_unavailable"  // the runtime's storage cannot provide a volume it mounts (Kubernetes)
 )
 
 // Final is where a sandbox ends, given why: a main process that exited with 0 finished its work

@@ -5,7 +5,6 @@ package volumes
 import (
 	"context"
 	"errors"
-	"fmt"
 	"path"
 	"slices"
 	"strings"
@@ -35,7 +34,7 @@ type Request struct {
 // Service manages volumes.
 type Service struct {
 	rows      *repositories.Sandboxes
-	storage   *Storage
+	backend   Backend
 	cfg       config.Volumes
 	supported bool
 	log       *zap.Logger
@@ -50,10 +49,10 @@ type Params struct {
 	Log       *zap.Logger
 }
 
-// NewService builds the service; a runtime that cannot bind host directories (Kubernetes) gets
-// none.
+// NewService builds the service on the volume backend of the runtime (BackendFor); a runtime
+// that cannot mount volumes gets none.
 func NewService(p Params) *Service {
-	return &Service{rows: p.Sandboxes, storage: NewStorage(p.Config.Dir), cfg: p.Config,
+	return &Service{rows: p.Sandboxes, backend: BackendFor(p.Runtime, p.Config.Dir), cfg: p.Config,
 		supported: p.Runtime.Capabilities().Volumes, log: p.Log.Named("volumes")}
 }
 
@@ -61,7 +60,7 @@ func (s *Service) unsupported() error {
 	if s.supported {
 		return nil
 	}
-	return apierror.Conflict("not_supported_by_runtime", "this server's runtime cannot mount volumes (Kubernetes: not yet)")
+	return apierror.Conflict("not_supported_by_runtime", "this server's runtime cannot mount volumes")
 }
 
 // Create makes a volume of sizeMB for a user, within their quota.
@@ -97,8 +96,8 @@ func (s *Service) Create(ctx context.Context, userID uuid.UUID, volumeName strin
 		} else if err != nil {
 			return err
 		}
-		// Made within the transaction: a volume whose filesystem cannot be made is not recorded.
-		return s.storage.Create(ctx, v.ID, sizeMB)
+		// Made within the transaction: a volume whose storage cannot be made is not recorded.
+		return s.backend.Create(ctx, *v)
 	})
 	if err != nil {
 		return nil, err
@@ -166,7 +165,7 @@ func (s *Service) Delete(ctx context.Context, userID uuid.UUID, idOrName string)
 		if err := rows.Volumes().Delete(ctx, userID, v.ID); err != nil {
 			return err
 		}
-		return s.storage.Remove(ctx, v.ID)
+		return s.backend.Remove(ctx, v.ID)
 	})
 }
 
@@ -236,15 +235,14 @@ func (s *Service) Attach(ctx context.Context, rows *repositories.Sandboxes, user
 	return mounts, nil
 }
 
-// Mounts are a sandbox's volumes as the runtime binds them, each checked to be mounted first:
-// binding an unmounted mount point would give the sandbox the host's disk, unbounded.
+// Mounts are a sandbox's volumes as the runtime mounts them, each readied by the backend first.
 func (s *Service) Mounts(ctx context.Context, vms []model.VolumeMount) ([]runtimes.Mount, error) {
 	out := make([]runtimes.Mount, len(vms))
 	for i, m := range vms {
-		if err := s.storage.Mount(ctx, m.VolumeID); err != nil {
-			return nil, fmt.Errorf("volume %s: %w", m.VolumeID, err)
+		var err error
+		if out[i], err = s.backend.Mount(ctx, m); err != nil {
+			return nil, err
 		}
-		out[i] = runtimes.Mount{Source: s.storage.MountPath(m.VolumeID), Target: m.Path, ReadOnly: m.ReadOnly}
 	}
 	return out, nil
 }
