@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/moby/moby/client"
+	"github.com/uptrace/bun"
+	"go.uber.org/fx"
 
 	"github.com/insien/orchestrator/internal/platform/config"
 	"github.com/insien/orchestrator/internal/testenv"
@@ -333,5 +335,54 @@ func TestTemplateBuildDiskBound(t *testing.T) {
 	}
 	if containers, images := count(); containers != containersBefore || images != imagesBefore {
 		t.Errorf("after the failed build: %d containers and %d images, want %d and %d as before", containers, images, containersBefore, imagesBefore)
+	}
+}
+
+// TestTemplateDeleteWaitsForCreatesFromIt: a delete waits for a create from the template that is
+// between resolving it and inserting its sandbox (it holds the image's lock), then counts that
+// sandbox and refuses: the image is never removed under a sandbox about to start from it.
+func TestTemplateDeleteWaitsForCreatesFromIt(t *testing.T) {
+	testenv.DockerOnly(t)
+	var db *bun.DB
+	id := startIdentity(t, nil, fx.Populate(&db))
+	u := newSandboxUser(t, id, "user_templates_race")
+	tpl, _ := u.build(t, "held", "FROM "+testenv.Image(t)+"\nRUN echo held > /held\n", nil)
+	if tpl.Status != "ready" {
+		t.Fatalf("build: %+v", tpl)
+	}
+	var image string
+	if err := db.QueryRow("SELECT image FROM templates WHERE id = ?", tpl.ID).Scan(&image); err != nil {
+		t.Fatal(err)
+	}
+	// A create from it, stopped between holding the template and inserting its row.
+	ctx := context.Background()
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock_shared(hashtextextended('template image ' || ?, 0))", image); err != nil {
+		t.Fatal(err)
+	}
+	deleted := make(chan testenv.Response, 1)
+	go func() { deleted <- u.do(t, "DELETE", "/api/templates/"+tpl.ID, "") }()
+	select {
+	case resp := <-deleted:
+		t.Fatalf("the delete did not wait for the create: %d %s", resp.Status, resp.Body)
+	case <-time.After(500 * time.Millisecond):
+	}
+	var owner string
+	if err := tx.QueryRowContext(ctx, "SELECT user_id FROM templates WHERE id = ?", tpl.ID).Scan(&owner); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO sandboxes (user_id, image, status, cpu, memory_mb, timeout_seconds, expires_at)
+		VALUES (?, ?, 'pending', 1, 64, 60, now() + interval '1 minute')`, owner, image); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if resp := <-deleted; resp.Status != http.StatusConflict || errorCode(t, resp) != "template_in_use" {
+		t.Errorf("a delete after the create committed: %d %s, want 409 template_in_use", resp.Status, resp.Body)
 	}
 }

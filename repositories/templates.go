@@ -159,6 +159,36 @@ func (r *Templates) ImageUsers(ctx context.Context, id uuid.UUID, image string) 
 	return templates, sandboxes, nil
 }
 
+// imageLock is the advisory lock of a template image (shared by the templates of cached builds).
+const imageLock = "hashtextextended('template image ' || ?, 0)"
+
+// LockImage takes image's lock exclusively until the transaction ends: to count its users and
+// delete a template of it while no create from it is half done.
+func (r *Templates) LockImage(ctx context.Context, image string) error {
+	if _, err := r.db.ExecContext(ctx, "SELECT pg_advisory_xact_lock("+imageLock+")", image); err != nil {
+		return fmt.Errorf("lock a template image: %w", translate(err))
+	}
+	return nil
+}
+
+// HoldImage takes image's lock shared until the transaction ends (creates from one template do
+// not wait for each other) and checks that the user's template id of it is still ready;
+// ErrNotFound when it is not.
+func (r *Templates) HoldImage(ctx context.Context, userID, id uuid.UUID, image string) error {
+	if _, err := r.db.ExecContext(ctx, "SELECT pg_advisory_xact_lock_shared("+imageLock+")", image); err != nil {
+		return fmt.Errorf("hold a template image: %w", translate(err))
+	}
+	exists, err := r.db.NewSelect().Model((*templateRow)(nil)).Where("id = ?", id).Where("user_id = ?", userID).
+		Where("status = ?", model.TemplateReady).Exists(ctx)
+	if err != nil {
+		return fmt.Errorf("check a held template: %w", translate(err))
+	}
+	if !exists {
+		return ErrNotFound
+	}
+	return nil
+}
+
 // Delete removes a user's template.
 func (r *Templates) Delete(ctx context.Context, userID, id uuid.UUID) error {
 	if _, err := r.db.NewDelete().Model((*templateRow)(nil)).Where("id = ?", id).Where("user_id = ?", userID).Exec(ctx); err != nil {

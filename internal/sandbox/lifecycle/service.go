@@ -146,10 +146,10 @@ func (s *Service) Create(ctx context.Context, caller Caller, in CreateInput) (sb
 			return nil, false, apierror.Invalid("template", "give image or template, not both")
 		}
 		resolved := in
-		if resolved.Image, err = s.templates.Resolve(ctx, caller.UserID, in.Template); err != nil {
+		if resolved.template, err = s.templates.Resolve(ctx, caller.UserID, in.Template); err != nil {
 			return nil, false, err
 		}
-		resolved.fromTemplate = true
+		resolved.Image = resolved.template.Image
 		in = resolved
 	}
 	sp, err := validate(in, s.cfg, s.rt.Capabilities().DiskLimit)
@@ -203,6 +203,11 @@ func (s *Service) Create(ctx context.Context, caller Caller, in CreateInput) (sb
 			}
 			if used >= s.cfg.MaxPerInstance {
 				return quotaExceeded("this server runs %d sandboxes, its maximum; retry later", used)
+			}
+		}
+		if in.template != nil {
+			if err := templates.Hold(ctx, rows, in.template); err != nil {
+				return err
 			}
 		}
 		if sb.Volumes, err = s.volumes.Attach(ctx, rows, caller.UserID, in.Volumes); err != nil {

@@ -31,8 +31,8 @@ type CreateInput struct {
 	Volumes        []volumes.Request
 	Template       string // id or name of one of the caller's templates; instead of Image
 	IdempotencyKey string
-	// fromTemplate: Image is the resolved Template's, not one of sandbox.allowed_images.
-	fromTemplate bool
+	// template is the resolved Template, whose image Image is (not one of sandbox.allowed_images).
+	template *model.Template
 }
 
 // spec is a validated CreateInput with defaults applied.
@@ -73,7 +73,7 @@ func validate(in CreateInput, cfg config.Sandbox, diskLimit bool) (spec, error) 
 	if s.image == "" {
 		s.image = cfg.DefaultImage
 	}
-	if !in.fromTemplate && !slices.Contains(cfg.AllowedImages, s.image) {
+	if in.template == nil && !slices.Contains(cfg.AllowedImages, s.image) {
 		return spec{}, apierror.Invalid("image", "image %q is not allowed (allowed: %s)", s.image, strings.Join(cfg.AllowedImages, ", "))
 	}
 	if err := validateCommand(s.command); err != nil {

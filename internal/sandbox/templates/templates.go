@@ -337,14 +337,25 @@ func (s *Service) Delete(ctx context.Context, userID uuid.UUID, idOrName string)
 	if err != nil {
 		return err
 	}
-	shared, running, err := s.rows.Templates().ImageUsers(ctx, t.ID, t.Image)
+	// Under the image's lock, which every create from a template holds until its sandbox's row
+	// exists: a sandbox counted here, or a create that finds the template gone; never a sandbox
+	// whose image is removed under it.
+	var shared int64
+	err = s.rows.InTx(ctx, func(ctx context.Context, rows *repositories.Sandboxes) error {
+		if err := rows.Templates().LockImage(ctx, t.Image); err != nil {
+			return err
+		}
+		var running int64
+		shared, running, err = rows.Templates().ImageUsers(ctx, t.ID, t.Image)
+		if err != nil {
+			return err
+		}
+		if running > 0 {
+			return apierror.Conflict("template_in_use", "template %q runs in %d live sandboxes; delete them first", t.Name, running)
+		}
+		return rows.Templates().Delete(ctx, userID, t.ID)
+	})
 	if err != nil {
-		return err
-	}
-	if running > 0 {
-		return apierror.Conflict("template_in_use", "template %q runs in %d live sandboxes; delete them first", t.Name, running)
-	}
-	if err := s.rows.Templates().Delete(ctx, userID, t.ID); err != nil {
 		return err
 	}
 	if shared == 0 && t.Status != model.TemplateBuilding {
@@ -355,20 +366,31 @@ func (s *Service) Delete(ctx context.Context, userID uuid.UUID, idOrName string)
 	return nil
 }
 
-// Resolve is the image a sandbox starts from for the template ref (id or name) of its user:
-// 404 when there is none, 409 until it is ready.
-func (s *Service) Resolve(ctx context.Context, userID uuid.UUID, ref string) (string, error) {
+// Resolve is the template a sandbox starts from for the template ref (id or name) of its user:
+// 404 when there is none, 409 until it is ready. The create's transaction then holds it with
+// Hold, so that a delete cannot take its image away before the sandbox's row exists.
+func (s *Service) Resolve(ctx context.Context, userID uuid.UUID, ref string) (*model.Template, error) {
 	if err := s.unsupported(); err != nil {
-		return "", err
+		return nil, err
 	}
 	t, err := s.Get(ctx, userID, ref)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	if t.Status != model.TemplateReady {
-		return "", apierror.Conflict("template_not_ready", "template %q is %s", t.Name, t.Status)
+		return nil, apierror.Conflict("template_not_ready", "template %q is %s", t.Name, t.Status)
 	}
-	return t.Image, nil
+	return t, nil
+}
+
+// Hold keeps a resolved template's image from being removed until rows' transaction ends, and
+// checks the template is still there (404 when a delete came first).
+func Hold(ctx context.Context, rows *repositories.Sandboxes, t *model.Template) error {
+	err := rows.Templates().HoldImage(ctx, t.UserID, t.ID, t.Image)
+	if errors.Is(err, repositories.ErrNotFound) {
+		return apierror.NotFound("template")
+	}
+	return err
 }
 
 // Snapshot makes a template of a user's running sandbox's filesystem as it is now (volumes are
