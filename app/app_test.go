@@ -202,10 +202,23 @@ func TestOpenAPICoversEveryRoute(t *testing.T) {
 		t.Fatalf("openapi.yaml: %v", err)
 	}
 	documented := map[string]bool{}
+	operationIDs := map[string]string{}
 	for path, ops := range spec.Paths {
-		for method := range ops {
+		for method, op := range ops {
 			if slices.Contains([]string{"get", "post", "put", "patch", "delete", "head", "options"}, method) {
-				documented[strings.ToUpper(method)+" "+path] = true
+				route := strings.ToUpper(method) + " " + path
+				documented[route] = true
+				// Generated clients name their methods after operationId, and every operation
+				// says how it is authenticated (security: [] when it is public).
+				fields, _ := op.(map[string]any)
+				id, _ := fields["operationId"].(string)
+				if other, taken := operationIDs[id]; id == "" || taken {
+					t.Errorf("%s: operationId %q is missing or also %s's", route, id, other)
+				}
+				operationIDs[id] = route
+				if _, ok := fields["security"]; !ok {
+					t.Errorf("%s: no security", route)
+				}
 			}
 		}
 	}
