@@ -119,9 +119,6 @@ func Do(t testing.TB, method, url, body string, headers map[string]string) Respo
 		t.Fatalf("%s %s: %v", method, url, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := readChecked(t, req, resp)
 	return Response{Status: resp.StatusCode, Header: resp.Header, Body: string(data)}
 }
