@@ -138,13 +138,16 @@ func (r *Webhooks) Endpoint(ctx context.Context, userID, id uuid.UUID) (*Webhook
 	return e, nil
 }
 
-// UpdateEndpoint writes an endpoint's editable columns and its state.
+// UpdateEndpoint writes an endpoint's editable columns and its state (ErrNotFound when it is gone).
 func (r *Webhooks) UpdateEndpoint(ctx context.Context, e *WebhookEndpoint) error {
-	_, err := r.db.NewUpdate().Model(e).
+	res, err := r.db.NewUpdate().Model(e).
 		Column("url", "events", "description", "disabled_at", "disabled_reason", "failing_since").
 		Set("updated_at = now()").WherePK().Where("user_id = ?", e.UserID).Returning("*").Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("update webhook endpoint: %w", translate(err))
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("update webhook endpoint: %w", ErrNotFound)
 	}
 	return nil
 }
@@ -256,11 +259,14 @@ func (r *Webhooks) Attempts(ctx context.Context, deliveryIDs []uuid.UUID) (map[u
 // ErrNotFound when the endpoint has no such delivery.
 func (r *Webhooks) Requeue(ctx context.Context, endpointID, id uuid.UUID) (*WebhookDelivery, error) {
 	d := new(WebhookDelivery)
-	_, err := r.db.NewUpdate().Model(d).Set("status = ?", DeliveryPending).
+	res, err := r.db.NewUpdate().Model(d).Set("status = ?", DeliveryPending).
 		Set("next_attempt_at = clock_timestamp()").Set("retry_from = clock_timestamp()").Set("updated_at = clock_timestamp()").
 		Where("id = ?", id).Where("endpoint_id = ?", endpointID).Returning("*").Exec(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("requeue webhook delivery: %w", translate(err))
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return nil, fmt.Errorf("requeue webhook delivery: %w", ErrNotFound)
 	}
 	return d, nil
 }

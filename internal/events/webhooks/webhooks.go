@@ -64,7 +64,9 @@ func NewService(p Params) *Service {
 }
 
 // secretContext binds a sealed secret to its endpoint: copied onto another row, it does not open.
-func secretContext(endpointID uuid.UUID) []byte { return []byte("webhook-secret:" + endpointID.String()) }
+func secretContext(endpointID uuid.UUID) []byte {
+	return []byte("webhook-secret:" + endpointID.String())
+}
 
 // CreateInput is a new endpoint.
 type CreateInput struct {
@@ -238,6 +240,9 @@ func (s *Service) Update(ctx context.Context, userID uuid.UUID, id string, in Up
 		}
 		return nil
 	})
+	if errors.Is(err, repositories.ErrNotFound) {
+		return nil, apierror.NotFound("webhook") // deleted meanwhile
+	}
 	if err != nil {
 		return nil, err
 	}
