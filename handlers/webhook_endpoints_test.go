@@ -496,3 +496,43 @@ func TestWebhookEndpointsAreGuarded(t *testing.T) {
 	}
 	wantError(t, "GET a deleted webhook", u.do(t, "GET", "/api/webhooks/"+named.ID, ""), http.StatusNotFound, "not_found")
 }
+
+// TestWebhookDeliveriesSurviveARestart: events whose deliveries were still in the outbox when
+// the service stopped are delivered after it starts again, by two replicas at once, each exactly
+// once under its event's id.
+func TestWebhookDeliveriesSurviveARestart(t *testing.T) {
+	id := startIdentity(t, func(c *config.Config, _ *clerkstub.Server) {
+		webhookConfig(c)
+		c.Webhooks.PollInterval = time.Minute // this first replica stops before it ever polls
+	})
+	u := newSandboxUser(t, id, "user_webhook_restart")
+	rc := newReceiver(t, nil)
+	u.webhookTo(t, rc, "sandbox.created", "sandbox.running", "sandbox.stopped", "api_key.created")
+	sb := u.create(t, `{}`)
+	if resp := u.do(t, "DELETE", "/api/sandboxes/"+sb.ID, ""); resp.Status != http.StatusNoContent {
+		t.Fatalf("delete = %d %s", resp.Status, resp.Body)
+	}
+	newSandboxUser(t, id, "user_webhook_restart") // api_key.created
+	id.Stop(t)
+	if n := rc.requests(); n != 0 {
+		t.Fatalf("%d deliveries before the restart, want none yet", n)
+	}
+
+	cfg := *id.cfg
+	cfg.Webhooks.PollInterval = 20 * time.Millisecond
+	for range 2 {
+		startIdentityWith(t, &cfg, id.clerk, id.secret)
+	}
+	eventually(t, "four deliveries after the restart", 20*time.Second, func() bool { return rc.requests() >= 4 })
+	time.Sleep(500 * time.Millisecond) // room for a duplicate to show up
+	seen := map[string]string{}
+	for _, r := range rc.received() {
+		if seen[r.ID] != "" {
+			t.Errorf("event %s (%s) delivered twice", r.ID, r.Type)
+		}
+		seen[r.ID] = r.Type
+	}
+	if len(seen) != 4 || rc.requests() != 4 {
+		t.Errorf("delivered %v in %d requests, want sandbox.created, running, stopped and api_key.created once each", seen, rc.requests())
+	}
+}
