@@ -83,15 +83,7 @@ func NewWebhooks(db *bun.DB) *Webhooks { return &Webhooks{db: db} }
 
 // InTx runs fn with the repository bound to a transaction, committed when fn returns nil.
 func (r *Webhooks) InTx(ctx context.Context, fn func(ctx context.Context, tx *Webhooks) error) error {
-	var fnErr error
-	err := r.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		fnErr = fn(ctx, &Webhooks{db: tx})
-		return fnErr
-	})
-	if err != nil && fnErr == nil {
-		return fmt.Errorf("webhook transaction: %w", translate(err))
-	}
-	return err
+	return inTx(ctx, r.db, func(db bun.IDB) *Webhooks { return &Webhooks{db: db} }, "webhook transaction", fn)
 }
 
 // LockUser locks a live user's row until the transaction ends, so that two requests counting
