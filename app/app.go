@@ -8,6 +8,7 @@ import (
 
 	"github.com/insien/orchestrator/handlers"
 	"github.com/insien/orchestrator/internal/events"
+	eventwebhooks "github.com/insien/orchestrator/internal/events/webhooks"
 	"github.com/insien/orchestrator/internal/identity/apikeys"
 	"github.com/insien/orchestrator/internal/identity/auth"
 	"github.com/insien/orchestrator/internal/identity/clerkauth"
@@ -61,6 +62,7 @@ func Options(cfg *config.Config, extra ...fx.Option) fx.Option {
 		templates.Module,
 		lifecycle.Module,
 		events.Module,
+		eventwebhooks.Module,
 		interact.Module,
 		ports.Module,
 		handlers.Module,

@@ -112,6 +112,8 @@ func TestPrometheusMetrics(t *testing.T) {
 		{"insien_rate_limit_refusals_total", dto.MetricType_COUNTER, map[string]string{"class": "anonymous", "reason": "limited"}, 1},
 		{"insien_rate_limit_refusals_total", dto.MetricType_COUNTER, map[string]string{"class": "principal", "reason": "limited"}, 0},
 		{"insien_live_connections", dto.MetricType_GAUGE, map[string]string{}, 0},
+		{"insien_webhook_deliveries_total", dto.MetricType_COUNTER, map[string]string{"outcome": "succeeded"}, 0},
+		{"insien_webhook_deliveries_total", dto.MetricType_COUNTER, map[string]string{"outcome": "failed"}, 0},
 		{"insien_redis_pool_connections", dto.MetricType_GAUGE, map[string]string{"state": "idle"}, 0},
 		{"insien_redis_pool_hits_total", dto.MetricType_COUNTER, map[string]string{}, 1},
 		{"go_sql_open_connections", dto.MetricType_GAUGE, map[string]string{"db_name": "postgres"}, 1},

@@ -67,10 +67,10 @@ func TestUpDownUp(t *testing.T) {
 		wantTables string
 		wantNames  int
 	}{
-		{"up creates the schema", func() ([]string, error) { return m.Up(ctx) }, "api_keys,events,pool_failures,pool_members,sandboxes,templates,users,volumes", all},
-		{"up again does nothing", func() ([]string, error) { return m.Up(ctx) }, "api_keys,events,pool_failures,pool_members,sandboxes,templates,users,volumes", 0},
+		{"up creates the schema", func() ([]string, error) { return m.Up(ctx) }, "api_keys,events,pool_failures,pool_members,sandboxes,templates,users,volumes,webhook_attempts,webhook_deliveries,webhook_endpoints", all},
+		{"up again does nothing", func() ([]string, error) { return m.Up(ctx) }, "api_keys,events,pool_failures,pool_members,sandboxes,templates,users,volumes,webhook_attempts,webhook_deliveries,webhook_endpoints", 0},
 		{"down removes it (the last group)", func() ([]string, error) { return m.Down(ctx) }, "", all},
-		{"up restores it", func() ([]string, error) { return m.Up(ctx) }, "api_keys,events,pool_failures,pool_members,sandboxes,templates,users,volumes", all},
+		{"up restores it", func() ([]string, error) { return m.Up(ctx) }, "api_keys,events,pool_failures,pool_members,sandboxes,templates,users,volumes,webhook_attempts,webhook_deliveries,webhook_endpoints", all},
 	}
 	for _, step := range steps {
 		names, err := step.run()

@@ -8,4 +8,5 @@ var Module = fx.Module("repositories",
 	fx.Provide(NewAPIKeys),
 	fx.Provide(NewSandboxes),
 	fx.Provide(NewEvents),
+	fx.Provide(NewWebhooks),
 )

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/google/uuid"
+	"github.com/uptrace/bun"
 )
 
 // capacityLockKey names the advisory lock that serializes, across replicas, everything that adds
@@ -29,9 +30,14 @@ func (r *Sandboxes) LockCapacity(ctx context.Context) error {
 // that would otherwise miss it. ErrNotFound when the user does not exist or is deleted. FOR NO
 // KEY UPDATE leaves the foreign-key checks of inserts that reference the user unblocked.
 func (r *Sandboxes) LockOwner(ctx context.Context, userID uuid.UUID) error {
-	var alive uuid.UUID
-	if err := r.db.NewRaw("SELECT id FROM users WHERE id = ? AND deleted_at IS NULL FOR NO KEY UPDATE", userID).Scan(ctx, &alive); err != nil {
-		return fmt.Errorf("lock the sandbox's owner: %w", translate(err))
+	if err := lockUser(ctx, r.db, userID); err != nil {
+		return fmt.Errorf("lock the sandbox's owner: %w", err)
 	}
 	return nil
+}
+
+// lockUser locks a live user's row until the transaction ends (ErrNotFound when deleted).
+func lockUser(ctx context.Context, db bun.IDB, userID uuid.UUID) error {
+	var alive uuid.UUID
+	return translate(db.NewRaw("SELECT id FROM users WHERE id = ? AND deleted_at IS NULL FOR NO KEY UPDATE", userID).Scan(ctx, &alive))
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/uptrace/bun"
@@ -52,4 +53,19 @@ func stampUpdate(ctx context.Context, q *bun.UpdateQuery) *bun.UpdateQuery {
 func stampInsert(ctx context.Context, q *bun.InsertQuery) *bun.InsertQuery {
 	a := actor.From(ctx)
 	return q.Value(changedByColumn, "?", a.Name()).Value(changeRequestIDColumn, "?", a.RequestID)
+}
+
+// inTx runs fn with a repository that bind puts on a transaction of db, committed when fn
+// returns nil and rolled back otherwise. fn's error is returned as it is; a failure of the
+// transaction itself (begin, commit) is wrapped as what.
+func inTx[R any](ctx context.Context, db bun.IDB, bind func(bun.IDB) R, what string, fn func(context.Context, R) error) error {
+	var fnErr error
+	err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		fnErr = fn(ctx, bind(tx))
+		return fnErr
+	})
+	if err != nil && fnErr == nil {
+		return fmt.Errorf("%s: %w", what, translate(err))
+	}
+	return err
 }

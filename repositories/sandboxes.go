@@ -82,15 +82,7 @@ func (r *Sandboxes) With(db bun.IDB) *Sandboxes { return &Sandboxes{db: db} }
 // InTx runs fn with the repository bound to a transaction, committed when fn returns nil and
 // rolled back otherwise. fn's error is returned as it is.
 func (r *Sandboxes) InTx(ctx context.Context, fn func(ctx context.Context, tx *Sandboxes) error) error {
-	var fnErr error
-	err := r.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		fnErr = fn(ctx, r.With(tx))
-		return fnErr
-	})
-	if err != nil && fnErr == nil {
-		return fmt.Errorf("sandbox transaction: %w", translate(err))
-	}
-	return err
+	return inTx(ctx, r.db, r.With, "sandbox transaction", fn)
 }
 
 // Insert stores a new sandbox and sets the columns the database fills in (created_at, updated_at).

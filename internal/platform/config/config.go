@@ -53,6 +53,7 @@ type Config struct {
 	Templates Templates `mapstructure:"templates"`
 	Metrics   Metrics   `mapstructure:"metrics"`
 	Events    Events    `mapstructure:"events"`
+	Webhooks  Webhooks  `mapstructure:"webhooks"`
 }
 
 // App holds process-wide settings.
@@ -295,6 +296,20 @@ type Events struct {
 	Retention time.Duration `mapstructure:"retention"` // events older than this are deleted
 }
 
+// Webhooks configures outbound webhooks: users' endpoints that receive their events, signed.
+type Webhooks struct {
+	AllowHTTP           bool          `mapstructure:"allow_http"`            // http:// endpoints outside development mode
+	AllowPrivateTargets bool          `mapstructure:"allow_private_targets"` // loopback, private, link-local and metadata addresses
+	MaxPerUser          int           `mapstructure:"max_per_user"`
+	Timeout             time.Duration `mapstructure:"timeout"`            // one attempt, connection to the end of the answer
+	MaxAttemptWindow    time.Duration `mapstructure:"max_attempt_window"` // a delivery not made within this is failed
+	DisableAfter        time.Duration `mapstructure:"disable_after"`      // an endpoint failing this long is disabled
+	BackoffBase         time.Duration `mapstructure:"backoff_base"`       // the wait after the first failed attempt; doubles
+	BackoffMax          time.Duration `mapstructure:"backoff_max"`        // the longest wait between attempts
+	PollInterval        time.Duration `mapstructure:"poll_interval"`      // how often each replica looks for due deliveries
+	Concurrency         int           `mapstructure:"concurrency"`        // attempts in flight per replica
+}
+
 // Templates configures users' own images, built on the engine from a Dockerfile.
 type Templates struct {
 	MaxPerUser          int           `mapstructure:"max_per_user"`
@@ -458,6 +473,8 @@ func Default() Config {
 			BuildMemoryMB: 1024, BuildCPU: 1, MaxConcurrentBuilds: 2},
 		Metrics: Metrics{Addr: ":9090"},
 		Events:  Events{Retention: 30 * 24 * time.Hour},
+		Webhooks: Webhooks{MaxPerUser: 10, Timeout: 10 * time.Second, MaxAttemptWindow: 24 * time.Hour, DisableAfter: 5 * 24 * time.Hour,
+			BackoffBase: 5 * time.Second, BackoffMax: time.Hour, PollInterval: 500 * time.Millisecond, Concurrency: 16},
 	}
 }
 
@@ -527,6 +544,13 @@ func (c *Config) Validate() error {
 		{c.Redis.PoolSize > 0, "redis.pool_size", "must be positive"},
 		{c.Health.CheckTimeout > 0, "health.check_timeout", "must be positive"},
 		{c.Events.Retention >= time.Hour, "events.retention", "must be at least 1h"},
+		{c.Webhooks.MaxPerUser > 0, "webhooks.max_per_user", "must be positive"},
+		{c.Webhooks.Timeout >= 100*time.Millisecond && c.Webhooks.Timeout <= time.Minute, "webhooks.timeout", "must be between 100ms and 1m"},
+		{c.Webhooks.MaxAttemptWindow >= time.Second, "webhooks.max_attempt_window", "must be at least 1s"},
+		{c.Webhooks.DisableAfter >= time.Second, "webhooks.disable_after", "must be at least 1s"},
+		{c.Webhooks.BackoffBase >= 10*time.Millisecond && c.Webhooks.BackoffBase <= c.Webhooks.BackoffMax, "webhooks.backoff_base", "must be at least 10ms and at most webhooks.backoff_max"},
+		{c.Webhooks.PollInterval >= 10*time.Millisecond && c.Webhooks.PollInterval <= time.Minute, "webhooks.poll_interval", "must be between 10ms and 1m"},
+		{c.Webhooks.Concurrency > 0, "webhooks.concurrency", "must be positive"},
 		{validListenAddr(c.Metrics.Addr), "metrics.addr", "must be host:port (e.g. :9090), or empty to serve no metrics"},
 		{c.Health.RetryInterval > 0, "health.retry_interval", "must be positive"},
 		{validURL(c.Clerk.APIURL, "http", "https"), "clerk.api_url", "must be an http(s) URL"},

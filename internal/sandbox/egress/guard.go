@@ -4,19 +4,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+
+	"github.com/insien/orchestrator/internal/platform/netguard"
 )
-
-// Addresses no sandbox reaches, whatever its policy: this host and its loopback, link-local
-// (which holds the clouds' metadata address 169.254.169.254), the shared address space (Alibaba's
-// metadata 100.100.100.200), multicast and reserved space, and their IPv6 counterparts (AWS's
-// metadata fd00:ec2::254 sits in the unique-local range below).
-var builtinDeny = []string{
-	"0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "100.64.0.0/10", "192.0.0.0/24", "224.0.0.0/4", "240.0.0.0/4",
-	"::/128", "::1/128", "fe80::/10", "ff00::/8", "64:ff9b::/96",
-}
-
-// privateRanges are denied unless the operator opens some of them (network.allow_private).
-var privateRanges = []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"}
 
 // guard is the operator's deny list, applied before any sandbox's policy.
 type guard struct {
@@ -27,8 +17,8 @@ type guard struct {
 
 // newGuard builds the deny list; ownNets are the subnets of the namespace egress leaves from.
 func newGuard(deny, allowPrivate []string, ownNets []netip.Prefix) (*guard, error) {
-	builtin, _ := parseRules("", builtinDeny)
-	private, _ := parseRules("", privateRanges)
+	builtin := rules{prefixes: netguard.Reserved()}
+	private := rules{prefixes: netguard.Private()} // denied unless the operator opens some (network.allow_private)
 	operator, err := parseRules("network.deny", deny)
 	if err != nil {
 		return nil, fmt.Errorf("network.deny: %w", err)
