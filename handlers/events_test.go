@@ -184,4 +184,24 @@ func TestEventLog(t *testing.T) {
 	if after := u.eventLog(t, "sandbox_id="+sb.ID).Events; len(after) != len(want)-1 || after[0].Type != "sandbox.stopped" {
 		t.Errorf("after the sweep: %+v, want all but sandbox.created", after)
 	}
+	// A webhook delivery that ended before the retention goes too; a pending one stays.
+	var deliveries int
+	if _, err := db.ExecContext(ctx, `INSERT INTO webhook_endpoints (user_id, url, events, secret)
+		SELECT user_id, 'https://example.test/hook', '{sandbox.created}', '\x00' FROM events WHERE id = ?`, life[3].ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO webhook_deliveries (endpoint_id, user_id, event_id, event_type, payload, status, updated_at)
+		SELECT e.id, e.user_id, gen_random_uuid(), 'sandbox.created', '{}', s.status, now() - interval '31 days'
+		FROM webhook_endpoints e, (VALUES ('succeeded'), ('failed'), ('pending')) AS s (status)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'").Scan(&deliveries); err != nil || deliveries != 1 {
+		t.Errorf("pending deliveries after the sweep: %d (%v), want the one", deliveries, err)
+	}
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM webhook_deliveries").Scan(&deliveries); err != nil || deliveries != 1 {
+		t.Errorf("deliveries after the sweep: %d (%v), want only the pending one", deliveries, err)
+	}
 }

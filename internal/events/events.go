@@ -35,9 +35,10 @@ const (
 
 // Service reads the event log and enforces its retention.
 type Service struct {
-	rows      *repositories.Events
-	retention time.Duration
-	log       *zap.Logger
+	rows       *repositories.Events
+	deliveries *repositories.Webhooks
+	retention  time.Duration
+	log        *zap.Logger
 
 	stop context.CancelFunc
 	done sync.WaitGroup
@@ -46,14 +47,15 @@ type Service struct {
 // Params are the service's dependencies.
 type Params struct {
 	fx.In
-	Events *repositories.Events
-	Config config.Events
-	Log    *zap.Logger
+	Events   *repositories.Events
+	Webhooks *repositories.Webhooks
+	Config   config.Events
+	Log      *zap.Logger
 }
 
 // NewService builds the service; its retention sweep runs from Start to Stop.
 func NewService(p Params) *Service {
-	return &Service{rows: p.Events, retention: p.Config.Retention, log: p.Log.Named("events")}
+	return &Service{rows: p.Events, deliveries: p.Webhooks, retention: p.Config.Retention, log: p.Log.Named("events")}
 }
 
 // ListInput is what a caller may ask of the log.
@@ -89,18 +91,25 @@ func (s *Service) List(ctx context.Context, userID uuid.UUID, in ListInput) ([]r
 	return rows, next, nil
 }
 
-// Sweep deletes the events older than the retention and says how many went. Replicas may sweep
-// at once: each takes rows the others have not locked.
+// Sweep deletes the events older than the retention, and the webhook deliveries that ended
+// before it (their attempts go with them), and says how many rows went. Replicas may sweep at
+// once: each takes rows the others have not locked.
 func (s *Service) Sweep(ctx context.Context) (int, error) {
 	cutoff := time.Now().Add(-s.retention)
 	total := 0
-	for {
-		n, err := s.rows.DeleteBefore(ctx, cutoff, sweepBatch)
-		total += n
-		if err != nil || n < sweepBatch {
-			return total, err
+	for _, deleteBefore := range []func(context.Context, time.Time, int) (int, error){s.rows.DeleteBefore, s.deliveries.DeleteFinishedBefore} {
+		for {
+			n, err := deleteBefore(ctx, cutoff, sweepBatch)
+			total += n
+			if err != nil {
+				return total, err
+			}
+			if n < sweepBatch {
+				break
+			}
 		}
 	}
+	return total, nil
 }
 
 // Start sweeps at once and then every hour, until Stop.
