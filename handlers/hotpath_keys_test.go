@@ -41,9 +41,11 @@ func (h roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 	}
 }
 
-// quietLoops keeps the sandbox reaper and reconciler from querying while a test counts queries.
+// quietLoops keeps the sandbox reaper and reconciler and the webhook outbox from querying while a
+// test counts queries.
 func quietLoops(c *config.Config) {
 	c.Sandbox.ReapInterval, c.Sandbox.ReconcileInterval = time.Hour, time.Hour
+	c.Webhooks.PollInterval = time.Minute // the outbox's poll is a query
 }
 
 // settled waits until the service has sent no query and no Redis command for a while: the work
