@@ -288,6 +288,7 @@ type BuildSpec struct {
 	Files      map[string][]byte // relative paths in the build context
 	MemoryMB   int64
 	CPU        float64
+	DiskMB     int64 // the most a step may write; 0: no bound of the build's own
 }
 
 // Image is an image the runtime built or committed.

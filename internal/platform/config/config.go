@@ -319,6 +319,7 @@ type Templates struct {
 	BuildTimeout        time.Duration `mapstructure:"build_timeout"`
 	BuildMemoryMB       int64         `mapstructure:"build_memory_mb"`
 	BuildCPU            float64       `mapstructure:"build_cpu"`
+	BuildDiskMB         int64         `mapstructure:"build_disk_mb"`         // the most one build step may write
 	MaxConcurrentBuilds int           `mapstructure:"max_concurrent_builds"` // per replica; more wait
 }
 
@@ -470,7 +471,7 @@ func Default() Config {
 		Volumes: Volumes{Dir: "/var/lib/insien/volumes", MinSizeMB: 16, MaxSizeMB: 10240, MaxPerUser: 10,
 			MaxTotalMBPerUser: 20480, MaxPerSandbox: 8},
 		Templates: Templates{MaxPerUser: 20, MaxTotalMBPerUser: 10240, MaxContextBytes: 10 << 20, MaxLogBytes: 1 << 20, BuildTimeout: 10 * time.Minute,
-			BuildMemoryMB: 1024, BuildCPU: 1, MaxConcurrentBuilds: 2},
+			BuildMemoryMB: 1024, BuildCPU: 1, BuildDiskMB: 10240, MaxConcurrentBuilds: 2},
 		Metrics: Metrics{Addr: ":9090"},
 		Events:  Events{Retention: 30 * 24 * time.Hour},
 		Webhooks: Webhooks{MaxPerUser: 10, Timeout: 10 * time.Second, MaxAttemptWindow: 24 * time.Hour, DisableAfter: 5 * 24 * time.Hour,
@@ -620,6 +621,7 @@ func (c *Config) Validate() error {
 		{c.Templates.BuildTimeout >= time.Second, "templates.build_timeout", "must be at least 1s"},
 		{c.Templates.BuildMemoryMB >= runtimes.MinMemoryMB, "templates.build_memory_mb", fmt.Sprintf("must be at least %d", runtimes.MinMemoryMB)},
 		{c.Templates.BuildCPU >= runtimes.MinCPU, "templates.build_cpu", fmt.Sprintf("must be at least %g", runtimes.MinCPU)},
+		{c.Templates.BuildDiskMB >= 16, "templates.build_disk_mb", "must be at least 16"},
 		{c.Templates.MaxConcurrentBuilds > 0, "templates.max_concurrent_builds", "must be positive"},
 		{c.Network.PolicyRefresh >= 100*time.Millisecond && c.Network.PolicyRefresh <= time.Second, "network.policy_refresh", "must be between 100ms and 1s: a policy change must apply within a second"},
 	}

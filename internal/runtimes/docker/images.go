@@ -11,6 +11,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/moby/moby/api/types/build"
 	"github.com/moby/moby/api/types/jsonstream"
@@ -22,13 +23,21 @@ import (
 // Build builds an image with the engine's classic builder (see runtimes.Images): every RUN step
 // runs in a container with no network, the build's memory and CPU limits, and the intermediate
 // containers are removed whatever happens. Nothing is pulled: FROM must name an image the engine
-// has. A step's disk is the engine's default container size where it has one (dockerd
-// --storage-opt overlay2.size): the builder API takes no size of its own.
+// has. A step's disk: the engine's default container size where it has one (dockerd
+// --storage-opt overlay2.size; the builder API takes no size of its own), and spec.DiskMB, which
+// a watch on the step's container enforces by cancelling the build once it has written more (it
+// looks twice a second, so a fast writer gets a little past it).
 func (r *Runtime) Build(ctx context.Context, spec runtimes.BuildSpec, log io.Writer) (runtimes.Image, error) {
 	buildContext, err := tarContext(spec)
 	if err != nil {
 		return runtimes.Image{}, err
 	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	steps := make(chan string, 1) // the container of the step that runs now
+	defer close(steps)
+	go r.boundStepDisk(ctx, spec.DiskMB, steps, cancel)
+
 	memory := spec.MemoryMB << 20
 	res, err := r.cli.ImageBuild(ctx, buildContext, client.ImageBuildOptions{
 		Tags: []string{spec.Tag}, Dockerfile: "Dockerfile", Version: build.BuilderV1,
@@ -46,6 +55,10 @@ func (r *Runtime) Build(ctx context.Context, spec runtimes.BuildSpec, log io.Wri
 		var msg jsonstream.Message
 		if err := dec.Decode(&msg); errors.Is(err, io.EOF) {
 			break
+		} else if errors.Is(context.Cause(ctx), errStepDiskBound) {
+			message := fmt.Sprintf("the step wrote more than %d MB, the most a build step may write", spec.DiskMB)
+			_, _ = io.WriteString(log, message+"\n")
+			return runtimes.Image{}, &runtimes.BuildError{Step: step, Message: message}
 		} else if err != nil {
 			return runtimes.Image{}, fmt.Errorf("docker: build %s: reading the builder's output: %w", spec.Tag, err)
 		}
@@ -54,6 +67,9 @@ func (r *Runtime) Build(ctx context.Context, spec runtimes.BuildSpec, log io.Wri
 			for line := range strings.Lines(msg.Stream) {
 				if strings.HasPrefix(line, "Step ") {
 					step, outOfDisk = strings.TrimSpace(line), false
+				}
+				if id, ok := strings.CutPrefix(strings.TrimSpace(line), "---> Running in "); ok {
+					steps <- id
 				}
 				if strings.Contains(line, "No space left on device") || strings.Contains(line, "Disk quota exceeded") {
 					outOfDisk = true
@@ -73,6 +89,43 @@ func (r *Runtime) Build(ctx context.Context, spec runtimes.BuildSpec, log io.Wri
 		return runtimes.Image{}, fmt.Errorf("docker: build %s: %w", spec.Tag, ctx.Err())
 	}
 	return r.image(ctx, spec.Tag)
+}
+
+// errStepDiskBound is why a build is cancelled when a step writes past its bound.
+var errStepDiskBound = errors.New("a build step wrote past its disk bound")
+
+// stepDiskPoll is how often the step's container is measured.
+const stepDiskPoll = 500 * time.Millisecond
+
+// boundStepDisk measures the writable layer of each step's container (the builder names it in
+// its output) and cancels the build once one holds more than limitMB; it reads steps until they
+// are closed. No limit: it only drains them.
+func (r *Runtime) boundStepDisk(ctx context.Context, limitMB int64, steps <-chan string, cancel context.CancelCauseFunc) {
+	tick := time.NewTicker(stepDiskPoll)
+	defer tick.Stop()
+	var current string
+	for {
+		select {
+		case id, ok := <-steps:
+			if !ok {
+				return
+			}
+			current = id
+			continue
+		case <-tick.C:
+		}
+		if current == "" || limitMB <= 0 {
+			continue
+		}
+		res, err := r.cli.ContainerInspect(ctx, current, client.ContainerInspectOptions{Size: true})
+		if err != nil {
+			continue // the step ended (its container is gone), or the engine is busy: next tick
+		}
+		if size := res.Container.SizeRw; size != nil && *size > limitMB<<20 {
+			cancel(errStepDiskBound)
+			limitMB = 0 // and keep draining steps: the reader may still name one before it stops
+		}
+	}
 }
 
 // tarContext is the build context: the Dockerfile and the files, in a tar stream.

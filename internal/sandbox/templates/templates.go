@@ -187,7 +187,7 @@ func (s *Service) create(ctx context.Context, userID uuid.UUID, templateName, do
 	if t.Status == model.TemplateBuilding {
 		s.builds.Add(1)
 		go s.build(t, runtimes.BuildSpec{Tag: t.Image, Dockerfile: dockerfile, Files: files,
-			MemoryMB: s.cfg.BuildMemoryMB, CPU: s.cfg.BuildCPU})
+			MemoryMB: s.cfg.BuildMemoryMB, CPU: s.cfg.BuildCPU, DiskMB: s.cfg.BuildDiskMB})
 	}
 	return t, nil
 }
