@@ -64,11 +64,5 @@ func (r *Events) List(ctx context.Context, f EventFilter) ([]Event, error) {
 // DeleteBefore removes up to limit events older than t and says how many it removed; a sweep
 // repeats it until fewer come back, so no statement holds locks on a huge set at once.
 func (r *Events) DeleteBefore(ctx context.Context, t time.Time, limit int) (int, error) {
-	res, err := r.db.NewRaw(`DELETE FROM events WHERE id IN (
-		SELECT id FROM events WHERE created_at < ? ORDER BY created_at LIMIT ? FOR UPDATE SKIP LOCKED)`, t, limit).Exec(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("delete old events: %w", translate(err))
-	}
-	n, _ := res.RowsAffected()
-	return int(n), nil
+	return deleteBatch(ctx, r.db, "delete old events", "events", "created_at < ?", limit, t)
 }

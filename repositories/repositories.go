@@ -69,3 +69,16 @@ func inTx[R any](ctx context.Context, db bun.IDB, bind func(bun.IDB) R, what str
 	}
 	return err
 }
+
+// deleteBatch deletes up to limit rows of table that match where (with args), skipping rows
+// another transaction holds, and says how many went: a retention sweep calls it until fewer come
+// back, so no statement locks a huge set and replicas sweeping at once take different rows.
+func deleteBatch(ctx context.Context, db bun.IDB, step, table, where string, limit int, args ...any) (int, error) {
+	res, err := db.NewRaw("DELETE FROM ? WHERE id IN (SELECT id FROM ? WHERE "+where+" LIMIT ? FOR UPDATE SKIP LOCKED)",
+		append(append([]any{bun.Ident(table), bun.Ident(table)}, args...), limit)...).Exec(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", step, translate(err))
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}

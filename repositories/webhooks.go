@@ -323,11 +323,5 @@ func (r *Webhooks) RecordAttempt(ctx context.Context, o AttemptOutcome) error {
 // DeleteFinishedBefore removes up to limit deliveries (with their attempts) that ended, delivered
 // or given up, and were last touched before t; how many went. Pending ones stay whatever their age.
 func (r *Webhooks) DeleteFinishedBefore(ctx context.Context, t time.Time, limit int) (int, error) {
-	res, err := r.db.NewRaw(`DELETE FROM webhook_deliveries WHERE id IN (
-		SELECT id FROM webhook_deliveries WHERE status <> 'pending' AND updated_at < ? LIMIT ? FOR UPDATE SKIP LOCKED)`, t, limit).Exec(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("delete old webhook deliveries: %w", translate(err))
-	}
-	n, _ := res.RowsAffected()
-	return int(n), nil
+	return deleteBatch(ctx, r.db, "delete old webhook deliveries", "webhook_deliveries", "status <> 'pending' AND updated_at < ?", limit, t)
 }
