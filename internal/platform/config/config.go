@@ -52,6 +52,7 @@ type Config struct {
 	Volumes   Volumes   `mapstructure:"volumes"`
 	Templates Templates `mapstructure:"templates"`
 	Metrics   Metrics   `mapstructure:"metrics"`
+	Tracing   Tracing   `mapstructure:"tracing"`
 	Events    Events    `mapstructure:"events"`
 }
 
@@ -290,6 +291,21 @@ type Metrics struct {
 	Addr string `mapstructure:"addr"` // host:port; empty: no metrics listener
 }
 
+// Tracing configures OpenTelemetry tracing, exported over OTLP/HTTP. It is off while Endpoint is
+// empty: no exporter exists and no span is recorded.
+type Tracing struct {
+	// Endpoint is the collector's OTLP/HTTP URL: a base (http://otel-collector:4318, to which
+	// /v1/traces is added) or a full URL with its path; https for TLS. Empty: tracing off.
+	Endpoint string `mapstructure:"endpoint"`
+	// SampleRatio is the share of new traces recorded (0 to 1); a request carrying a traceparent
+	// follows its caller's decision.
+	SampleRatio float64 `mapstructure:"sample_ratio"`
+	ServiceName string  `mapstructure:"service_name"` // service.name of every span
+}
+
+// Enabled reports whether spans are recorded and exported.
+func (t Tracing) Enabled() bool { return t.Endpoint != "" }
+
 // Events configures the event log (GET /api/events).
 type Events struct {
 	Retention time.Duration `mapstructure:"retention"` // events older than this are deleted
@@ -457,6 +473,7 @@ func Default() Config {
 		Templates: Templates{MaxPerUser: 20, MaxTotalMBPerUser: 10240, MaxContextBytes: 10 << 20, MaxLogBytes: 1 << 20, BuildTimeout: 10 * time.Minute,
 			BuildMemoryMB: 1024, BuildCPU: 1, MaxConcurrentBuilds: 2},
 		Metrics: Metrics{Addr: ":9090"},
+		Tracing: Tracing{SampleRatio: 1, ServiceName: "insien-orchestrator"},
 		Events:  Events{Retention: 30 * 24 * time.Hour},
 	}
 }
@@ -528,6 +545,9 @@ func (c *Config) Validate() error {
 		{c.Health.CheckTimeout > 0, "health.check_timeout", "must be positive"},
 		{c.Events.Retention >= time.Hour, "events.retention", "must be at least 1h"},
 		{validListenAddr(c.Metrics.Addr), "metrics.addr", "must be host:port (e.g. :9090), or empty to serve no metrics"},
+		{c.Tracing.Endpoint == "" || validEndpoint(c.Tracing.Endpoint), "tracing.endpoint", "must be an http(s) URL with a host (e.g. http://otel-collector:4318), or empty to trace nothing"},
+		{c.Tracing.SampleRatio >= 0 && c.Tracing.SampleRatio <= 1, "tracing.sample_ratio", "must be between 0 and 1"},
+		{strings.TrimSpace(c.Tracing.ServiceName) != "", "tracing.service_name", "must not be empty"},
 		{c.Health.RetryInterval > 0, "health.retry_interval", "must be positive"},
 		{validURL(c.Clerk.APIURL, "http", "https"), "clerk.api_url", "must be an http(s) URL"},
 		{c.Clerk.Leeway >= 0, "clerk.leeway", "must not be negative"},
@@ -617,6 +637,13 @@ func validPort(p int) bool { return p > 0 && p <= 65535 }
 func validURL(raw string, schemes ...string) bool {
 	u, err := url.Parse(raw)
 	return err == nil && slices.Contains(schemes, strings.ToLower(u.Scheme))
+}
+
+// validEndpoint: an http or https URL with a host, and nothing a collector URL cannot carry.
+func validEndpoint(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.User == nil &&
+		u.RawQuery == "" && u.Fragment == ""
 }
 
 // dnsLabel is what Kubernetes accepts as a namespace name (RFC 1123 label).
