@@ -32,8 +32,7 @@ func Errors(log *zap.Logger) gin.HandlerFunc {
 		err := c.Errors.Last().Err
 		apiErr := Classify(c.Request.Context(), err)
 		if apiErr.Status >= http.StatusInternalServerError {
-			log.Error("request failed", zap.String("request_id", RequestID(c)),
-				zap.String("route", c.FullPath()), zap.Error(err))
+			log.Error("request failed", append(requestFields(c), zap.String("route", c.FullPath()), zap.Error(err))...)
 		}
 		if c.Writer.Written() {
 			return // a streaming response already started; the log line is all we can do
