@@ -14,6 +14,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/embedded"
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/insien/orchestrator/internal/platform/config"
@@ -95,6 +96,37 @@ func (t *Tracing) Enabled() bool { return t.sdk != nil }
 
 // TracerProvider is what instrumentation libraries take (otelgin, bunotel, redisotel).
 func (t *Tracing) TracerProvider() trace.TracerProvider { return t.provider }
+
+// ChildTracerProvider makes spans only as children: a Start whose context holds no span makes
+// none. For the Postgres and Redis hooks: the background loops poll both every second or so,
+// and each poll would otherwise be a trace of its own; inside a request (or any traced work)
+// every query and command is there.
+func (t *Tracing) ChildTracerProvider() trace.TracerProvider {
+	return childOnlyProvider{provider: t.provider}
+}
+
+type childOnlyProvider struct {
+	embedded.TracerProvider
+	provider trace.TracerProvider
+}
+
+func (p childOnlyProvider) Tracer(name string, opts ...trace.TracerOption) trace.Tracer {
+	return childOnlyTracer{tracer: p.provider.Tracer(name, opts...)}
+}
+
+type childOnlyTracer struct {
+	embedded.Tracer
+	tracer trace.Tracer
+}
+
+// Start leaves a context without a span as it is and returns a no-op span (ending it, or asking
+// whether it records, is harmless).
+func (t childOnlyTracer) Start(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return ctx, trace.SpanFromContext(ctx)
+	}
+	return t.tracer.Start(ctx, name, opts...)
+}
 
 // Tracer is the tracer of the service's own spans.
 func (t *Tracing) Tracer() trace.Tracer { return t.provider.Tracer(Scope) }

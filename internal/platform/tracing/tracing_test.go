@@ -170,3 +170,28 @@ func TestSampling(t *testing.T) {
 		span.End()
 	}
 }
+
+// TestChildTracerProvider: the clients' provider makes spans inside a trace and none outside.
+func TestChildTracerProvider(t *testing.T) {
+	c := newCollector(t)
+	cfg := config.Default().Tracing
+	cfg.Endpoint = c.URL
+	tr, err := tracing.New(cfg, "replica-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tr.Shutdown(context.Background()) }()
+	clients := tr.ChildTracerProvider().Tracer("client")
+
+	ctx := context.Background()
+	if got, span := clients.Start(ctx, "poll"); span.IsRecording() || got != ctx {
+		t.Error("a span without a parent was made")
+	}
+	parentCtx, parent := tr.Tracer().Start(ctx, "request")
+	defer parent.End()
+	_, child := clients.Start(parentCtx, "query")
+	if !child.IsRecording() || child.SpanContext().TraceID() != parent.SpanContext().TraceID() {
+		t.Error("no child span inside a trace")
+	}
+	child.End()
+}
