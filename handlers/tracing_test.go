@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/fx"
@@ -117,6 +118,24 @@ func TestTracing(t *testing.T) {
 		if scope := s.InstrumentationScope.Name; !s.Parent.IsValid() && (scope == "github.com/uptrace/bun" || scope == "github.com/redis/go-redis/extra/redisotel") {
 			t.Errorf("a %s span %q is a trace of its own", scope, s.Name)
 		}
+	}
+
+	// A client's mistake is answered, not a failed span; the span still says 404.
+	if resp := u.do(t, "GET", "/api/sandboxes/00000000-0000-4000-8000-000000000000", ""); resp.Status != http.StatusNotFound {
+		t.Fatalf("GET of an unknown sandbox = %d %s", resp.Status, resp.Body)
+	}
+	var notFound tracetest.SpanStub
+	testenv.Eventually(t, "the server span of the 404", 5*time.Second, func() bool {
+		for _, s := range exp.GetSpans() {
+			if s.SpanKind == trace.SpanKindServer && s.Name == "GET /api/sandboxes/:id" {
+				notFound = s
+				return true
+			}
+		}
+		return false
+	})
+	if notFound.Status.Code == codes.Error || !slices.Contains(notFound.Attributes, attribute.Int("http.response.status_code", http.StatusNotFound)) {
+		t.Errorf("the 404's span: status %v %q, attributes %v", notFound.Status.Code, notFound.Status.Description, notFound.Attributes)
 	}
 
 	// The request's log line names the trace and the server span.
