@@ -31,8 +31,9 @@ func newTracing(lc fx.Lifecycle, cfg config.Tracing, app config.App, log *zap.Lo
 		otelLog := log.Named("tracing")
 		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { otelLog.Warn("exporting spans", zap.Error(err)) }))
 	}
-	// Appended before the clients and the server that use it, so it stops after them and
-	// exports their last spans.
+	// Appended when the tracer is first needed, so before the hooks of everything that makes
+	// spans with it (the runtime, the services, the HTTP server): it stops after them and exports
+	// their last spans.
 	lc.Append(fx.StopHook(func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, flushBudget)
 		defer cancel()
