@@ -47,17 +47,7 @@ func TestTracing(t *testing.T) {
 		t.Fatalf("POST /api/sandboxes = %d %s", resp.Status, resp.Body)
 	}
 
-	// The server span ends once the handler returns, which the client may beat.
-	var server tracetest.SpanStub
-	testenv.Eventually(t, "the server span of the create", 5*time.Second, func() bool {
-		for _, s := range exp.GetSpans() {
-			if s.SpanKind == trace.SpanKindServer && s.Name == "POST /api/sandboxes" {
-				server = s
-				return true
-			}
-		}
-		return false
-	})
+	server := serverSpan(t, exp, "POST /api/sandboxes")
 	if got := server.SpanContext.TraceID().String(); got != callerTrace {
 		t.Errorf("server span in trace %s, want the caller's %s", got, callerTrace)
 	}
@@ -124,16 +114,7 @@ func TestTracing(t *testing.T) {
 	if resp := u.do(t, "GET", "/api/sandboxes/00000000-0000-4000-8000-000000000000", ""); resp.Status != http.StatusNotFound {
 		t.Fatalf("GET of an unknown sandbox = %d %s", resp.Status, resp.Body)
 	}
-	var notFound tracetest.SpanStub
-	testenv.Eventually(t, "the server span of the 404", 5*time.Second, func() bool {
-		for _, s := range exp.GetSpans() {
-			if s.SpanKind == trace.SpanKindServer && s.Name == "GET /api/sandboxes/:id" {
-				notFound = s
-				return true
-			}
-		}
-		return false
-	})
+	notFound := serverSpan(t, exp, "GET /api/sandboxes/:id")
 	if notFound.Status.Code == codes.Error || !slices.Contains(notFound.Attributes, attribute.Int("http.response.status_code", http.StatusNotFound)) {
 		t.Errorf("the 404's span: status %v %q, attributes %v", notFound.Status.Code, notFound.Status.Description, notFound.Attributes)
 	}
@@ -149,4 +130,21 @@ func TestTracing(t *testing.T) {
 		t.Errorf("request line trace_id=%v span_id=%v, want %s and %s", fields["trace_id"], fields["span_id"],
 			callerTrace, server.SpanContext.SpanID())
 	}
+}
+
+// serverSpan waits for the server span called name: it ends once the handler returns, which the
+// client may beat.
+func serverSpan(t *testing.T, exp *tracetest.InMemoryExporter, name string) tracetest.SpanStub {
+	t.Helper()
+	var found tracetest.SpanStub
+	testenv.Eventually(t, "the server span "+name, 5*time.Second, func() bool {
+		for _, s := range exp.GetSpans() {
+			if s.SpanKind == trace.SpanKindServer && s.Name == name {
+				found = s
+				return true
+			}
+		}
+		return false
+	})
+	return found
 }
