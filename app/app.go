@@ -19,6 +19,7 @@ import (
 	"github.com/insien/orchestrator/internal/platform/metrics"
 	"github.com/insien/orchestrator/internal/platform/middleware"
 	"github.com/insien/orchestrator/internal/platform/ratelimit"
+	"github.com/insien/orchestrator/internal/platform/tracing"
 	"github.com/insien/orchestrator/internal/sandbox/egress"
 	"github.com/insien/orchestrator/internal/sandbox/envcrypt"
 	"github.com/insien/orchestrator/internal/sandbox/interact"
@@ -44,6 +45,7 @@ func Options(cfg *config.Config, extra ...fx.Option) fx.Option {
 		fx.WithLogger(providers.NewFxLogger),
 		health.Module,
 		metrics.Module,
+		tracing.Module,
 		middleware.Module,
 		providers.Module,
 		migrations.Module,

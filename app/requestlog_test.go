@@ -13,7 +13,8 @@ import (
 )
 
 // TestRequestLog: one line per request with its id, method, route, status and latency; probes at
-// debug level so they stay out of production logs.
+// debug level so they stay out of production logs. Tracing is off by default: a caller's
+// traceparent starts no trace, and no line carries a trace id.
 func TestRequestLog(t *testing.T) {
 	cfg := testenv.Config(t)
 	testenv.Migrate(t, cfg)
@@ -29,7 +30,8 @@ func TestRequestLog(t *testing.T) {
 	}{
 		{"/health", nil, zapcore.DebugLevel, "/health", 200},
 		{"/readyz", nil, zapcore.DebugLevel, "/readyz", 200},
-		{"/openapi.yaml", map[string]string{"X-Request-ID": "trace-me-42"}, zapcore.InfoLevel, "/openapi.yaml", 200},
+		{"/openapi.yaml", map[string]string{"X-Request-ID": "trace-me-42",
+			"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}, zapcore.InfoLevel, "/openapi.yaml", 200},
 		{"/nope", nil, zapcore.InfoLevel, "unmatched", 404},
 	}
 	for _, tt := range tests {
@@ -47,7 +49,7 @@ func TestRequestLog(t *testing.T) {
 			}
 			fields := lines[0].ContextMap()
 			if lines[0].Level != tt.wantLevel || fields["method"] != "GET" || fields["route"] != tt.wantRoute ||
-				fields["status"] != tt.wantCode || fields["latency"] == nil {
+				fields["status"] != tt.wantCode || fields["latency"] == nil || fields["trace_id"] != nil || fields["span_id"] != nil {
 				t.Errorf("logged %v %v", lines[0].Level, fields)
 			}
 		})

@@ -23,4 +23,5 @@ var Module = fx.Module("providers",
 	fx.Invoke(routeRedisLogs),
 	fx.Invoke(watchRedis),
 	fx.Invoke(registerPoolMetrics),
+	fx.Invoke(traceClients),
 )

@@ -11,6 +11,7 @@ import (
 
 	"github.com/insien/orchestrator/internal/platform/config"
 	"github.com/insien/orchestrator/internal/platform/health"
+	"github.com/insien/orchestrator/internal/platform/tracing"
 	"github.com/insien/orchestrator/internal/runtimes"
 	"github.com/insien/orchestrator/internal/runtimes/docker"
 	"github.com/insien/orchestrator/internal/runtimes/kubernetes"
@@ -24,6 +25,7 @@ type RuntimeParams struct {
 	Sandbox   config.Sandbox
 	Log       *zap.Logger
 	Metrics   prometheus.Registerer
+	Tracing   *tracing.Tracing
 }
 
 // Driver is what a sandbox runtime driver implements: the lifecycle and working inside.
@@ -33,8 +35,8 @@ type Driver interface {
 	runtimes.Ports
 }
 
-// NewRuntime builds the driver that runtime.driver names, its calls metered, and releases it on
-// stop.
+// NewRuntime builds the driver that runtime.driver names, its calls metered and traced, and
+// releases it on stop.
 func NewRuntime(p RuntimeParams) (Driver, error) {
 	var (
 		rt  Driver
@@ -63,7 +65,7 @@ func NewRuntime(p RuntimeParams) (Driver, error) {
 	if c, ok := rt.(io.Closer); ok {
 		p.Lifecycle.Append(fx.StopHook(c.Close))
 	}
-	return newMeteredDriver(rt, p.Metrics), nil
+	return newInstrumentedDriver(rt, p.Metrics, p.Tracing), nil
 }
 
 func kubernetesOptions(cfg config.Runtime, sb config.Sandbox) kubernetes.Options {

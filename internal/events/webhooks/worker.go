@@ -10,11 +10,16 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 
 	"github.com/insien/orchestrator/internal/platform/config"
 	"github.com/insien/orchestrator/internal/platform/loop"
+	"github.com/insien/orchestrator/internal/platform/tracing"
 	"github.com/insien/orchestrator/internal/sandbox/envcrypt"
 	"github.com/insien/orchestrator/repositories"
 )
@@ -38,6 +43,7 @@ type Worker struct {
 	stop     context.CancelFunc
 	done     sync.WaitGroup
 	inFlight sync.WaitGroup
+	tracer   trace.Tracer
 }
 
 // WorkerParams are the worker's dependencies.
@@ -48,12 +54,18 @@ type WorkerParams struct {
 	Config   config.Webhooks
 	Log      *zap.Logger
 	Metrics  prometheus.Registerer `optional:"true"` // nil: nothing exported
+	Tracing  *tracing.Tracing      `optional:"true"` // nil: no spans
 }
 
 // NewWorker builds the worker; it sends from Start to Stop.
 func NewWorker(p WorkerParams) *Worker {
+	tracer := noop.NewTracerProvider().Tracer(tracing.Scope)
+	if p.Tracing != nil {
+		tracer = p.Tracing.Tracer()
+	}
 	return &Worker{rows: p.Webhooks, sealer: p.Sealer, cfg: p.Config, client: newClient(p.Config),
-		outcomes: newDeliveryCounter(p.Metrics), log: p.Log.Named("webhooks"), slots: make(chan struct{}, p.Config.Concurrency)}
+		outcomes: newDeliveryCounter(p.Metrics), log: p.Log.Named("webhooks"), slots: make(chan struct{}, p.Config.Concurrency),
+		tracer: tracer}
 }
 
 // Start polls for due deliveries every webhooks.poll_interval until Stop.
@@ -103,9 +115,21 @@ func (w *Worker) poll(ctx context.Context) {
 	}
 }
 
-// deliver makes one attempt at a claimed delivery and records it.
+// deliver makes one attempt at a claimed delivery and records it, in a span of its own (a
+// delivery runs in the background: it begins a trace).
 func (w *Worker) deliver(ctx context.Context, d repositories.ClaimedDelivery) {
+	ctx, span := w.tracer.Start(ctx, "webhook.deliver", trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
+		attribute.String("webhook.event_type", d.EventType), attribute.Int("webhook.attempt", d.Attempts+1)))
 	var r result
+	defer func() {
+		if r.statusCode != 0 {
+			span.SetAttributes(attribute.Int("http.response.status_code", r.statusCode))
+		}
+		if r.err != "" {
+			span.SetStatus(codes.Error, r.err)
+		}
+		span.End()
+	}()
 	secret, err := w.sealer.Open(d.Secret, secretContext(d.EndpointID))
 	if err != nil {
 		w.log.Error("could not open a webhook endpoint's secret", zap.Stringer("endpoint", d.EndpointID), zap.Error(err))

@@ -52,6 +52,7 @@ type Config struct {
 	Volumes   Volumes   `mapstructure:"volumes"`
 	Templates Templates `mapstructure:"templates"`
 	Metrics   Metrics   `mapstructure:"metrics"`
+	Tracing   Tracing   `mapstructure:"tracing"`
 	Events    Events    `mapstructure:"events"`
 	Webhooks  Webhooks  `mapstructure:"webhooks"`
 }
@@ -291,6 +292,21 @@ type Metrics struct {
 	Addr string `mapstructure:"addr"` // host:port; empty: no metrics listener
 }
 
+// Tracing configures OpenTelemetry tracing, exported over OTLP/HTTP. It is off while Endpoint is
+// empty: no exporter exists and no span is recorded.
+type Tracing struct {
+	// Endpoint is the collector's OTLP/HTTP URL: a base (http://otel-collector:4318, to which
+	// /v1/traces is added) or a full URL with its path; https for TLS. Empty: tracing off.
+	Endpoint string `mapstructure:"endpoint"`
+	// SampleRatio is the share of new traces recorded (0 to 1); a request carrying a traceparent
+	// follows its caller's decision.
+	SampleRatio float64 `mapstructure:"sample_ratio"`
+	ServiceName string  `mapstructure:"service_name"` // service.name of every span
+}
+
+// Enabled reports whether spans are recorded and exported.
+func (t Tracing) Enabled() bool { return t.Endpoint != "" }
+
 // Events configures the event log (GET /api/events).
 type Events struct {
 	Retention time.Duration `mapstructure:"retention"` // events older than this are deleted
@@ -473,6 +489,7 @@ func Default() Config {
 		Templates: Templates{MaxPerUser: 20, MaxTotalMBPerUser: 10240, MaxContextBytes: 10 << 20, MaxLogBytes: 1 << 20, BuildTimeout: 10 * time.Minute,
 			BuildMemoryMB: 1024, BuildCPU: 1, BuildDiskMB: 10240, MaxConcurrentBuilds: 2},
 		Metrics: Metrics{Addr: ":9090"},
+		Tracing: Tracing{SampleRatio: 1, ServiceName: "insien-orchestrator"},
 		Events:  Events{Retention: 30 * 24 * time.Hour},
 		Webhooks: Webhooks{MaxPerUser: 10, Timeout: 10 * time.Second, MaxAttemptWindow: 24 * time.Hour, DisableAfter: 5 * 24 * time.Hour,
 			BackoffBase: 5 * time.Second, BackoffMax: time.Hour, PollInterval: 500 * time.Millisecond, Concurrency: 16},
@@ -553,6 +570,9 @@ func (c *Config) Validate() error {
 		{c.Webhooks.PollInterval >= 10*time.Millisecond && c.Webhooks.PollInterval <= time.Minute, "webhooks.poll_interval", "must be between 10ms and 1m"},
 		{c.Webhooks.Concurrency > 0, "webhooks.concurrency", "must be positive"},
 		{validListenAddr(c.Metrics.Addr), "metrics.addr", "must be host:port (e.g. :9090), or empty to serve no metrics"},
+		{c.Tracing.Endpoint == "" || validEndpoint(c.Tracing.Endpoint), "tracing.endpoint", "must be an http(s) URL with a host (e.g. http://otel-collector:4318), or empty to trace nothing"},
+		{c.Tracing.SampleRatio >= 0 && c.Tracing.SampleRatio <= 1, "tracing.sample_ratio", "must be between 0 and 1"},
+		{strings.TrimSpace(c.Tracing.ServiceName) != "", "tracing.service_name", "must not be empty"},
 		{c.Health.RetryInterval > 0, "health.retry_interval", "must be positive"},
 		{validURL(c.Clerk.APIURL, "http", "https"), "clerk.api_url", "must be an http(s) URL"},
 		{c.Clerk.Leeway >= 0, "clerk.leeway", "must not be negative"},
@@ -643,6 +663,13 @@ func validPort(p int) bool { return p > 0 && p <= 65535 }
 func validURL(raw string, schemes ...string) bool {
 	u, err := url.Parse(raw)
 	return err == nil && slices.Contains(schemes, strings.ToLower(u.Scheme))
+}
+
+// validEndpoint: an http or https URL with a host, and nothing a collector URL cannot carry.
+func validEndpoint(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.User == nil &&
+		u.RawQuery == "" && u.Fragment == ""
 }
 
 // dnsLabel is what Kubernetes accepts as a namespace name (RFC 1123 label).

@@ -174,6 +174,11 @@ func TestInvalidConfigNamesTheKey(t *testing.T) {
 		{"toleration operator", "runtime:\n  kubernetes:\n    tolerations: [{key: a, operator: Maybe}]\n", nil, "runtime.kubernetes.tolerations"},
 		{"toleration effect", "runtime:\n  kubernetes:\n    tolerations: [{key: a, effect: Never}]\n", nil, "runtime.kubernetes.tolerations"},
 		{"metrics address without a port", "", map[string]string{"ORCH_METRICS_ADDR": "localhost"}, "metrics.addr"},
+		{"tracing endpoint without a scheme", "", map[string]string{"ORCH_TRACING_ENDPOINT": "otel-collector:4318"}, "tracing.endpoint"},
+		{"tracing endpoint over grpc", "tracing:\n  endpoint: grpc://otel-collector:4317\n", nil, "tracing.endpoint"},
+		{"sample ratio above one", "", map[string]string{"ORCH_TRACING_SAMPLE_RATIO": "1.5"}, "tracing.sample_ratio"},
+		{"sample ratio not a number", "", map[string]string{"ORCH_TRACING_SAMPLE_RATIO": "half"}, "tracing.sample_ratio"},
+		{"empty service name", "", map[string]string{"ORCH_TRACING_SERVICE_NAME": " "}, "tracing.service_name"},
 		{"empty sandbox namespace", "", map[string]string{"ORCH_RUNTIME_KUBERNETES_NAMESPACE": " "}, "runtime.kubernetes.namespace"},
 	}
 	for _, tt := range tests {

@@ -28,6 +28,7 @@ type sections struct {
 	Volumes   Volumes
 	Templates Templates
 	Metrics   Metrics
+	Tracing   Tracing
 	Events    Events
 	Webhooks  Webhooks
 }
@@ -37,6 +38,6 @@ func splitSections(c *Config) sections {
 		App: c.App, HTTP: c.HTTP, Log: c.Log, Database: c.Database, Redis: c.Redis, Health: c.Health,
 		Clerk: c.Clerk, Auth: c.Auth, RateLimit: c.RateLimit, Secrets: c.Secrets, Runtime: c.Runtime,
 		Sandbox: c.Sandbox, Preview: c.Preview, Network: c.Network, Volumes: c.Volumes, Templates: c.Templates,
-		Metrics: c.Metrics, Events: c.Events, Webhooks: c.Webhooks,
+		Metrics: c.Metrics, Tracing: c.Tracing, Events: c.Events, Webhooks: c.Webhooks,
 	}
 }

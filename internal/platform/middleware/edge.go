@@ -11,6 +11,7 @@ import (
 	"github.com/gin-contrib/cors"
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -37,11 +38,10 @@ func Recovery(log *zap.Logger) gin.HandlerFunc {
 			if recovered == http.ErrAbortHandler {
 				panic(recovered) // net/http's own signal to drop the connection
 			}
-			log.Error("panic in handler",
-				zap.String("request_id", RequestID(c)),
+			log.Error("panic in handler", append(requestFields(c),
 				zap.String("route", c.FullPath()),
 				zap.String("panic", fmt.Sprint(recovered)),
-				zap.ByteString("stack", debug.Stack()))
+				zap.ByteString("stack", debug.Stack()))...)
 			if !c.Writer.Written() {
 				WriteError(c, apierror.Internal())
 			}
@@ -79,6 +79,17 @@ func validRequestID(id string) bool {
 // RequestID returns the id of the current request.
 func RequestID(c *gin.Context) string { return c.GetString(requestIDKey) }
 
+// requestFields name the request in its log lines: its id and, when the request is traced, the
+// trace and span ids that find its spans.
+func requestFields(c *gin.Context) []zap.Field {
+	fields := make([]zap.Field, 1, 9) // room for the request log's own fields
+	fields[0] = zap.String("request_id", RequestID(c))
+	if sc := trace.SpanContextFromContext(c.Request.Context()); sc.IsValid() {
+		fields = append(fields, zap.Stringer("trace_id", sc.TraceID()), zap.Stringer("span_id", sc.SpanID()))
+	}
+	return fields
+}
+
 // SetPrincipal records who made the request, for the request log.
 func SetPrincipal(c *gin.Context, principal string) { c.Set(principalKey, principal) }
 
@@ -90,6 +101,7 @@ func RequestLog(log *zap.Logger, quietPaths ...string) gin.HandlerFunc {
 	}
 	return func(c *gin.Context) {
 		start := time.Now()
+		fields := requestFields(c) // before the handlers replace the request's context
 		c.Next()
 		level := zapcore.InfoLevel
 		if quiet[c.Request.URL.Path] {
@@ -102,14 +114,13 @@ func RequestLog(log *zap.Logger, quietPaths ...string) gin.HandlerFunc {
 		if route == "" {
 			route = "unmatched"
 		}
-		fields := []zap.Field{
-			zap.String("request_id", RequestID(c)),
+		fields = append(fields,
 			zap.String("method", Method(c)),
 			zap.String("route", route),
 			zap.Int("status", c.Writer.Status()),
 			zap.Duration("latency", time.Since(start)),
 			zap.String("client_ip", c.ClientIP()),
-		}
+		)
 		if p := c.GetString(principalKey); p != "" {
 			fields = append(fields, zap.String("principal", p))
 		}

@@ -22,7 +22,8 @@ func WriteError(c *gin.Context, err *apierror.Error) {
 }
 
 // Errors turns the last error a handler attached with c.Error into the one error shape. Unknown
-// errors become a 500 that says nothing, and are logged with their cause.
+// errors become a 500 that says nothing, and are logged with their cause (and kept on the
+// request's span, when it is traced).
 func Errors(log *zap.Logger) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		c.Next()
@@ -32,8 +33,11 @@ func Errors(log *zap.Logger) gin.HandlerFunc {
 		err := c.Errors.Last().Err
 		apiErr := Classify(c.Request.Context(), err)
 		if apiErr.Status >= http.StatusInternalServerError {
-			log.Error("request failed", zap.String("request_id", RequestID(c)),
-				zap.String("route", c.FullPath()), zap.Error(err))
+			log.Error("request failed", append(requestFields(c), zap.String("route", c.FullPath()), zap.Error(err))...)
+		} else {
+			// A client's mistake, answered: not a failure of ours. The tracing middleware marks
+			// a request that still has errors as failed, so none are left for it.
+			c.Errors = c.Errors[:0]
 		}
 		if c.Writer.Written() {
 			return // a streaming response already started; the log line is all we can do
