@@ -52,10 +52,7 @@ func (r *Events) List(ctx context.Context, f EventFilter) ([]Event, error) {
 	if f.SandboxID != nil {
 		q = q.Where("sandbox_id = ?", *f.SandboxID)
 	}
-	if f.After != nil {
-		q = q.Where("(created_at, id) < (?, ?)", f.After.At, f.After.ID)
-	}
-	if err := q.OrderExpr("created_at DESC, id DESC").Limit(int64(f.Limit)).Scan(ctx); err != nil {
+	if err := newestFirst(q, f.After, f.Limit).Scan(ctx); err != nil {
 		return nil, fmt.Errorf("list events: %w", translate(err))
 	}
 	return rows, nil

@@ -12,6 +12,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/insien/orchestrator/internal/platform/actor"
+	"github.com/insien/orchestrator/internal/platform/page"
 )
 
 // Sentinel errors callers test with errors.Is.
@@ -81,4 +82,14 @@ func deleteBatch(ctx context.Context, db bun.IDB, step, table, where string, lim
 	}
 	n, _ := res.RowsAffected()
 	return int(n), nil
+}
+
+// newestFirst makes q one page of a list, newest first: limit rows created before the row after
+// names (its created_at and id: a keyset, so a page never skips or repeats a row as rows come and
+// go), or from the newest when after is nil.
+func newestFirst(q *bun.SelectQuery, after *page.Cursor, limit int) *bun.SelectQuery {
+	if after != nil {
+		q = q.Where("(created_at, id) < (?, ?)", after.At, after.ID)
+	}
+	return q.OrderExpr("created_at DESC, id DESC").Limit(int64(limit))
 }

@@ -167,10 +167,7 @@ func (r *Sandboxes) List(ctx context.Context, f ListFilter) ([]model.Sandbox, er
 		doc, _ := json.Marshal(f.Metadata)
 		q = q.Where("metadata @> ?::jsonb", string(doc))
 	}
-	if f.After != nil {
-		q = q.Where("(created_at, id) < (?, ?)", f.After.At, f.After.ID)
-	}
-	if err := q.OrderExpr("created_at DESC, id DESC").Limit(int64(f.Limit)).Scan(ctx); err != nil {
+	if err := newestFirst(q, f.After, f.Limit).Scan(ctx); err != nil {
 		return nil, fmt.Errorf("list sandboxes: %w", translate(err))
 	}
 	return sandboxes(rows), nil

@@ -221,10 +221,7 @@ func (r *Webhooks) Deliveries(ctx context.Context, f DeliveryFilter) ([]WebhookD
 	if f.Status != "" {
 		q = q.Where("status = ?", f.Status)
 	}
-	if f.After != nil {
-		q = q.Where("(created_at, id) < (?, ?)", f.After.At, f.After.ID)
-	}
-	if err := q.OrderExpr("created_at DESC, id DESC").Limit(int64(f.Limit)).Scan(ctx); err != nil {
+	if err := newestFirst(q, f.After, f.Limit).Scan(ctx); err != nil {
 		return nil, fmt.Errorf("list webhook deliveries: %w", translate(err))
 	}
 	return rows, nil

@@ -345,14 +345,14 @@ func (s *Service) Delete(ctx context.Context, userID uuid.UUID, idOrName string)
 		if err := rows.Templates().LockImage(ctx, t.Image); err != nil {
 			return err
 		}
-		var running int64
-		shared, running, err = rows.Templates().ImageUsers(ctx, t.ID, t.Image)
+		others, running, err := rows.Templates().ImageUsers(ctx, t.ID, t.Image)
 		if err != nil {
 			return err
 		}
 		if running > 0 {
 			return apierror.Conflict("template_in_use", "template %q runs in %d live sandboxes; delete them first", t.Name, running)
 		}
+		shared = others
 		return rows.Templates().Delete(ctx, userID, t.ID)
 	})
 	if err != nil {
