@@ -18,6 +18,60 @@ import (
 	openapi_types "github.com/oapi-codegen/runtime/types"
 )
 
+// Defines values for BlockedEgressRecentProtocol.
+const (
+	BlockedEgressRecentProtocolDns BlockedEgressRecentProtocol = "dns"
+	BlockedEgressRecentProtocolTcp BlockedEgressRecentProtocol = "tcp"
+)
+
+// Valid indicates whether the value is a known member of the BlockedEgressRecentProtocol enum.
+func (e BlockedEgressRecentProtocol) Valid() bool {
+	switch e {
+	case BlockedEgressRecentProtocolDns:
+		return true
+	case BlockedEgressRecentProtocolTcp:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ClerkWebhookResultStatus.
+const (
+	ClerkWebhookResultStatusDuplicate ClerkWebhookResultStatus = "duplicate"
+	ClerkWebhookResultStatusOk        ClerkWebhookResultStatus = "ok"
+)
+
+// Valid indicates whether the value is a known member of the ClerkWebhookResultStatus enum.
+func (e ClerkWebhookResultStatus) Valid() bool {
+	switch e {
+	case ClerkWebhookResultStatusDuplicate:
+		return true
+	case ClerkWebhookResultStatusOk:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CreateAPIKeyRequestScopes.
+const (
+	SandboxesRead  CreateAPIKeyRequestScopes = "sandboxes:read"
+	SandboxesWrite CreateAPIKeyRequestScopes = "sandboxes:write"
+)
+
+// Valid indicates whether the value is a known member of the CreateAPIKeyRequestScopes enum.
+func (e CreateAPIKeyRequestScopes) Valid() bool {
+	switch e {
+	case SandboxesRead:
+		return true
+	case SandboxesWrite:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for EventType.
 const (
 	ApiKeyCreated  EventType = "api_key.created"
@@ -354,60 +408,6 @@ func (e ReadyStatus) Valid() bool {
 	}
 }
 
-// Defines values for CreateApiKeyJSONBodyScopes.
-const (
-	SandboxesRead  CreateApiKeyJSONBodyScopes = "sandboxes:read"
-	SandboxesWrite CreateApiKeyJSONBodyScopes = "sandboxes:write"
-)
-
-// Valid indicates whether the value is a known member of the CreateApiKeyJSONBodyScopes enum.
-func (e CreateApiKeyJSONBodyScopes) Valid() bool {
-	switch e {
-	case SandboxesRead:
-		return true
-	case SandboxesWrite:
-		return true
-	default:
-		return false
-	}
-}
-
-// Defines values for ListBlockedEgress200JSONResponseBodyRecentProtocol.
-const (
-	ListBlockedEgress200JSONResponseBodyRecentProtocolDns ListBlockedEgress200JSONResponseBodyRecentProtocol = "dns"
-	ListBlockedEgress200JSONResponseBodyRecentProtocolTcp ListBlockedEgress200JSONResponseBodyRecentProtocol = "tcp"
-)
-
-// Valid indicates whether the value is a known member of the ListBlockedEgress200JSONResponseBodyRecentProtocol enum.
-func (e ListBlockedEgress200JSONResponseBodyRecentProtocol) Valid() bool {
-	switch e {
-	case ListBlockedEgress200JSONResponseBodyRecentProtocolDns:
-		return true
-	case ListBlockedEgress200JSONResponseBodyRecentProtocolTcp:
-		return true
-	default:
-		return false
-	}
-}
-
-// Defines values for ReceiveClerkWebhook200JSONResponseBodyStatus.
-const (
-	ReceiveClerkWebhook200JSONResponseBodyStatusDuplicate ReceiveClerkWebhook200JSONResponseBodyStatus = "duplicate"
-	ReceiveClerkWebhook200JSONResponseBodyStatusOk        ReceiveClerkWebhook200JSONResponseBodyStatus = "ok"
-)
-
-// Valid indicates whether the value is a known member of the ReceiveClerkWebhook200JSONResponseBodyStatus enum.
-func (e ReceiveClerkWebhook200JSONResponseBodyStatus) Valid() bool {
-	switch e {
-	case ReceiveClerkWebhook200JSONResponseBodyStatusDuplicate:
-		return true
-	case ReceiveClerkWebhook200JSONResponseBodyStatusOk:
-		return true
-	default:
-		return false
-	}
-}
-
 // Defines values for ListWebhookDeliveriesParamsStatus.
 const (
 	ListWebhookDeliveriesParamsStatusFailed    ListWebhookDeliveriesParamsStatus = "failed"
@@ -547,6 +547,58 @@ type APIKey struct {
 	Scopes     *[]string  `json:"scopes,omitempty"`
 }
 
+// APIKeyList defines model for APIKeyList.
+type APIKeyList struct {
+	Keys *[]APIKey `json:"keys,omitempty"`
+}
+
+// BlockedEgress defines model for BlockedEgress.
+type BlockedEgress struct {
+	Recent *[]struct {
+		At *time.Time `json:"at,omitempty"`
+
+		// Destination the address dialed (tcp) or an answer withheld (dns)
+		Destination *string `json:"destination,omitempty"`
+
+		// Name the name asked for: TLS SNI, HTTP Host, or the looked-up name
+		Name     *string                      `json:"name,omitempty"`
+		Port     *int                         `json:"port,omitempty"`
+		Protocol *BlockedEgressRecentProtocol `json:"protocol,omitempty"`
+		Reason   *string                      `json:"reason,omitempty"`
+	} `json:"recent,omitempty"`
+	Total *int `json:"total,omitempty"`
+}
+
+// BlockedEgressRecentProtocol defines model for BlockedEgress.Recent.Protocol.
+type BlockedEgressRecentProtocol string
+
+// ClerkWebhookEvent defines model for ClerkWebhookEvent.
+type ClerkWebhookEvent struct {
+	Data *map[string]interface{} `json:"data,omitempty"`
+	Type *string                 `json:"type,omitempty"`
+}
+
+// ClerkWebhookResult defines model for ClerkWebhookResult.
+type ClerkWebhookResult struct {
+	Message *string                   `json:"message,omitempty"`
+	Status  *ClerkWebhookResultStatus `json:"status,omitempty"`
+}
+
+// ClerkWebhookResultStatus defines model for ClerkWebhookResult.Status.
+type ClerkWebhookResultStatus string
+
+// CreateAPIKeyRequest defines model for CreateAPIKeyRequest.
+type CreateAPIKeyRequest struct {
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	Name      string     `json:"name"`
+
+	// Scopes Default both
+	Scopes *[]CreateAPIKeyRequestScopes `json:"scopes,omitempty"`
+}
+
+// CreateAPIKeyRequestScopes defines model for CreateAPIKeyRequest.Scopes.
+type CreateAPIKeyRequestScopes string
+
 // CreateSandbox defines model for CreateSandbox.
 type CreateSandbox struct {
 	// AutoExtend Activity (exec, files, open connections) pushes expires_at forward; default sandbox.auto_extend
@@ -595,6 +647,30 @@ type CreateSandbox struct {
 	} `json:"volumes,omitempty"`
 }
 
+// CreateTemplateRequest defines model for CreateTemplateRequest.
+type CreateTemplateRequest struct {
+	Dockerfile string `json:"dockerfile"`
+
+	// Files relative path → base64 content
+	Files *map[string][]byte `json:"files,omitempty"`
+	Name  string             `json:"name"`
+}
+
+// CreateVolumeRequest defines model for CreateVolumeRequest.
+type CreateVolumeRequest struct {
+	Name string `json:"name"`
+
+	// SizeMb volumes.min_size_mb (16) to volumes.max_size_mb (10240)
+	SizeMb int `json:"size_mb"`
+}
+
+// CreateWebhookRequest defines model for CreateWebhookRequest.
+type CreateWebhookRequest struct {
+	Description *string     `json:"description,omitempty"`
+	Events      []EventType `json:"events"`
+	Url         string      `json:"url"`
+}
+
 // Error defines model for Error.
 type Error struct {
 	Error struct {
@@ -626,6 +702,12 @@ type Event struct {
 	RequestId *string             `json:"request_id,omitempty"`
 	SandboxId *openapi_types.UUID `json:"sandbox_id,omitempty"`
 	Type      *EventType          `json:"type,omitempty"`
+}
+
+// EventList defines model for EventList.
+type EventList struct {
+	Events     *[]Event `json:"events,omitempty"`
+	NextCursor *string  `json:"next_cursor,omitempty"`
 }
 
 // EventType defines model for EventType.
@@ -694,6 +776,12 @@ type FileEntry struct {
 // FileEntryType defines model for FileEntry.Type.
 type FileEntryType string
 
+// FileList defines model for FileList.
+type FileList struct {
+	Entries *[]FileEntry `json:"entries,omitempty"`
+	Path    *string      `json:"path,omitempty"`
+}
+
 // LogLine defines model for LogLine.
 type LogLine struct {
 	// At When the engine received the line
@@ -710,6 +798,11 @@ type LogLineEncoding string
 
 // LogLineStream defines model for LogLine.Stream.
 type LogLineStream string
+
+// LogLines defines model for LogLines.
+type LogLines struct {
+	Lines *[]LogLine `json:"lines,omitempty"`
+}
 
 // Me defines model for Me.
 type Me struct {
@@ -749,6 +842,24 @@ type Network struct {
 
 // NetworkEgress defines model for Network.Egress.
 type NetworkEgress string
+
+// PortSetting defines model for PortSetting.
+type PortSetting struct {
+	Port   *int  `json:"port,omitempty"`
+	Public *bool `json:"public,omitempty"`
+}
+
+// PreviewURL defines model for PreviewURL.
+type PreviewURL struct {
+	ExpiresAt time.Time `json:"expires_at"`
+	Url       string    `json:"url"`
+}
+
+// PreviewURLRequest defines model for PreviewURLRequest.
+type PreviewURLRequest struct {
+	// ExpiresInSeconds default preview.default_url_lifetime; at most preview.max_url_lifetime
+	ExpiresInSeconds *int `json:"expires_in_seconds,omitempty"`
+}
 
 // Runtime defines model for Runtime.
 type Runtime struct {
@@ -832,8 +943,44 @@ type SandboxPortsProtocol string
 // SandboxStart warm: the sandbox claimed a running warm pool member (its env reaches every exec and terminal, not the main process); cold: a container was created for it
 type SandboxStart string
 
+// SandboxList defines model for SandboxList.
+type SandboxList struct {
+	NextCursor *string    `json:"next_cursor,omitempty"`
+	Sandboxes  *[]Sandbox `json:"sandboxes,omitempty"`
+}
+
+// SandboxMetrics defines model for SandboxMetrics.
+type SandboxMetrics struct {
+	At *time.Time `json:"at,omitempty"`
+
+	// CpuPercent Share of one CPU over about a second: 150 is one and a half cores
+	CpuPercent *float32 `json:"cpu_percent,omitempty"`
+
+	// MemoryBytes In use, reclaimable page cache excluded
+	MemoryBytes      *int `json:"memory_bytes,omitempty"`
+	MemoryLimitBytes *int `json:"memory_limit_bytes,omitempty"`
+
+	// Pids Processes and threads
+	Pids *int `json:"pids,omitempty"`
+}
+
 // SandboxStatus defines model for SandboxStatus.
 type SandboxStatus string
+
+// SetPortPublicRequest defines model for SetPortPublicRequest.
+type SetPortPublicRequest struct {
+	Public bool `json:"public"`
+}
+
+// SetTimeoutRequest defines model for SetTimeoutRequest.
+type SetTimeoutRequest struct {
+	TimeoutSeconds int `json:"timeout_seconds"`
+}
+
+// SnapshotRequest defines model for SnapshotRequest.
+type SnapshotRequest struct {
+	Name string `json:"name"`
+}
 
 // Template defines model for Template.
 type Template struct {
@@ -863,6 +1010,19 @@ type TemplateSource string
 // TemplateStatus defines model for Template.Status.
 type TemplateStatus string
 
+// TemplateList defines model for TemplateList.
+type TemplateList struct {
+	Templates *[]Template `json:"templates,omitempty"`
+}
+
+// UpdateWebhookRequest defines model for UpdateWebhookRequest.
+type UpdateWebhookRequest struct {
+	Description *string      `json:"description,omitempty"`
+	Enabled     *bool        `json:"enabled,omitempty"`
+	Events      *[]EventType `json:"events,omitempty"`
+	Url         *string      `json:"url,omitempty"`
+}
+
 // Volume defines model for Volume.
 type Volume struct {
 	CreatedAt *time.Time          `json:"created_at,omitempty"`
@@ -872,6 +1032,11 @@ type Volume struct {
 
 	// UsedBy the live sandbox that mounts it
 	UsedBy *openapi_types.UUID `json:"used_by,omitempty"`
+}
+
+// VolumeList defines model for VolumeList.
+type VolumeList struct {
+	Volumes *[]Volume `json:"volumes,omitempty"`
 }
 
 // Webhook defines model for Webhook.
@@ -930,6 +1095,25 @@ type WebhookDelivery struct {
 // WebhookDeliveryStatus defines model for WebhookDelivery.Status.
 type WebhookDeliveryStatus string
 
+// WebhookDeliveryList defines model for WebhookDeliveryList.
+type WebhookDeliveryList struct {
+	Deliveries *[]WebhookDelivery `json:"deliveries,omitempty"`
+	NextCursor *string            `json:"next_cursor,omitempty"`
+}
+
+// WebhookList defines model for WebhookList.
+type WebhookList struct {
+	Webhooks *[]Webhook `json:"webhooks,omitempty"`
+}
+
+// WrittenFile defines model for WrittenFile.
+type WrittenFile struct {
+	// Mode Octal, e.g. 0644
+	Mode *string `json:"mode,omitempty"`
+	Path *string `json:"path,omitempty"`
+	Size *int    `json:"size,omitempty"`
+}
+
 // Live defines model for Live.
 type Live struct {
 	Status *LiveStatus `json:"status,omitempty"`
@@ -959,18 +1143,6 @@ type ListEventsParams struct {
 	// Cursor next_cursor of the previous page
 	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
-
-// CreateApiKeyJSONBody defines parameters for CreateApiKey.
-type CreateApiKeyJSONBody struct {
-	ExpiresAt *time.Time `json:"expires_at,omitempty"`
-	Name      string     `json:"name"`
-
-	// Scopes Default both
-	Scopes *[]CreateApiKeyJSONBodyScopes `json:"scopes,omitempty"`
-}
-
-// CreateApiKeyJSONBodyScopes defines parameters for CreateApiKey.
-type CreateApiKeyJSONBodyScopes string
 
 // ListSandboxesParams defines parameters for ListSandboxes.
 type ListSandboxesParams struct {
@@ -1028,45 +1200,12 @@ type GetSandboxLogsParams struct {
 	Follow *bool   `form:"follow,omitempty" json:"follow,omitempty"`
 }
 
-// ListBlockedEgress200JSONResponseBodyRecentProtocol defines parameters for ListBlockedEgress.
-type ListBlockedEgress200JSONResponseBodyRecentProtocol string
-
-// SetPortPublicJSONBody defines parameters for SetPortPublic.
-type SetPortPublicJSONBody struct {
-	Public bool `json:"public"`
-}
-
-// ProxyPostJSONBody defines parameters for ProxyPost.
-type ProxyPostJSONBody struct {
-	// ExpiresInSeconds default preview.default_url_lifetime; at most preview.max_url_lifetime
-	ExpiresInSeconds *int `json:"expires_in_seconds,omitempty"`
-}
-
-// SnapshotSandboxJSONBody defines parameters for SnapshotSandbox.
-type SnapshotSandboxJSONBody struct {
-	Name string `json:"name"`
-}
-
 // OpenTerminalParams defines parameters for OpenTerminal.
 type OpenTerminalParams struct {
 	// Cmd argv, one cmd parameter per word; default sh
 	Cmd  *[]string `form:"cmd,omitempty" json:"cmd,omitempty"`
 	Rows *int      `form:"rows,omitempty" json:"rows,omitempty"`
 	Cols *int      `form:"cols,omitempty" json:"cols,omitempty"`
-}
-
-// SetSandboxTimeoutJSONBody defines parameters for SetSandboxTimeout.
-type SetSandboxTimeoutJSONBody struct {
-	TimeoutSeconds int `json:"timeout_seconds"`
-}
-
-// CreateTemplateJSONBody defines parameters for CreateTemplate.
-type CreateTemplateJSONBody struct {
-	Dockerfile string `json:"dockerfile"`
-
-	// Files relative path → base64 content
-	Files *map[string][]byte `json:"files,omitempty"`
-	Name  string             `json:"name"`
 }
 
 // CreateTemplateParams defines parameters for CreateTemplate.
@@ -1081,43 +1220,11 @@ type GetTemplateLogsParams struct {
 	Follow *bool `form:"follow,omitempty" json:"follow,omitempty"`
 }
 
-// CreateVolumeJSONBody defines parameters for CreateVolume.
-type CreateVolumeJSONBody struct {
-	Name string `json:"name"`
-
-	// SizeMb volumes.min_size_mb (16) to volumes.max_size_mb (10240)
-	SizeMb int `json:"size_mb"`
-}
-
-// CreateWebhookJSONBody defines parameters for CreateWebhook.
-type CreateWebhookJSONBody struct {
-	Description *string     `json:"description,omitempty"`
-	Events      []EventType `json:"events"`
-	Url         string      `json:"url"`
-}
-
-// ReceiveClerkWebhookJSONBody defines parameters for ReceiveClerkWebhook.
-type ReceiveClerkWebhookJSONBody struct {
-	Data *map[string]interface{} `json:"data,omitempty"`
-	Type *string                 `json:"type,omitempty"`
-}
-
 // ReceiveClerkWebhookParams defines parameters for ReceiveClerkWebhook.
 type ReceiveClerkWebhookParams struct {
 	SvixId        string `json:"svix-id"`
 	SvixTimestamp string `json:"svix-timestamp"`
 	SvixSignature string `json:"svix-signature"`
-}
-
-// ReceiveClerkWebhook200JSONResponseBodyStatus defines parameters for ReceiveClerkWebhook.
-type ReceiveClerkWebhook200JSONResponseBodyStatus string
-
-// UpdateWebhookJSONBody defines parameters for UpdateWebhook.
-type UpdateWebhookJSONBody struct {
-	Description *string      `json:"description,omitempty"`
-	Enabled     *bool        `json:"enabled,omitempty"`
-	Events      *[]EventType `json:"events,omitempty"`
-	Url         *string      `json:"url,omitempty"`
 }
 
 // ListWebhookDeliveriesParams defines parameters for ListWebhookDeliveries.
@@ -1151,7 +1258,7 @@ type CheckReadyz200JSONResponseBodyStatus string
 type CheckReadyz503JSONResponseBodyStatus string
 
 // CreateApiKeyJSONRequestBody defines body for CreateApiKey for application/json ContentType.
-type CreateApiKeyJSONRequestBody CreateApiKeyJSONBody
+type CreateApiKeyJSONRequestBody = CreateAPIKeyRequest
 
 // CreateSandboxJSONRequestBody defines body for CreateSandbox for application/json ContentType.
 type CreateSandboxJSONRequestBody = CreateSandbox
@@ -1163,31 +1270,31 @@ type ExecCommandJSONRequestBody = ExecRequest
 type SetSandboxNetworkJSONRequestBody = Network
 
 // SetPortPublicJSONRequestBody defines body for SetPortPublic for application/json ContentType.
-type SetPortPublicJSONRequestBody SetPortPublicJSONBody
+type SetPortPublicJSONRequestBody = SetPortPublicRequest
 
 // ProxyPostJSONRequestBody defines body for ProxyPost for application/json ContentType.
-type ProxyPostJSONRequestBody ProxyPostJSONBody
+type ProxyPostJSONRequestBody = PreviewURLRequest
 
 // SnapshotSandboxJSONRequestBody defines body for SnapshotSandbox for application/json ContentType.
-type SnapshotSandboxJSONRequestBody SnapshotSandboxJSONBody
+type SnapshotSandboxJSONRequestBody = SnapshotRequest
 
 // SetSandboxTimeoutJSONRequestBody defines body for SetSandboxTimeout for application/json ContentType.
-type SetSandboxTimeoutJSONRequestBody SetSandboxTimeoutJSONBody
+type SetSandboxTimeoutJSONRequestBody = SetTimeoutRequest
 
 // CreateTemplateJSONRequestBody defines body for CreateTemplate for application/json ContentType.
-type CreateTemplateJSONRequestBody CreateTemplateJSONBody
+type CreateTemplateJSONRequestBody = CreateTemplateRequest
 
 // CreateVolumeJSONRequestBody defines body for CreateVolume for application/json ContentType.
-type CreateVolumeJSONRequestBody CreateVolumeJSONBody
+type CreateVolumeJSONRequestBody = CreateVolumeRequest
 
 // CreateWebhookJSONRequestBody defines body for CreateWebhook for application/json ContentType.
-type CreateWebhookJSONRequestBody CreateWebhookJSONBody
+type CreateWebhookJSONRequestBody = CreateWebhookRequest
 
 // ReceiveClerkWebhookJSONRequestBody defines body for ReceiveClerkWebhook for application/json ContentType.
-type ReceiveClerkWebhookJSONRequestBody ReceiveClerkWebhookJSONBody
+type ReceiveClerkWebhookJSONRequestBody = ClerkWebhookEvent
 
 // UpdateWebhookJSONRequestBody defines body for UpdateWebhook for application/json ContentType.
-type UpdateWebhookJSONRequestBody UpdateWebhookJSONBody
+type UpdateWebhookJSONRequestBody = UpdateWebhookRequest
 
 // RequestEditorFn is the function signature for the RequestEditor callback function
 type RequestEditorFn func(ctx context.Context, req *http.Request) error
@@ -6358,10 +6465,7 @@ type ListEventsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *struct {
-		Events     *[]Event `json:"events,omitempty"`
-		NextCursor *string  `json:"next_cursor,omitempty"`
-	}
+	JSON200 *EventList
 	// JSON400 the response for an HTTP 400 `application/json` response
 	JSON400 *Error
 	// JSON401 the response for an HTTP 401 `application/json` response
@@ -6377,10 +6481,7 @@ type ListEventsResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r ListEventsResponse) GetJSON200() *struct {
-	Events     *[]Event `json:"events,omitempty"`
-	NextCursor *string  `json:"next_cursor,omitempty"`
-} {
+func (r ListEventsResponse) GetJSON200() *EventList {
 	return r.JSON200
 }
 
@@ -6447,9 +6548,7 @@ type ListApiKeysResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *struct {
-		Keys *[]APIKey `json:"keys,omitempty"`
-	}
+	JSON200 *APIKeyList
 	// JSON401 the response for an HTTP 401 `application/json` response
 	JSON401 *Error
 	// JSON403 the response for an HTTP 403 `application/json` response
@@ -6463,9 +6562,7 @@ type ListApiKeysResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r ListApiKeysResponse) GetJSON200() *struct {
-	Keys *[]APIKey `json:"keys,omitempty"`
-} {
+func (r ListApiKeysResponse) GetJSON200() *APIKeyList {
 	return r.JSON200
 }
 
@@ -6783,10 +6880,7 @@ type ListSandboxesResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *struct {
-		NextCursor *string    `json:"next_cursor,omitempty"`
-		Sandboxes  *[]Sandbox `json:"sandboxes,omitempty"`
-	}
+	JSON200 *SandboxList
 	// JSON400 the response for an HTTP 400 `application/json` response
 	JSON400 *Error
 	// JSON401 the response for an HTTP 401 `application/json` response
@@ -6802,10 +6896,7 @@ type ListSandboxesResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r ListSandboxesResponse) GetJSON200() *struct {
-	NextCursor *string    `json:"next_cursor,omitempty"`
-	Sandboxes  *[]Sandbox `json:"sandboxes,omitempty"`
-} {
+func (r ListSandboxesResponse) GetJSON200() *SandboxList {
 	return r.JSON200
 }
 
@@ -7454,12 +7545,7 @@ type WriteFileResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *struct {
-		// Mode Octal, e.g. 0644
-		Mode *string `json:"mode,omitempty"`
-		Path *string `json:"path,omitempty"`
-		Size *int    `json:"size,omitempty"`
-	}
+	JSON200 *WrittenFile
 	// JSON400 the response for an HTTP 400 `application/json` response
 	JSON400 *Error
 	// JSON401 the response for an HTTP 401 `application/json` response
@@ -7481,12 +7567,7 @@ type WriteFileResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r WriteFileResponse) GetJSON200() *struct {
-	// Mode Octal, e.g. 0644
-	Mode *string `json:"mode,omitempty"`
-	Path *string `json:"path,omitempty"`
-	Size *int    `json:"size,omitempty"`
-} {
+func (r WriteFileResponse) GetJSON200() *WrittenFile {
 	return r.JSON200
 }
 
@@ -7568,10 +7649,7 @@ type ListFilesResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *struct {
-		Entries *[]FileEntry `json:"entries,omitempty"`
-		Path    *string      `json:"path,omitempty"`
-	}
+	JSON200 *FileList
 	// JSON400 the response for an HTTP 400 `application/json` response
 	JSON400 *Error
 	// JSON401 the response for an HTTP 401 `application/json` response
@@ -7593,10 +7671,7 @@ type ListFilesResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r ListFilesResponse) GetJSON200() *struct {
-	Entries *[]FileEntry `json:"entries,omitempty"`
-	Path    *string      `json:"path,omitempty"`
-} {
+func (r ListFilesResponse) GetJSON200() *FileList {
 	return r.JSON200
 }
 
@@ -7768,9 +7843,7 @@ type GetSandboxLogsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *struct {
-		Lines *[]LogLine `json:"lines,omitempty"`
-	}
+	JSON200 *LogLines
 	// JSON400 the response for an HTTP 400 `application/json` response
 	JSON400 *Error
 	// JSON401 the response for an HTTP 401 `application/json` response
@@ -7790,9 +7863,7 @@ type GetSandboxLogsResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r GetSandboxLogsResponse) GetJSON200() *struct {
-	Lines *[]LogLine `json:"lines,omitempty"`
-} {
+func (r GetSandboxLogsResponse) GetJSON200() *LogLines {
 	return r.JSON200
 }
 
@@ -7869,19 +7940,7 @@ type GetSandboxMetricsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *struct {
-		At *time.Time `json:"at,omitempty"`
-
-		// CpuPercent Share of one CPU over about a second: 150 is one and a half cores
-		CpuPercent *float32 `json:"cpu_percent,omitempty"`
-
-		// MemoryBytes In use, reclaimable page cache excluded
-		MemoryBytes      *int `json:"memory_bytes,omitempty"`
-		MemoryLimitBytes *int `json:"memory_limit_bytes,omitempty"`
-
-		// Pids Processes and threads
-		Pids *int `json:"pids,omitempty"`
-	}
+	JSON200 *SandboxMetrics
 	// JSON401 the response for an HTTP 401 `application/json` response
 	JSON401 *Error
 	// JSON403 the response for an HTTP 403 `application/json` response
@@ -7899,19 +7958,7 @@ type GetSandboxMetricsResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r GetSandboxMetricsResponse) GetJSON200() *struct {
-	At *time.Time `json:"at,omitempty"`
-
-	// CpuPercent Share of one CPU over about a second: 150 is one and a half cores
-	CpuPercent *float32 `json:"cpu_percent,omitempty"`
-
-	// MemoryBytes In use, reclaimable page cache excluded
-	MemoryBytes      *int `json:"memory_bytes,omitempty"`
-	MemoryLimitBytes *int `json:"memory_limit_bytes,omitempty"`
-
-	// Pids Processes and threads
-	Pids *int `json:"pids,omitempty"`
-} {
+func (r GetSandboxMetricsResponse) GetJSON200() *SandboxMetrics {
 	return r.JSON200
 }
 
@@ -8094,21 +8141,7 @@ type ListBlockedEgressResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *struct {
-		Recent *[]struct {
-			At *time.Time `json:"at,omitempty"`
-
-			// Destination the address dialed (tcp) or an answer withheld (dns)
-			Destination *string `json:"destination,omitempty"`
-
-			// Name the name asked for: TLS SNI, HTTP Host, or the looked-up name
-			Name     *string                                             `json:"name,omitempty"`
-			Port     *int                                                `json:"port,omitempty"`
-			Protocol *ListBlockedEgress200JSONResponseBodyRecentProtocol `json:"protocol,omitempty"`
-			Reason   *string                                             `json:"reason,omitempty"`
-		} `json:"recent,omitempty"`
-		Total *int `json:"total,omitempty"`
-	}
+	JSON200 *BlockedEgress
 	// JSON401 the response for an HTTP 401 `application/json` response
 	JSON401 *Error
 	// JSON403 the response for an HTTP 403 `application/json` response
@@ -8124,21 +8157,7 @@ type ListBlockedEgressResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r ListBlockedEgressResponse) GetJSON200() *struct {
-	Recent *[]struct {
-		At *time.Time `json:"at,omitempty"`
-
-		// Destination the address dialed (tcp) or an answer withheld (dns)
-		Destination *string `json:"destination,omitempty"`
-
-		// Name the name asked for: TLS SNI, HTTP Host, or the looked-up name
-		Name     *string                                             `json:"name,omitempty"`
-		Port     *int                                                `json:"port,omitempty"`
-		Protocol *ListBlockedEgress200JSONResponseBodyRecentProtocol `json:"protocol,omitempty"`
-		Reason   *string                                             `json:"reason,omitempty"`
-	} `json:"recent,omitempty"`
-	Total *int `json:"total,omitempty"`
-} {
+func (r ListBlockedEgressResponse) GetJSON200() *BlockedEgress {
 	return r.JSON200
 }
 
@@ -8302,10 +8321,7 @@ type SetPortPublicResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *struct {
-		Port   *int  `json:"port,omitempty"`
-		Public *bool `json:"public,omitempty"`
-	}
+	JSON200 *PortSetting
 	// JSON400 the response for an HTTP 400 `application/json` response
 	JSON400 *Error
 	// JSON401 the response for an HTTP 401 `application/json` response
@@ -8329,10 +8345,7 @@ type SetPortPublicResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r SetPortPublicResponse) GetJSON200() *struct {
-	Port   *int  `json:"port,omitempty"`
-	Public *bool `json:"public,omitempty"`
-} {
+func (r SetPortPublicResponse) GetJSON200() *PortSetting {
 	return r.JSON200
 }
 
@@ -8828,10 +8841,7 @@ type ProxyPostResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON201 the response for an HTTP 201 `application/json` response
-	JSON201 *struct {
-		ExpiresAt time.Time `json:"expires_at"`
-		Url       string    `json:"url"`
-	}
+	JSON201 *PreviewURL
 	// JSON400 the response for an HTTP 400 `application/json` response
 	JSON400 *Error
 	// JSON401 the response for an HTTP 401 `application/json` response
@@ -8859,10 +8869,7 @@ type ProxyPostResponse struct {
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
-func (r ProxyPostResponse) GetJSON201() *struct {
-	ExpiresAt time.Time `json:"expires_at"`
-	Url       string    `json:"url"`
-} {
+func (r ProxyPostResponse) GetJSON201() *PreviewURL {
 	return r.JSON201
 }
 
@@ -9486,9 +9493,7 @@ type ListTemplatesResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *struct {
-		Templates *[]Template `json:"templates,omitempty"`
-	}
+	JSON200 *TemplateList
 	// JSON401 the response for an HTTP 401 `application/json` response
 	JSON401 *Error
 	// JSON403 the response for an HTTP 403 `application/json` response
@@ -9502,9 +9507,7 @@ type ListTemplatesResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r ListTemplatesResponse) GetJSON200() *struct {
-	Templates *[]Template `json:"templates,omitempty"`
-} {
+func (r ListTemplatesResponse) GetJSON200() *TemplateList {
 	return r.JSON200
 }
 
@@ -9988,9 +9991,7 @@ type ListVolumesResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *struct {
-		Volumes *[]Volume `json:"volumes,omitempty"`
-	}
+	JSON200 *VolumeList
 	// JSON401 the response for an HTTP 401 `application/json` response
 	JSON401 *Error
 	// JSON403 the response for an HTTP 403 `application/json` response
@@ -10004,9 +10005,7 @@ type ListVolumesResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r ListVolumesResponse) GetJSON200() *struct {
-	Volumes *[]Volume `json:"volumes,omitempty"`
-} {
+func (r ListVolumesResponse) GetJSON200() *VolumeList {
 	return r.JSON200
 }
 
@@ -10338,9 +10337,7 @@ type ListWebhooksResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *struct {
-		Webhooks *[]Webhook `json:"webhooks,omitempty"`
-	}
+	JSON200 *WebhookList
 	// JSON401 the response for an HTTP 401 `application/json` response
 	JSON401 *Error
 	// JSON403 the response for an HTTP 403 `application/json` response
@@ -10354,9 +10351,7 @@ type ListWebhooksResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r ListWebhooksResponse) GetJSON200() *struct {
-	Webhooks *[]Webhook `json:"webhooks,omitempty"`
-} {
+func (r ListWebhooksResponse) GetJSON200() *WebhookList {
 	return r.JSON200
 }
 
@@ -10547,10 +10542,7 @@ type ReceiveClerkWebhookResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *struct {
-		Message *string                                       `json:"message,omitempty"`
-		Status  *ReceiveClerkWebhook200JSONResponseBodyStatus `json:"status,omitempty"`
-	}
+	JSON200 *ClerkWebhookResult
 	// JSON400 the response for an HTTP 400 `application/json` response
 	JSON400 *Error
 	// JSON401 the response for an HTTP 401 `application/json` response
@@ -10572,10 +10564,7 @@ type ReceiveClerkWebhookResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r ReceiveClerkWebhookResponse) GetJSON200() *struct {
-	Message *string                                       `json:"message,omitempty"`
-	Status  *ReceiveClerkWebhook200JSONResponseBodyStatus `json:"status,omitempty"`
-} {
+func (r ReceiveClerkWebhookResponse) GetJSON200() *ClerkWebhookResult {
 	return r.JSON200
 }
 
@@ -10920,10 +10909,7 @@ type ListWebhookDeliveriesResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *struct {
-		Deliveries *[]WebhookDelivery `json:"deliveries,omitempty"`
-		NextCursor *string            `json:"next_cursor,omitempty"`
-	}
+	JSON200 *WebhookDeliveryList
 	// JSON400 the response for an HTTP 400 `application/json` response
 	JSON400 *Error
 	// JSON401 the response for an HTTP 401 `application/json` response
@@ -10941,10 +10927,7 @@ type ListWebhookDeliveriesResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r ListWebhookDeliveriesResponse) GetJSON200() *struct {
-	Deliveries *[]WebhookDelivery `json:"deliveries,omitempty"`
-	NextCursor *string            `json:"next_cursor,omitempty"`
-} {
+func (r ListWebhookDeliveriesResponse) GetJSON200() *WebhookDeliveryList {
 	return r.JSON200
 }
 
@@ -12573,10 +12556,7 @@ func ParseListEventsResponse(rsp *http.Response) (*ListEventsResponse, error) {
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest struct {
-			Events     *[]Event `json:"events,omitempty"`
-			NextCursor *string  `json:"next_cursor,omitempty"`
-		}
+		var dest EventList
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -12644,9 +12624,7 @@ func ParseListApiKeysResponse(rsp *http.Response) (*ListApiKeysResponse, error) 
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest struct {
-			Keys *[]APIKey `json:"keys,omitempty"`
-		}
+		var dest APIKeyList
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -12921,10 +12899,7 @@ func ParseListSandboxesResponse(rsp *http.Response) (*ListSandboxesResponse, err
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest struct {
-			NextCursor *string    `json:"next_cursor,omitempty"`
-			Sandboxes  *[]Sandbox `json:"sandboxes,omitempty"`
-		}
+		var dest SandboxList
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -13493,12 +13468,7 @@ func ParseWriteFileResponse(rsp *http.Response) (*WriteFileResponse, error) {
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest struct {
-			// Mode Octal, e.g. 0644
-			Mode *string `json:"mode,omitempty"`
-			Path *string `json:"path,omitempty"`
-			Size *int    `json:"size,omitempty"`
-		}
+		var dest WrittenFile
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -13587,10 +13557,7 @@ func ParseListFilesResponse(rsp *http.Response) (*ListFilesResponse, error) {
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest struct {
-			Entries *[]FileEntry `json:"entries,omitempty"`
-			Path    *string      `json:"path,omitempty"`
-		}
+		var dest FileList
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -13754,9 +13721,7 @@ func ParseGetSandboxLogsResponse(rsp *http.Response) (*GetSandboxLogsResponse, e
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest struct {
-			Lines *[]LogLine `json:"lines,omitempty"`
-		}
+		var dest LogLines
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -13841,19 +13806,7 @@ func ParseGetSandboxMetricsResponse(rsp *http.Response) (*GetSandboxMetricsRespo
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest struct {
-			At *time.Time `json:"at,omitempty"`
-
-			// CpuPercent Share of one CPU over about a second: 150 is one and a half cores
-			CpuPercent *float32 `json:"cpu_percent,omitempty"`
-
-			// MemoryBytes In use, reclaimable page cache excluded
-			MemoryBytes      *int `json:"memory_bytes,omitempty"`
-			MemoryLimitBytes *int `json:"memory_limit_bytes,omitempty"`
-
-			// Pids Processes and threads
-			Pids *int `json:"pids,omitempty"`
-		}
+		var dest SandboxMetrics
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -14024,21 +13977,7 @@ func ParseListBlockedEgressResponse(rsp *http.Response) (*ListBlockedEgressRespo
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest struct {
-			Recent *[]struct {
-				At *time.Time `json:"at,omitempty"`
-
-				// Destination the address dialed (tcp) or an answer withheld (dns)
-				Destination *string `json:"destination,omitempty"`
-
-				// Name the name asked for: TLS SNI, HTTP Host, or the looked-up name
-				Name     *string                                             `json:"name,omitempty"`
-				Port     *int                                                `json:"port,omitempty"`
-				Protocol *ListBlockedEgress200JSONResponseBodyRecentProtocol `json:"protocol,omitempty"`
-				Reason   *string                                             `json:"reason,omitempty"`
-			} `json:"recent,omitempty"`
-			Total *int `json:"total,omitempty"`
-		}
+		var dest BlockedEgress
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -14188,10 +14127,7 @@ func ParseSetPortPublicResponse(rsp *http.Response) (*SetPortPublicResponse, err
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest struct {
-			Port   *int  `json:"port,omitempty"`
-			Public *bool `json:"public,omitempty"`
-		}
+		var dest PortSetting
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -14654,10 +14590,7 @@ func ParseProxyPostResponse(rsp *http.Response) (*ProxyPostResponse, error) {
 		break // No content-type
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
-		var dest struct {
-			ExpiresAt time.Time `json:"expires_at"`
-			Url       string    `json:"url"`
-		}
+		var dest PreviewURL
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -15225,9 +15158,7 @@ func ParseListTemplatesResponse(rsp *http.Response) (*ListTemplatesResponse, err
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest struct {
-			Templates *[]Template `json:"templates,omitempty"`
-		}
+		var dest TemplateList
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -15638,9 +15569,7 @@ func ParseListVolumesResponse(rsp *http.Response) (*ListVolumesResponse, error) 
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest struct {
-			Volumes *[]Volume `json:"volumes,omitempty"`
-		}
+		var dest VolumeList
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -15929,9 +15858,7 @@ func ParseListWebhooksResponse(rsp *http.Response) (*ListWebhooksResponse, error
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest struct {
-			Webhooks *[]Webhook `json:"webhooks,omitempty"`
-		}
+		var dest WebhookList
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -16090,10 +16017,7 @@ func ParseReceiveClerkWebhookResponse(rsp *http.Response) (*ReceiveClerkWebhookR
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest struct {
-			Message *string                                       `json:"message,omitempty"`
-			Status  *ReceiveClerkWebhook200JSONResponseBodyStatus `json:"status,omitempty"`
-		}
+		var dest ClerkWebhookResult
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -16403,10 +16327,7 @@ func ParseListWebhookDeliveriesResponse(rsp *http.Response) (*ListWebhookDeliver
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest struct {
-			Deliveries *[]WebhookDelivery `json:"deliveries,omitempty"`
-			NextCursor *string            `json:"next_cursor,omitempty"`
-		}
+		var dest WebhookDeliveryList
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
