@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -152,6 +153,23 @@ func TestExecStream(t *testing.T) {
 		}
 		if total := time.Since(start); firstAt == 0 || firstAt > total-time.Second {
 			t.Errorf("first output after %v of %v: want it before the command's sleep ended", firstAt, total)
+		}
+	})
+
+	t.Run("cancelled context", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(testContext(t))
+		defer cancel()
+		var errs []error
+		for ev, err := range sb.ExecStream(ctx, []string{"sh", "-c", "echo started; sleep 30"}) {
+			if err != nil {
+				errs = append(errs, err)
+			}
+			if ev.Stream == client.StreamStdout {
+				cancel()
+			}
+		}
+		if len(errs) != 1 || !errors.Is(errs[0], context.Canceled) {
+			t.Errorf("errors %v, want one context.Canceled", errs)
 		}
 	})
 
