@@ -109,10 +109,12 @@ func (s *SandboxService) List(ctx context.Context, opts ListSandboxesOptions) it
 	}
 }
 
-// listPage reads one page. The generated builder cannot express metadata[<key>]=<value> (the spec
-// names the parameter literally), so those are added to its URL here.
+// listPage reads one page.
 func (s *SandboxService) listPage(ctx context.Context, opts ListSandboxesOptions, cursor *string, yielded int) (*api.SandboxList, error) {
 	params := &api.ListSandboxesParams{Cursor: cursor}
+	if len(opts.Metadata) > 0 {
+		params.Metadata = &opts.Metadata
+	}
 	if opts.Status != "" {
 		st := api.SandboxStatus(opts.Status)
 		params.Status = &st
@@ -127,13 +129,6 @@ func (s *SandboxService) listPage(ctx context.Context, opts ListSandboxesOptions
 	req, err := api.NewListSandboxesRequest(s.c.server(), params)
 	if err != nil {
 		return nil, fmt.Errorf("insien: building the list request: %w", err)
-	}
-	if len(opts.Metadata) > 0 {
-		q := req.URL.Query()
-		for k, v := range opts.Metadata {
-			q.Add("metadata["+k+"]", v)
-		}
-		req.URL.RawQuery = q.Encode()
 	}
 	var page api.SandboxList
 	if err := s.c.doJSON(ctx, req, &page); err != nil {
