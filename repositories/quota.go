@@ -2,6 +2,7 @@ package repositories
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 
 	"github.com/google/uuid"
@@ -34,6 +35,19 @@ func (r *Sandboxes) LockOwner(ctx context.Context, userID uuid.UUID) error {
 		return fmt.Errorf("lock the sandbox's owner: %w", err)
 	}
 	return nil
+}
+
+// LockOwnerCountLive is LockOwner followed by CountLive in one round trip (what a create holds
+// the owner's lock for is what a burst of that user's creates waits for, one after another).
+func (r *Sandboxes) LockOwnerCountLive(ctx context.Context, userID uuid.UUID) (int, error) {
+	var live sql.NullInt64
+	if err := r.db.NewRaw("SELECT lock_sandbox_owner(?)", userID).Scan(ctx, &live); err != nil {
+		return 0, fmt.Errorf("lock the sandbox's owner and count their live sandboxes: %w", translate(err))
+	}
+	if !live.Valid {
+		return 0, fmt.Errorf("lock the sandbox's owner: %w", ErrNotFound)
+	}
+	return int(live.Int64), nil
 }
 
 // lockUser locks a live user's row until the transaction ends (ErrNotFound when deleted).

@@ -74,6 +74,7 @@ type Service struct {
 	started    time.Time
 	log        *zap.Logger
 	metrics    *serviceMetrics
+	warm       warmAdmission
 
 	reaped    atomic.Int64
 	stopLoops context.CancelFunc
@@ -103,7 +104,7 @@ type Params struct {
 // NewService builds the service; its loops run from Start to Stop.
 func NewService(p Params) (*Service, error) {
 	s := &Service{rows: p.Sandboxes, rt: p.Runtime, ports: p.Ports, pool: p.Pool, egress: p.Egress, volumes: p.Volumes, templates: p.Templates, runtimeCfg: p.RuntimeConfig, sealer: p.Sealer, rdb: p.Redis,
-		conns: p.Conns, cfg: p.Sandbox, instance: p.App.InstanceName(), started: time.Now(), log: p.Log.Named("sandboxes")}
+		conns: p.Conns, cfg: p.Sandbox, instance: p.App.InstanceName(), started: time.Now(), log: p.Log.Named("sandboxes"), warm: newWarmAdmission()}
 	s.metrics = newServiceMetrics(p.Metrics, p.Sandboxes, s.log)
 	owners, err := otter.New(&otter.Options[uuid.UUID, uuid.UUID]{MaximumSize: viewCacheSize})
 	if err != nil {
@@ -174,23 +175,29 @@ func (s *Service) Create(ctx context.Context, caller Caller, in CreateInput) (sb
 	sb = s.newSandbox(caller, in, sp)
 	// A pool member was started without the volumes a create may ask for: those start cold.
 	poolable := s.pool.Serves(sb.Image, sb.Command) && len(in.Volumes) == 0
+	leaveWarm := func() {}
+	if poolable {
+		if leaveWarm, err = s.warm.enter(ctx); err != nil {
+			return nil, false, err
+		}
+		defer leaveWarm()
+	}
 	err = s.rows.InTx(ctx, func(ctx context.Context, rows *repositories.Sandboxes) error {
-		// The user's lock first, then the instance's: every transaction takes them in this order.
-		if err := rows.LockOwner(ctx, caller.UserID); errors.Is(err, repositories.ErrNotFound) {
+		// The pool member before the user's lock (a claim skips locked members, so it never
+		// waits), so that the lock is held only for the count, the insert and the commit; then
+		// the user's lock, then the instance's: every transaction takes them in this order.
+		claimed, err := s.claim(ctx, rows, sb, poolable)
+		if err != nil {
+			return err
+		}
+		mine, err := rows.LockOwnerCountLive(ctx, caller.UserID)
+		if errors.Is(err, repositories.ErrNotFound) {
 			return apierror.AccountDeleted()
 		} else if err != nil {
 			return err
 		}
-		mine, err := rows.CountLive(ctx, caller.UserID)
-		if err != nil {
-			return err
-		}
 		if mine >= s.cfg.MaxPerUser {
 			return quotaExceeded("you already have %d live sandboxes, the maximum", mine)
-		}
-		claimed, err := s.claim(ctx, rows, sb, poolable)
-		if err != nil {
-			return err
 		}
 		if !claimed {
 			// A claimed member already held its place in the instance's capacity.
@@ -231,6 +238,9 @@ func (s *Service) Create(ctx context.Context, caller Caller, in CreateInput) (sb
 	}
 	if poolable {
 		s.pool.Wake() // refill behind the claim, or try again to fill a pool that had nothing
+	}
+	if sb.Start != model.StartWarm {
+		leaveWarm()
 	}
 	runCtx, cancel := withRuntimeBudget(ctx)
 	defer cancel()

@@ -1,0 +1,1 @@
+DROP FUNCTION lock_sandbox_owner(uuid);
