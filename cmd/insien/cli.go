@@ -47,9 +47,6 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr}
 	root := c.rootCommand()
 	root.SetArgs(args)
-	root.SetIn(stdin)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
 	cmd, err := root.ExecuteContextC(ctx)
 	return c.exitCode(cmd, err)
 }
@@ -71,6 +68,9 @@ then what 'insien login' stored.`,
 			return nil
 		},
 	}
+	root.SetIn(c.stdin)
+	root.SetOut(c.stdout)
+	root.SetErr(c.stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	flags := root.PersistentFlags()
 	flags.StringVar(&c.apiKey, "api-key", "", "API key (isk_...), or a Clerk session token for 'insien keys'")
@@ -82,6 +82,14 @@ then what 'insien login' stored.`,
 		c.execCommand(), c.shellCommand(), c.cpCommand(), c.logsCommand(),
 		c.keysCommand(),
 	)
+	// cobra's own completion command (bash, zsh, fish, powershell; it writes to the streams set
+	// above), added now rather than when executing so that an unknown shell is a usage error
+	root.InitDefaultCompletionCmd()
+	for _, cmd := range root.Commands() {
+		if cmd.Name() == "completion" {
+			group(cmd)
+		}
+	}
 	return root
 }
 

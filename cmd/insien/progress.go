@@ -91,7 +91,7 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
-// ago is how long ago t was, for tables: "12s ago", "5m ago", "3h ago", "2d ago".
+// ago is how long ago t was, for tables: "12s ago", "5m ago", "3h10m ago", "2d ago".
 func ago(t time.Time) string {
 	if t.IsZero() {
 		return "-"
@@ -118,7 +118,11 @@ func roughDuration(d time.Duration) string {
 	case d < time.Hour:
 		return fmt.Sprintf("%dm", int(d.Minutes()))
 	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh", int(d.Hours()))
+		h, m := int(d.Hours()), int(d.Minutes())%60
+		if m == 0 {
+			return fmt.Sprintf("%dh", h)
+		}
+		return fmt.Sprintf("%dh%dm", h, m)
 	default:
 		return fmt.Sprintf("%dd", int(d.Hours()/24))
 	}

@@ -297,12 +297,13 @@ func (c *cli) sandboxTimeout() *cobra.Command {
 		}
 		return nil
 	}
-	cmd := c.sandboxAction("timeout <id> <duration>", "Set how long from now a sandbox lives", "setting the timeout of", "Timeout set:", args,
+	cmd := c.sandboxAction("timeout <id> <duration>", "Set when a sandbox expires: this long from now", "setting the timeout of", "Timeout set:", args,
 		func(ctx context.Context, sb *client.Sandbox, args []string) error {
 			secs, _ := parseSeconds(args[1]) // checked by Args
 			return sb.SetTimeout(ctx, time.Duration(secs)*time.Second)
 		})
-	cmd.Long = "timeout sets the sandbox's timeout and moves its expiry to now + the duration (e.g. 30m, 2h, or 600 seconds)."
+	cmd.Long = `timeout moves the sandbox's expiry to now + the duration (e.g. 30m, 2h, or 600 seconds), at most
+the service's maximum lifetime counted from the sandbox's creation.`
 	cmd.Example = "  insien sandbox timeout $id 1h"
 	return cmd
 }
