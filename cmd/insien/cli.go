@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -44,6 +45,10 @@ type cli struct {
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() { // after the first Ctrl-C, a second one kills at once
+		<-ctx.Done()
+		stop()
+	}()
 	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr}
 	root := c.rootCommand()
 	root.SetArgs(args)
@@ -138,7 +143,13 @@ func (c *cli) exitCode(cmd *cobra.Command, err error) int {
 func describe(err error) string {
 	var apiErr *client.Error
 	if !errors.As(err, &apiErr) {
-		return err.Error()
+		// the SDK's errors start "insien: " too; once is enough
+		msg := strings.ReplaceAll(err.Error(), ": insien: ", ": ")
+		var netErr *net.OpError
+		if errors.As(err, &netErr) && netErr.Op == "dial" {
+			msg += "\nIs the API running there? Its address comes from --api-url, INSIEN_API_URL or 'insien login'."
+		}
+		return strings.TrimPrefix(msg, "insien: ")
 	}
 	var b strings.Builder
 	if prefix := strings.TrimSuffix(err.Error(), apiErr.Error()); prefix != "" {

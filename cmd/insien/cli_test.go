@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -47,6 +50,10 @@ type env struct {
 	t      *testing.T
 	svc    *testenv.Service
 	config string // where login stores the key
+
+	buildOnce sync.Once // the binary, for what needs a process of its own
+	bin       string
+	buildErr  error
 }
 
 // result is one run of insien.
@@ -349,6 +356,40 @@ func (e *env) testExec(t *testing.T) {
 			}
 		})
 	}
+	t.Run("Ctrl-C ends the remote command and exits 130", func(t *testing.T) {
+		cmd := exec.Command(e.binary(t), "exec", sb, "--", "sh", "-c", "echo started; sleep 60; echo never")
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		line, err := bufio.NewReader(stdout).ReadString('\n')
+		if line != "started\n" {
+			cmd.Process.Kill()
+			t.Fatalf("read %q, %v", line, err)
+		}
+		start := time.Now()
+		cmd.Process.Signal(os.Interrupt)
+		err = cmd.Wait()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != exitInterrupted || time.Since(start) > 5*time.Second {
+			t.Fatalf("after Ctrl-C: %v after %v", err, time.Since(start))
+		}
+		// the service kills a command whose client left: no sleep 60 is left behind
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			r := ok(t, "exec", sb, "--", "sh", "-c", "ps | grep -c '[s]leep 60' || true")
+			if strings.TrimSpace(r.stdout) == "0" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the remote sleep still runs: %s", r.stdout)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	})
 	t.Run("streams output as it comes", func(t *testing.T) {
 		var stdout, stderr timedWriter
 		start := time.Now()

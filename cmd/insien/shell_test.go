@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,15 +30,19 @@ type terminal struct {
 	waitErr  error
 }
 
-// buildInsien builds the binary once per test into a temporary directory.
-func buildInsien(t *testing.T) string {
+// binary builds insien once for the whole test into a temporary directory.
+func (e *env) binary(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "insien")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	e.buildOnce.Do(func() {
+		e.bin = filepath.Join(e.t.TempDir(), "insien")
+		if out, err := exec.Command("go", "build", "-o", e.bin, ".").CombinedOutput(); err != nil {
+			e.buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if e.buildErr != nil {
+		t.Fatal(e.buildErr)
 	}
-	return bin
+	return e.bin
 }
 
 // startTerminal runs bin args on a new 24x80 pseudo-terminal as its controlling terminal.
@@ -146,7 +151,7 @@ func (term *terminal) termios() *unix.Termios {
 // echo, Ctrl-C reaching the remote command, a resized window, exit; and the terminal is as it
 // was before.
 func (e *env) testShell(t *testing.T) {
-	bin := buildInsien(t)
+	bin := e.binary(t)
 	sb := e.sandbox(t)
 	env := []string{"INSIEN_API_URL=" + e.svc.URL, "INSIEN_API_KEY=" + e.svc.APIKey, "TERM=xterm"}
 
