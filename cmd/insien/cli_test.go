@@ -524,7 +524,7 @@ func (e *env) testKeys(t *testing.T) {
 		}
 	})
 	t.Setenv("INSIEN_API_KEY", session)
-	r := ok(t, "keys", "create", "--name", "cli test", "--scope", "sandboxes:read")
+	r := ok(t, "keys", "create", "--name", "cli test", "--scope", "sandboxes:read", "--expires-in", "720h")
 	key := strings.TrimSpace(r.stdout)
 	if !strings.HasPrefix(key, "isk_") || !strings.Contains(r.stderr, `Created key "cli test"`) {
 		t.Fatalf("create printed %q, %q", r.stdout, r.stderr)
@@ -537,7 +537,7 @@ func (e *env) testKeys(t *testing.T) {
 		want *regexp.Regexp // on stdout
 	}{
 		{"the new key works", []string{"sandbox", "ls", "--api-key", key}, 0, regexp.MustCompile(`^ID`)},
-		{"ls", []string{"keys", "ls"}, 0, regexp.MustCompile(`(?m)^` + id + `\s+cli test\s+isk_\S*…` + key[len(key)-4:] + `\s+sandboxes:read\s+active\s+`)},
+		{"ls", []string{"keys", "ls"}, 0, regexp.MustCompile(`(?m)^` + id + `\s+cli test\s+isk_\S*…` + key[len(key)-4:] + `\s+sandboxes:read\s+expires in 29d\s+`)},
 		{"ls --json", []string{"keys", "ls", "--json"}, 0, regexp.MustCompile(`"id": "` + id + `"`)},
 		{"revoke", []string{"keys", "revoke", id}, 0, regexp.MustCompile(`^` + id + `\n$`)},
 		{"revoked in ls", []string{"keys", "ls"}, 0, regexp.MustCompile(`(?m)^` + id + `\s+cli test\s+\S+\s+sandboxes:read\s+revoked\s+`)},

@@ -225,7 +225,10 @@ func (c *cli) sandboxRemove() *cobra.Command {
 			removed := []string{}
 			var failed error
 			for _, id := range args {
-				if err := cl.Sandboxes.Connect(id).Delete(cmd.Context()); err != nil {
+				spin := c.startSpinner("Removing " + id)
+				err := cl.Sandboxes.Connect(id).Delete(cmd.Context())
+				spin.Stop()
+				if err != nil {
 					// go on with the others, as rm does; the first failure decides the exit code
 					fmt.Fprintf(c.stderr, "insien: removing %s: %s\n", id, describe(err))
 					failed = exitError{exitFailure}
@@ -260,7 +263,10 @@ func (c *cli) sandboxAction(use, short, doing, done string, args cobra.Positiona
 				return err
 			}
 			sb := cl.Sandboxes.Connect(args[0])
-			if err := act(cmd.Context(), sb, args); err != nil {
+			spin := c.startSpinner(strings.ToUpper(doing[:1]) + doing[1:] + " " + args[0])
+			err = act(cmd.Context(), sb, args)
+			spin.Stop()
+			if err != nil {
 				return fmt.Errorf("%s %s: %w", doing, args[0], err)
 			}
 			if sb.Status == "" { // the answer carried no sandbox: read it

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -13,6 +14,9 @@ import (
 
 // ctrlD ends a remote shell's input when local standard input (not a terminal) ends.
 const ctrlD = 0x04
+
+// ctrlDEvery is how often Ctrl-D is sent again while the remote command has not ended.
+const ctrlDEvery = 500 * time.Millisecond
 
 func (c *cli) shellCommand() *cobra.Command {
 	cmd := &cobra.Command{
@@ -64,12 +68,10 @@ remote command exits; insien exits with its exit code.`,
 				})
 				defer stop()
 			}
-			go func() { // ends with the process; a Read on stdin cannot be cancelled
-				if _, err := io.Copy(t, c.stdin); err == nil && !inTTY {
-					_, _ = t.Write([]byte{ctrlD})
-				}
-			}()
+			done := make(chan struct{})
+			go c.sendInput(t, inTTY, done)
 			_, copyErr := io.Copy(c.stdout, t)
+			close(done)
 			code, ok := t.ExitCode()
 			if !ok {
 				if copyErr == nil {
@@ -85,4 +87,27 @@ remote command exits; insien exits with its exit code.`,
 	}
 	cmd.Flags().SetInterspersed(false)
 	return cmd
+}
+
+// sendInput copies standard input to the terminal until it ends (a Read on stdin cannot be
+// cancelled: with a terminal, this goroutine ends with the process). Piped input's end is sent as
+// Ctrl-D, and again every ctrlDEvery until done: input that arrives before the remote shell has
+// set up its line editing is read in canonical mode, where the first Ctrl-D is taken as the end
+// of a read that then never comes, so the shell would wait for ever.
+func (c *cli) sendInput(t *client.Terminal, inTTY bool, done <-chan struct{}) {
+	if _, err := io.Copy(t, c.stdin); err != nil || inTTY {
+		return
+	}
+	tick := time.NewTicker(ctrlDEvery)
+	defer tick.Stop()
+	for {
+		if _, err := t.Write([]byte{ctrlD}); err != nil {
+			return
+		}
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+		}
+	}
 }

@@ -137,6 +137,24 @@ func (term *terminal) exitCode() int {
 	return 0
 }
 
+// finalScreen is everything insien wrote, once it has exited and the screen is quiet (the test
+// keeps the terminal open, so no end of file says when the last bytes are read).
+func (term *terminal) finalScreen() string {
+	term.t.Helper()
+	<-term.waitDone
+	last := -1
+	for {
+		term.mu.Lock()
+		n, screen := term.screen.Len(), term.screen.String()
+		term.mu.Unlock()
+		if n == last {
+			return screen
+		}
+		last = n
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // termios is the terminal's settings as insien left them.
 func (term *terminal) termios() *unix.Termios {
 	term.t.Helper()
@@ -217,14 +235,51 @@ func (e *env) testShell(t *testing.T) {
 			t.Errorf("insien shell -- sh -c 'exit 7' exited %d", code)
 		}
 	})
+	t.Run("without a terminal, input is piped and its end ends the shell", func(t *testing.T) {
+		// three times: input that arrives before the remote shell is ready must end it too
+		for range 3 {
+			var stdout, stderr timedWriter
+			exited := make(chan int, 1)
+			go func() { exited <- run([]string{"shell", sb}, strings.NewReader("echo pi''ped\n"), &stdout, &stderr) }()
+			select {
+			case code := <-exited:
+				if code != 0 || !strings.Contains(stdout.String(), "piped\r\n") {
+					t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatalf("the shell did not end with its input; it printed %q", stdout.String())
+			}
+		}
+	})
+	t.Run("login prompts for the key without echoing it", func(t *testing.T) {
+		config := t.TempDir()
+		env := []string{"XDG_CONFIG_HOME=" + config, "INSIEN_API_KEY=", "INSIEN_API_URL="}
+		term := startTerminal(t, bin, env, "login", "--api-url", e.svc.URL)
+		term.waitFor(0, "API key: ")
+		if st := term.termios(); st.Lflag&unix.ECHO != 0 {
+			t.Errorf("the prompt echoes: lflag %#x", st.Lflag)
+		}
+		term.typeKeys(e.svc.APIKey + "\r")
+		if code := term.exitCode(); code != 0 {
+			t.Fatalf("login exited %d: %q", code, term.finalScreen())
+		}
+		screen := term.finalScreen()
+		if strings.Contains(screen, e.svc.APIKey) || !strings.Contains(screen, "Logged in") {
+			t.Errorf("the terminal shows %q", screen)
+		}
+		if info, err := os.Stat(filepath.Join(config, "insien", "config.json")); err != nil || info.Mode().Perm() != 0o600 {
+			t.Errorf("the stored login: %v %v", info, err)
+		}
+		if st := term.termios(); st.Lflag&unix.ECHO == 0 {
+			t.Errorf("echo was not restored: lflag %#x", st.Lflag)
+		}
+	})
 	t.Run("a spinner while waiting, on a terminal", func(t *testing.T) {
 		term := startTerminal(t, bin, env, "sandbox", "create", "-q")
 		if code := term.exitCode(); code != 0 {
-			t.Fatalf("create exited %d: %q", code, term.screen.String())
+			t.Fatalf("create exited %d: %q", code, term.finalScreen())
 		}
-		term.mu.Lock()
-		screen := term.screen.String()
-		term.mu.Unlock()
+		screen := term.finalScreen()
 		lines := strings.Split(strings.TrimSpace(screen), "\n")
 		id := strings.TrimSpace(lines[len(lines)-1])
 		id = id[strings.LastIndex(id, "\x1b[K")+len("\x1b[K"):]
