@@ -36,8 +36,8 @@ copied in keeps its permission bits.`,
 				return usagef("one side must be a sandbox's file, written <id>:/path")
 			}
 			for _, l := range []location{src, dst} {
-				if l.sandbox != "" && (!path.IsAbs(l.path) || l.path != path.Clean(l.path) && l.path != path.Clean(l.path)+"/") {
-					return usagef("a sandbox's path is absolute and clean: %s:%s", l.sandbox, l.path)
+				if l.sandbox != "" && !cleanAbsolute(l.path) {
+					return usagef("a sandbox's path is absolute and clean (no . or .. parts): %s:%s", l.sandbox, l.path)
 				}
 			}
 			cl, err := c.client()
@@ -63,6 +63,16 @@ func parseLocation(arg string) location {
 		return location{path: arg}
 	}
 	return location{sandbox: id, path: p}
+}
+
+// cleanAbsolute reports whether p is a path the API takes (absolute, path.Clean leaves it
+// unchanged), allowing a trailing slash that means "into this directory".
+func cleanAbsolute(p string) bool {
+	trimmed := strings.TrimSuffix(p, "/")
+	if trimmed == "" {
+		return p == "/"
+	}
+	return path.IsAbs(trimmed) && path.Clean(trimmed) == trimmed
 }
 
 // copyIn writes a local file (or stdin) to the sandbox; into an existing directory, under the

@@ -173,7 +173,7 @@ func (c *cli) sandboxList() *cobra.Command {
 			}
 			rows := make([][]string, 0, len(list))
 			for _, sb := range list {
-				rows = append(rows, []string{sb.ID, sb.Status, sb.Image, ago(sb.CreatedAt), expiry(sb), pairs(sb.Metadata)})
+				rows = append(rows, []string{sb.ID, sb.Status, sb.Image, ago(sb.CreatedAt), expiry(sb), first(pairs(sb.Metadata), "-")})
 			}
 			return c.table([]string{"ID", "STATUS", "IMAGE", "CREATED", "EXPIRES", "METADATA"}, rows)
 		},
