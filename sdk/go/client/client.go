@@ -53,6 +53,7 @@ type Client struct {
 	userAgent string
 	http      *http.Client
 	retry     retryPolicy
+	doer      *retryDoer // http with the retry policy: every request but the terminal's goes through it
 }
 
 // Option changes how New builds a Client.
@@ -102,8 +103,9 @@ func New(apiKey string, opts ...Option) (*Client, error) {
 	if c.http == nil {
 		c.http = &http.Client{}
 	}
+	c.doer = &retryDoer{client: c.http, policy: &c.retry}
 	c.API, err = api.NewClientWithResponses(c.baseURL,
-		api.WithHTTPClient(&retryDoer{client: c.http, policy: &c.retry}),
+		api.WithHTTPClient(c.doer),
 		api.WithRequestEditorFn(func(_ context.Context, req *http.Request) error {
 			c.authorize(req.Header)
 			return nil
@@ -142,7 +144,7 @@ func (c *Client) authorize(h http.Header) {
 func (c *Client) do(ctx context.Context, req *http.Request) (*http.Response, error) {
 	req = req.WithContext(ctx)
 	c.authorize(req.Header)
-	resp, err := (&retryDoer{client: c.http, policy: &c.retry}).Do(req)
+	resp, err := c.doer.Do(req)
 	if err != nil {
 		return nil, requestFailed(req.Method+" "+req.URL.Path, err)
 	}

@@ -12,6 +12,8 @@ import (
 
 // Error is every answer of the API outside 2xx: the status and the service's error body
 // {"error":{"code","message","field","request_id"}}. Use errors.As to reach it and switch on Code.
+// An error event inside a stream that had started (exec, followed logs) is one too, with
+// StatusCode 0: the stream's own status was 200.
 type Error struct {
 	// StatusCode is the HTTP status, e.g. 404.
 	StatusCode int
@@ -52,8 +54,11 @@ func responseError(resp *http.Response, body []byte) error {
 		return fmt.Errorf("insien: no answer")
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
-		return fmt.Errorf("insien: unexpected %s answer to %s %s (Content-Type %q)", resp.Status,
-			resp.Request.Method, resp.Request.URL.Path, resp.Header.Get("Content-Type"))
+		what := "a request"
+		if resp.Request != nil {
+			what = resp.Request.Method + " " + resp.Request.URL.Path
+		}
+		return fmt.Errorf("insien: unexpected %s answer to %s (Content-Type %q)", resp.Status, what, resp.Header.Get("Content-Type"))
 	}
 	e := &Error{StatusCode: resp.StatusCode, RequestID: resp.Header.Get("X-Request-ID")}
 	var wire api.Error

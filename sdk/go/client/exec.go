@@ -156,7 +156,7 @@ func (sb *Sandbox) ExecStream(ctx context.Context, cmd []string, opts ...ExecOpt
 		defer resp.Body.Close()
 		for ev, err := range readEvents(resp.Body) {
 			if err != nil {
-				yield(ExecEvent{}, requestFailed("reading the exec stream", err))
+				yield(ExecEvent{}, requestFailed("reading the exec stream", streamError(ctx, err)))
 				return
 			}
 			out, done, err := execEvent(ev)
@@ -205,4 +205,13 @@ func execEvent(ev sseEvent) (out ExecEvent, done bool, err error) {
 		return out, true, wireError(0, ev.data)
 	}
 	return out, false, nil
+}
+
+// streamError is why reading a stream failed: the context's error when it ended (the transport's
+// error then does not always say so).
+func streamError(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 
 	"github.com/insien/orchestrator/sdk/go/api"
@@ -19,15 +20,16 @@ func (f *Files) Write(ctx context.Context, path string, r io.Reader) (*api.Writt
 	return f.WriteMode(ctx, path, r, 0)
 }
 
-// WriteMode is Write with the file's permission bits (e.g. 0o755); 0 means the default, 0644.
-func (f *Files) WriteMode(ctx context.Context, path string, r io.Reader, mode uint32) (*api.WrittenFile, error) {
+// WriteMode is Write with the file's permission bits (e.g. 0o755; only fs.ModePerm's bits count);
+// 0 means the default, 0644.
+func (f *Files) WriteMode(ctx context.Context, path string, r io.Reader, mode fs.FileMode) (*api.WrittenFile, error) {
 	id, err := f.sb.uuid()
 	if err != nil {
 		return nil, err
 	}
 	params := &api.WriteFileParams{Path: path}
 	if mode != 0 {
-		m := fmt.Sprintf("%04o", mode&0o777)
+		m := fmt.Sprintf("%04o", mode.Perm())
 		params.Mode = &m
 	}
 	req, err := api.NewWriteFileRequestWithBody(f.sb.c.server(), id, params, "application/octet-stream", r)

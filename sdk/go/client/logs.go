@@ -71,10 +71,7 @@ func (sb *Sandbox) Logs(ctx context.Context, opts LogOptions) iter.Seq2[api.LogL
 		defer resp.Body.Close()
 		for ev, err := range readEvents(resp.Body) {
 			if err != nil {
-				if ctx.Err() != nil {
-					err = ctx.Err()
-				}
-				yield(api.LogLine{}, requestFailed("reading the log stream", err))
+				yield(api.LogLine{}, requestFailed("reading the log stream", streamError(ctx, err)))
 				return
 			}
 			switch ev.name {

@@ -75,8 +75,7 @@ func (sb *Sandbox) Terminal(ctx context.Context, opts TerminalOptions) (*Termina
 	conn, resp, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{HTTPClient: sb.c.http, HTTPHeader: hdr})
 	if err != nil {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
-			resp.Request = req
-			return nil, readError(resp)
+			return nil, readError(resp) // the library kept up to 1 KiB of the body: enough for the error shape
 		}
 		return nil, requestFailed("opening a terminal in sandbox "+sb.ID, err)
 	}
