@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -78,7 +79,7 @@ func cleanAbsolute(p string) bool {
 // copyIn writes a local file (or stdin) to the sandbox; into an existing directory, under the
 // file's own name.
 func (c *cli) copyIn(cmd *cobra.Command, sb *client.Sandbox, local, remote string) error {
-	open := func() (io.ReadCloser, uint32, error) {
+	open := func() (io.ReadCloser, fs.FileMode, error) {
 		if local == "-" {
 			return io.NopCloser(c.stdin), 0, nil
 		}
@@ -95,7 +96,7 @@ func (c *cli) copyIn(cmd *cobra.Command, sb *client.Sandbox, local, remote strin
 			f.Close()
 			return nil, 0, fmt.Errorf("%s is not a regular file (cp copies one file)", local)
 		}
-		return f, uint32(info.Mode().Perm()), nil
+		return f, info.Mode().Perm(), nil
 	}
 	if strings.HasSuffix(remote, "/") {
 		if local == "-" {
