@@ -1,0 +1,62 @@
+import type { components } from "./api.gen.js";
+import { fromWireFileEntry, toBytes, type FileEntry, type WrittenFile } from "./model.js";
+import type { Transport } from "./transport.js";
+
+/** Signal lets a call be cancelled. */
+export interface Cancellable {
+  signal?: AbortSignal;
+}
+
+/** Files reads and writes a sandbox's filesystem. Paths are absolute and clean ("/workspace/a.txt"). */
+export class Files {
+  constructor(
+    private readonly t: Transport,
+    private readonly sandboxId: string,
+  ) {}
+
+  private get path(): string {
+    return `/api/sandboxes/${encodeURIComponent(this.sandboxId)}/files`;
+  }
+
+  /** write replaces the file with data (text as UTF-8), creating its parents; mode is octal, default "0644". */
+  async write(path: string, data: string | Uint8Array | ArrayBuffer, opts: Cancellable & { mode?: string } = {}): Promise<WrittenFile> {
+    const w = await this.t.json<components["schemas"]["WrittenFile"]>("PUT", this.path, {
+      query: { path, mode: opts.mode },
+      bytes: toBytes(data),
+      signal: opts.signal,
+      retry: true,
+    });
+    return { path: w.path ?? path, size: w.size ?? 0, mode: w.mode ?? "" };
+  }
+
+  /** read answers the file's content byte for byte. */
+  async read(path: string, opts: Cancellable = {}): Promise<Uint8Array> {
+    const res = await this.t.request("GET", this.path, { query: { path }, signal: opts.signal, retry: true });
+    return new Uint8Array(await res.arrayBuffer());
+  }
+
+  /** readText answers the file's content decoded as UTF-8. */
+  async readText(path: string, opts: Cancellable = {}): Promise<string> {
+    return new TextDecoder().decode(await this.read(path, opts));
+  }
+
+  /** list answers a directory's entries (not recursively), sorted by name. */
+  async list(dir: string, opts: Cancellable = {}): Promise<FileEntry[]> {
+    const l = await this.t.json<components["schemas"]["FileList"]>("GET", `${this.path}/list`, {
+      query: { path: dir },
+      signal: opts.signal,
+      retry: true,
+    });
+    return (l.entries ?? []).map(fromWireFileEntry);
+  }
+
+  /** remove deletes a file, a link or an empty directory; recursive: a directory with its content. */
+  async remove(path: string, opts: Cancellable & { recursive?: boolean } = {}): Promise<void> {
+    const res = await this.t.request("DELETE", this.path, {
+      query: { path, recursive: opts.recursive ? true : undefined },
+      signal: opts.signal,
+      retry: true,
+    });
+    await res.body?.cancel();
+  }
+}
