@@ -1,0 +1,67 @@
+package sdk_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/insien/orchestrator/internal/testenv"
+)
+
+// TestTypeScriptSDK builds sdk/typescript as its users get it (npm ci, tsc), fails when its
+// generated types are stale against openapi.yaml, and runs its node --test suite against the whole
+// service on a loopback port: INSIEN_API_URL and INSIEN_API_KEY are what new Insien() reads by
+// default, INSIEN_TEST_SESSION_TOKEN a Clerk session token for the key tests.
+func TestTypeScriptSDK(t *testing.T) {
+	for _, tool := range []string{"node", "npm"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is not installed: the TypeScript SDK needs Node.js 20 or newer; run `go tool task deps` (Debian packages nodejs and npm)", tool)
+		}
+	}
+	out, err := exec.Command("node", "-p", "process.versions.node.split('.')[0]").Output()
+	if err != nil {
+		t.Fatalf("node -p: %v", err)
+	}
+	if major, err := strconv.Atoi(strings.TrimSpace(string(out))); err != nil || major < 20 {
+		t.Fatalf("node %s: the TypeScript SDK needs Node.js 20 or newer; run `go tool task deps`", out)
+	}
+
+	// --ignore-scripts: the build runs once, below, rather than again from the package's prepare.
+	npm(t, nil, "ci", "--prefer-offline", "--no-audit", "--no-fund", "--ignore-scripts")
+	npm(t, nil, "run", "build")
+	if _, err := runNPM(nil, "run", "generate", "--", "--check"); err != nil {
+		t.Fatalf("sdk/typescript/src/api.gen.ts is stale: openapi.yaml changed since it was generated; run `npm run generate` in sdk/typescript\n%v", err)
+	}
+
+	svc := testenv.StartService(t, nil)
+	env := append(svc.ClientEnv(), "INSIEN_TEST_SESSION_TOKEN="+svc.Session(t))
+	t.Log(npm(t, env, "test"))
+}
+
+// npm runs npm in sdk/typescript and answers its output; a failure fails the test with it.
+func npm(t *testing.T, env []string, args ...string) string {
+	t.Helper()
+	out, err := runNPM(env, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// runNPM runs npm in sdk/typescript with env added to the test's environment; the error carries
+// the command, how long it ran and its output.
+func runNPM(env []string, args ...string) (string, error) {
+	cmd := exec.Command("npm", args...)
+	cmd.Dir = "typescript"
+	cmd.Env = append(append(os.Environ(), "NO_COLOR=1", "npm_config_update_notifier=false"), env...)
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("npm %s (%s): %w\n%s", strings.Join(args, " "), time.Since(start).Round(time.Millisecond), err, out)
+	}
+	return string(out), nil
+}
