@@ -4,6 +4,7 @@
  */
 export { Insien, defaultBaseUrl, type InsienOptions } from "./client.js";
 export { InsienError } from "./errors.js";
+export { version } from "./version.js";
 export { KeyService, type CreateKeyOptions } from "./keys.js";
 export { Files, type Cancellable } from "./files.js";
 export {

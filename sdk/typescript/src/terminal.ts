@@ -68,7 +68,7 @@ export class Terminal implements AsyncIterable<Uint8Array> {
           ws.terminate();
         });
       });
-      ws.once("error", (err) => {
+      ws.on("error", (err) => {
         opts.signal?.removeEventListener("abort", onAbort);
         reject(opts.signal?.aborted ? opts.signal.reason : err);
       });
