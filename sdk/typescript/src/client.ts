@@ -1,4 +1,7 @@
+import type { components } from "./api.gen.js";
+import type { Cancellable } from "./files.js";
 import { KeyService } from "./keys.js";
+import { fromWireMe, type Me } from "./model.js";
 import { SandboxService } from "./sandbox.js";
 import { defaultRetryPolicy, Transport, type RetryPolicy } from "./transport.js";
 import { version } from "./version.js";
@@ -33,6 +36,7 @@ export class Insien {
   readonly keys: KeyService;
   /** The API's address, without a trailing slash. */
   readonly baseUrl: string;
+  readonly #t: Transport;
 
   constructor(opts: InsienOptions = {}) {
     const apiKey = opts.apiKey || process.env.INSIEN_API_KEY || "";
@@ -41,14 +45,19 @@ export class Insien {
     }
     this.baseUrl = (opts.baseUrl || process.env.INSIEN_API_URL || defaultBaseUrl).replace(/\/+$/, "");
     const retries = typeof opts.retries === "number" ? { maxRetries: opts.retries } : (opts.retries ?? {});
-    const t = new Transport(
+    this.#t = new Transport(
       this.baseUrl,
       apiKey,
       { ...defaultRetryPolicy, ...retries },
       opts.userAgent ?? `insien-sdk-typescript/${version} node/${process.versions.node}`,
       opts.fetch ?? globalThis.fetch,
     );
-    this.sandboxes = new SandboxService(t);
-    this.keys = new KeyService(t);
+    this.sandboxes = new SandboxService(this.#t);
+    this.keys = new KeyService(this.#t);
+  }
+
+  /** me answers the signed-in user's profile, usage and limits; like keys, it needs a Clerk session token. */
+  async me(opts: Cancellable = {}): Promise<Me> {
+    return fromWireMe(await this.#t.json<components["schemas"]["Me"]>("GET", "/api/users/me", { signal: opts.signal, retry: true }));
   }
 }

@@ -25,6 +25,7 @@ export type {
   ExecResult,
   FileEntry,
   LogLine,
+  Me,
   Network,
   SandboxInfo,
   SandboxStatus,

@@ -250,6 +250,57 @@ export function fromWireAPIKey(w: Schemas["APIKey"]): APIKey {
   return k;
 }
 
+/** The signed-in user (or the owner of the API key): profile, usage and limits. */
+export interface Me {
+  id: string;
+  clerkUserId: string | null;
+  email: string;
+  firstName: string;
+  lastName: string;
+  username: string;
+  imageUrl: string;
+  createdAt: Date | null;
+  updatedAt: Date | null;
+  lastSeenAt: Date | null;
+  activeApiKeys: number;
+  runningSandboxes: number;
+  limits: {
+    maxApiKeys: number;
+    maxConcurrentSandboxes: number;
+    maxCpu: number;
+    maxMemoryMb: number;
+    maxLifetimeSeconds: number;
+  };
+}
+type WireMe = Schemas["Me"];
+type _MeCovered = Assert<Same<CamelKeys<WireMe>, keyof Me>>;
+type _LimitsCovered = Assert<Same<CamelKeys<NonNullable<WireMe["limits"]>>, keyof Me["limits"]>>;
+
+export function fromWireMe(w: WireMe): Me {
+  const l = w.limits ?? {};
+  return {
+    id: w.id ?? "",
+    clerkUserId: w.clerk_user_id ?? null,
+    email: w.email ?? "",
+    firstName: w.first_name ?? "",
+    lastName: w.last_name ?? "",
+    username: w.username ?? "",
+    imageUrl: w.image_url ?? "",
+    createdAt: toDate(w.created_at),
+    updatedAt: toDate(w.updated_at),
+    lastSeenAt: toDate(w.last_seen_at),
+    activeApiKeys: w.active_api_keys ?? 0,
+    runningSandboxes: w.running_sandboxes ?? 0,
+    limits: {
+      maxApiKeys: l.max_api_keys ?? 0,
+      maxConcurrentSandboxes: l.max_concurrent_sandboxes ?? 0,
+      maxCpu: l.max_cpu ?? 0,
+      maxMemoryMb: l.max_memory_mb ?? 0,
+      maxLifetimeSeconds: l.max_lifetime_seconds ?? 0,
+    },
+  };
+}
+
 const textDecoder = new TextDecoder();
 const textEncoder = new TextEncoder();
 

@@ -110,6 +110,9 @@ export class Sandbox implements SandboxInfo {
 
   /** exec runs cmd (argv, never a shell string) and answers how it ended; a non-zero exit code is not an error. */
   async exec(cmd: string[], opts: ExecOptions = {}): Promise<ExecResult> {
+    if ((opts.timeoutSeconds ?? 0) > longExecSeconds) {
+      return collect(this.execStream(cmd, opts));
+    }
     const w = await this.t.json<Schemas["ExecResult"]>("POST", `${this.path}/exec`, { json: execBody(cmd, opts), signal: opts.signal });
     return fromWireExec(w);
   }
@@ -214,6 +217,29 @@ export class Sandbox implements SandboxInfo {
     this.assign(await this.t.json<WireSandbox>(method, this.path + suffix, { json, signal: opts.signal }));
     return this;
   }
+}
+
+/**
+ * Node's fetch gives up on an answer whose headers take longer than 300 s, and a JSON exec answers
+ * when the command ends; a command allowed longer than this runs as a stream instead (its headers
+ * come at once, its keepalives keep it open) and is collected into the same result.
+ */
+const longExecSeconds = 240;
+
+/** collect gathers a streamed exec's output into the result a JSON exec answers. */
+async function collect(stream: AsyncIterable<ExecEvent>): Promise<ExecResult> {
+  const out: Record<"stdout" | "stderr", Uint8Array[]> = { stdout: [], stderr: [] };
+  for await (const ev of stream) {
+    if (ev.type !== "exit") {
+      out[ev.type].push(ev.data);
+      continue;
+    }
+    const stdoutBytes = new Uint8Array(Buffer.concat(out.stdout));
+    const stderrBytes = new Uint8Array(Buffer.concat(out.stderr));
+    const dec = new TextDecoder();
+    return { ...ev.result, stdout: dec.decode(stdoutBytes), stderr: dec.decode(stderrBytes), stdoutBytes, stderrBytes };
+  }
+  throw new Error("insien: the exec stream ended without an exit event");
 }
 
 function execBody(cmd: string[], opts: ExecOptions): Schemas["ExecRequest"] {

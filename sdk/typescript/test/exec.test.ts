@@ -40,6 +40,16 @@ describe("exec", () => {
     assert.equal(r.stdout, "\ufffd\ufffdok");
   });
 
+  test("an exec allowed longer than fetch waits for headers gives the same result", async () => {
+    const r = await sb.exec(["sh", "-c", "echo out; printf '\\377' >&2; exit 2"], { timeoutSeconds: 3600 }); // streamed, then collected
+    assert.equal(r.exitCode, 2);
+    assert.equal(r.stdout, "out\n");
+    assert.deepEqual(r.stdoutBytes, new TextEncoder().encode("out\n"));
+    assert.deepEqual(r.stderrBytes, new Uint8Array([0xff]));
+    assert.equal(r.stderr, "\ufffd");
+    assert.equal(r.timedOut, false);
+  });
+
   test("timeoutSeconds kills the command", async () => {
     const r = await sb.exec(["sleep", "30"], { timeoutSeconds: 1 });
     assert.equal(r.timedOut, true);

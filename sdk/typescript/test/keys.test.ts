@@ -30,6 +30,16 @@ describe("keys", { skip: session ? false : "INSIEN_TEST_SESSION_TOKEN is not set
     await assert.rejects(withKey.sandboxes.get(randomUUID()), (err: unknown) => err instanceof InsienError && err.status === 401);
   });
 
+  test("me: the signed-in user, usage and limits", async () => {
+    const me = await new Insien({ apiKey: session }).me();
+    assert.match(me.id, /^[0-9a-f-]{36}$/);
+    assert.match(me.email, /@/);
+    assert.equal(me.firstName, "Ada");
+    assert.ok(me.activeApiKeys >= 1);
+    assert.ok(me.limits.maxConcurrentSandboxes > 0);
+    assert.ok(me.createdAt instanceof Date);
+  });
+
   test("an API key cannot manage keys", async () => {
     await assert.rejects(client.keys.list(), (err: unknown) => err instanceof InsienError && (err.status === 401 || err.status === 403));
   });

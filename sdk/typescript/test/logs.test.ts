@@ -48,4 +48,13 @@ describe("logs", () => {
     }
     assert.deepEqual(seen.sort(), ["later", "one", "two"]);
   });
+
+  test("follow ends when the sandbox stops", async () => {
+    const lines: string[] = [];
+    for await (const l of sb.logs({ follow: true })) {
+      lines.push(l.text);
+      if (lines.length === 3) void sb.delete();
+    }
+    assert.equal(lines.length, 3);
+  });
 });
