@@ -9,18 +9,18 @@ export interface Cancellable {
 
 /** Files reads and writes a sandbox's filesystem. Paths are absolute and clean ("/workspace/a.txt"). */
 export class Files {
-  constructor(
-    private readonly t: Transport,
-    private readonly sandboxId: string,
-  ) {}
+  readonly #t: Transport;
+  readonly #path: string;
 
-  private get path(): string {
-    return `/api/sandboxes/${encodeURIComponent(this.sandboxId)}/files`;
+  /** @internal Use sandbox.files. */
+  constructor(t: Transport, sandboxId: string) {
+    this.#t = t;
+    this.#path = `/api/sandboxes/${encodeURIComponent(sandboxId)}/files`;
   }
 
   /** write replaces the file with data (text as UTF-8), creating its parents; mode is octal, default "0644". */
   async write(path: string, data: string | Uint8Array | ArrayBuffer, opts: Cancellable & { mode?: string } = {}): Promise<WrittenFile> {
-    const w = await this.t.json<components["schemas"]["WrittenFile"]>("PUT", this.path, {
+    const w = await this.#t.json<components["schemas"]["WrittenFile"]>("PUT", this.#path, {
       query: { path, mode: opts.mode },
       bytes: toBytes(data),
       signal: opts.signal,
@@ -31,7 +31,7 @@ export class Files {
 
   /** read answers the file's content byte for byte. */
   async read(path: string, opts: Cancellable = {}): Promise<Uint8Array> {
-    const res = await this.t.request("GET", this.path, { query: { path }, signal: opts.signal, retry: true });
+    const res = await this.#t.request("GET", this.#path, { query: { path }, signal: opts.signal, retry: true });
     return new Uint8Array(await res.arrayBuffer());
   }
 
@@ -42,7 +42,7 @@ export class Files {
 
   /** list answers a directory's entries (not recursively), sorted by name. */
   async list(dir: string, opts: Cancellable = {}): Promise<FileEntry[]> {
-    const l = await this.t.json<components["schemas"]["FileList"]>("GET", `${this.path}/list`, {
+    const l = await this.#t.json<components["schemas"]["FileList"]>("GET", `${this.#path}/list`, {
       query: { path: dir },
       signal: opts.signal,
       retry: true,
@@ -52,7 +52,7 @@ export class Files {
 
   /** remove deletes a file, a link or an empty directory; recursive: a directory with its content. */
   async remove(path: string, opts: Cancellable & { recursive?: boolean } = {}): Promise<void> {
-    const res = await this.t.request("DELETE", this.path, {
+    const res = await this.#t.request("DELETE", this.#path, {
       query: { path, recursive: opts.recursive ? true : undefined },
       signal: opts.signal,
       retry: true,

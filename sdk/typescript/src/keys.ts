@@ -19,23 +19,27 @@ export interface CreateKeyOptions extends Cancellable {
  */
 export class KeyService {
   /** @internal */
-  constructor(private readonly t: Transport) {}
+  readonly #t: Transport;
+
+  constructor(t: Transport) {
+    this.#t = t;
+  }
 
   /** create makes a key; its secret (key) is in this answer only. */
   async create(name: string, opts: CreateKeyOptions = {}): Promise<APIKey> {
     const body: Schemas["CreateAPIKeyRequest"] = { name, scopes: opts.scopes, expires_at: opts.expiresAt?.toISOString() };
-    return fromWireAPIKey(await this.t.json<Schemas["APIKey"]>("POST", "/api/keys", { json: body, signal: opts.signal }));
+    return fromWireAPIKey(await this.#t.json<Schemas["APIKey"]>("POST", "/api/keys", { json: body, signal: opts.signal }));
   }
 
   /** list answers your keys, newest first, masked. */
   async list(opts: Cancellable = {}): Promise<APIKey[]> {
-    const l = await this.t.json<Schemas["APIKeyList"]>("GET", "/api/keys", { signal: opts.signal, retry: true });
+    const l = await this.#t.json<Schemas["APIKeyList"]>("GET", "/api/keys", { signal: opts.signal, retry: true });
     return (l.keys ?? []).map(fromWireAPIKey);
   }
 
   /** revoke revokes a key; revoking it again succeeds. */
   async revoke(id: string, opts: Cancellable = {}): Promise<void> {
-    const res = await this.t.request("DELETE", `/api/keys/${encodeURIComponent(id)}`, { signal: opts.signal, retry: true });
+    const res = await this.#t.request("DELETE", `/api/keys/${encodeURIComponent(id)}`, { signal: opts.signal, retry: true });
     await res.body?.cancel();
   }
 }

@@ -84,11 +84,11 @@ export class Sandbox implements SandboxInfo {
   /** The sandbox's filesystem. */
   readonly files: Files;
 
+  readonly #t: Transport;
+
   /** @internal Use client.sandboxes.create, get, list or connect. */
-  constructor(
-    private readonly t: Transport,
-    wire: WireSandbox,
-  ) {
+  constructor(t: Transport, wire: WireSandbox) {
+    this.#t = t;
     this.assign(wire);
     this.files = new Files(t, this.id);
   }
@@ -104,7 +104,7 @@ export class Sandbox implements SandboxInfo {
 
   /** refresh re-reads the sandbox. */
   async refresh(opts: Cancellable = {}): Promise<this> {
-    this.assign(await this.t.json<WireSandbox>("GET", this.path, { signal: opts.signal, retry: true }));
+    this.assign(await this.#t.json<WireSandbox>("GET", this.path, { signal: opts.signal, retry: true }));
     return this;
   }
 
@@ -113,7 +113,7 @@ export class Sandbox implements SandboxInfo {
     if ((opts.timeoutSeconds ?? 0) > longExecSeconds) {
       return collect(this.execStream(cmd, opts));
     }
-    const w = await this.t.json<Schemas["ExecResult"]>("POST", `${this.path}/exec`, { json: execBody(cmd, opts), signal: opts.signal });
+    const w = await this.#t.json<Schemas["ExecResult"]>("POST", `${this.path}/exec`, { json: execBody(cmd, opts), signal: opts.signal });
     return fromWireExec(w);
   }
 
@@ -123,7 +123,7 @@ export class Sandbox implements SandboxInfo {
    * started (the sandbox ended under it) throws InsienError with status 0.
    */
   async *execStream(cmd: string[], opts: ExecOptions = {}): AsyncGenerator<ExecEvent> {
-    const res = await this.t.request("POST", `${this.path}/exec`, {
+    const res = await this.#t.request("POST", `${this.path}/exec`, {
       json: execBody(cmd, opts),
       headers: { Accept: "text/event-stream" },
       signal: opts.signal,
@@ -158,11 +158,11 @@ export class Sandbox implements SandboxInfo {
     else if (opts.since !== undefined) since = String(opts.since);
     const query = { tail: opts.tail, since, follow: opts.follow ? true : undefined };
     if (!opts.follow) {
-      const l = await this.t.json<Schemas["LogLines"]>("GET", `${this.path}/logs`, { query, signal: opts.signal, retry: true });
+      const l = await this.#t.json<Schemas["LogLines"]>("GET", `${this.path}/logs`, { query, signal: opts.signal, retry: true });
       for (const line of l.lines ?? []) yield fromWireLogLine(line);
       return;
     }
-    const res = await this.t.request("GET", `${this.path}/logs`, {
+    const res = await this.#t.request("GET", `${this.path}/logs`, {
       query,
       headers: { Accept: "text/event-stream" },
       signal: opts.signal,
@@ -184,7 +184,7 @@ export class Sandbox implements SandboxInfo {
 
   /** terminal opens an interactive pseudo-terminal (default sh, 24x80) over a WebSocket. */
   terminal(opts: TerminalOptions = {}): Promise<Terminal> {
-    return Terminal.open(this.t, this.id, opts);
+    return Terminal.open(this.#t, this.id, opts);
   }
 
   /** pause freezes every process; memory and files survive (409 not_supported_by_runtime on Kubernetes). */
@@ -209,12 +209,12 @@ export class Sandbox implements SandboxInfo {
 
   /** delete stops and removes the sandbox; deleting one that already ended succeeds. */
   async delete(opts: Cancellable = {}): Promise<void> {
-    const res = await this.t.request("DELETE", this.path, { signal: opts.signal, retry: true });
+    const res = await this.#t.request("DELETE", this.path, { signal: opts.signal, retry: true });
     await res.body?.cancel();
   }
 
   private async act(method: string, suffix: string, opts: Cancellable, json?: unknown): Promise<this> {
-    this.assign(await this.t.json<WireSandbox>(method, this.path + suffix, { json, signal: opts.signal }));
+    this.assign(await this.#t.json<WireSandbox>(method, this.path + suffix, { json, signal: opts.signal }));
     return this;
   }
 }
@@ -264,22 +264,26 @@ export interface CreateOptions extends Cancellable {
 /** SandboxService makes and finds sandboxes. */
 export class SandboxService {
   /** @internal */
-  constructor(private readonly t: Transport) {}
+  readonly #t: Transport;
+
+  constructor(t: Transport) {
+    this.#t = t;
+  }
 
   /** create makes a sandbox and answers once it runs. */
   async create(params: CreateSandboxParams = {}, opts: CreateOptions = {}): Promise<Sandbox> {
-    const w = await this.t.json<WireSandbox>("POST", "/api/sandboxes", {
+    const w = await this.#t.json<WireSandbox>("POST", "/api/sandboxes", {
       json: toWireCreate(params),
       headers: { "Idempotency-Key": opts.idempotencyKey ?? crypto.randomUUID() },
       signal: opts.signal,
       retry: true,
     });
-    return new Sandbox(this.t, w);
+    return new Sandbox(this.#t, w);
   }
 
   /** get reads one sandbox (404 not_found when it is not yours or does not exist). */
   async get(id: string, opts: Cancellable = {}): Promise<Sandbox> {
-    return new Sandbox(this.t, await this.t.json<WireSandbox>("GET", `/api/sandboxes/${encodeURIComponent(id)}`, { signal: opts.signal, retry: true }));
+    return new Sandbox(this.#t, await this.#t.json<WireSandbox>("GET", `/api/sandboxes/${encodeURIComponent(id)}`, { signal: opts.signal, retry: true }));
   }
 
   /** list yields your sandboxes, newest first, fetching the next page as the loop reaches it. */
@@ -288,18 +292,18 @@ export class SandboxService {
     for (const [k, v] of Object.entries(opts.metadata ?? {})) query[`metadata[${k}]`] = v;
     let cursor: string | undefined;
     do {
-      const page = await this.t.json<Schemas["SandboxList"]>("GET", "/api/sandboxes", {
+      const page = await this.#t.json<Schemas["SandboxList"]>("GET", "/api/sandboxes", {
         query: { ...query, cursor },
         signal: opts.signal,
         retry: true,
       });
-      for (const w of page.sandboxes ?? []) yield new Sandbox(this.t, w);
+      for (const w of page.sandboxes ?? []) yield new Sandbox(this.#t, w);
       cursor = page.next_cursor ?? undefined;
     } while (cursor);
   }
 
   /** connect answers a Sandbox for a known id without a request; its other fields are empty until refresh(). */
   connect(id: string): Sandbox {
-    return new Sandbox(this.t, { id });
+    return new Sandbox(this.#t, { id });
   }
 }

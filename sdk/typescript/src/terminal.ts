@@ -29,7 +29,10 @@ export class Terminal implements AsyncIterable<Uint8Array> {
   private ended = false;
   private readonly endWaiters = new Set<() => void>();
 
-  private constructor(private readonly ws: WebSocket) {
+  readonly #ws: WebSocket;
+
+  private constructor(ws: WebSocket) {
+    this.#ws = ws;
     this.exitCode = new Promise<number>((resolve, reject) => {
       ws.on("close", (code, reason) => {
         this.ended = true;
@@ -139,16 +142,16 @@ export class Terminal implements AsyncIterable<Uint8Array> {
     if (this.ended) return Promise.resolve();
     return new Promise((resolve) => {
       this.endWaiters.add(resolve);
-      this.ws.close(1000);
+      this.#ws.close(1000);
     });
   }
 
   private send(data: Uint8Array | string, binary: boolean): Promise<void> {
     return new Promise((resolve, reject) => {
-      if (this.ws.readyState !== WebSocket.OPEN) {
+      if (this.#ws.readyState !== WebSocket.OPEN) {
         return reject(new Error("insien: the terminal is closed"));
       }
-      this.ws.send(data, { binary }, (err) => (err ? reject(err) : resolve()));
+      this.#ws.send(data, { binary }, (err) => (err ? reject(err) : resolve()));
     });
   }
 }

@@ -32,17 +32,23 @@ const retryStatuses = new Set([429, 502, 503, 504]);
 
 /** Transport sends the SDK's requests: the credential, the base URL, retries and the error shape, in one place. */
 export class Transport {
-  constructor(
-    readonly baseUrl: string,
-    readonly credential: string,
-    readonly retry: RetryPolicy,
-    readonly userAgent: string,
-    private readonly fetchFn: typeof fetch,
-  ) {}
+  readonly #baseUrl: string;
+  readonly #credential: string; // private (#): never printed with a Sandbox or a client
+  readonly #retry: RetryPolicy;
+  readonly #userAgent: string;
+  readonly #fetch: typeof fetch;
+
+  constructor(baseUrl: string, credential: string, retry: RetryPolicy, userAgent: string, fetchFn: typeof fetch) {
+    this.#baseUrl = baseUrl;
+    this.#credential = credential;
+    this.#retry = retry;
+    this.#userAgent = userAgent;
+    this.#fetch = fetchFn;
+  }
 
   /** url is the absolute URL of path with its query. */
   url(path: string, query?: RequestOptions["query"]): URL {
-    const u = new URL(this.baseUrl + path);
+    const u = new URL(this.#baseUrl + path);
     for (const [k, v] of Object.entries(query ?? {})) {
       if (v === undefined) continue;
       if (Array.isArray(v)) {
@@ -56,7 +62,7 @@ export class Transport {
 
   /** headers are the ones every request carries. */
   headers(): Record<string, string> {
-    return { Authorization: `Bearer ${this.credential}`, "User-Agent": this.userAgent };
+    return { Authorization: `Bearer ${this.#credential}`, "User-Agent": this.#userAgent };
   }
 
   /**
@@ -74,11 +80,11 @@ export class Transport {
       body = opts.bytes;
       headers["Content-Type"] = "application/octet-stream";
     }
-    const retries = opts.retry ? this.retry.maxRetries : 0;
+    const retries = opts.retry ? this.#retry.maxRetries : 0;
     for (let attempt = 0; ; attempt++) {
       let res: Response;
       try {
-        res = await this.fetchFn(url, { method, headers, body, signal: opts.signal });
+        res = await this.#fetch(url, { method, headers, body, signal: opts.signal });
       } catch (err) {
         if (opts.signal?.aborted || attempt >= retries || isAbort(err)) throw err;
         await sleep(this.backoff(attempt), opts.signal);
@@ -105,7 +111,7 @@ export class Transport {
 
   /** backoff is the wait before retry n (0-based): exponential, capped, half of it random ("equal jitter") so clients that failed together do not come back together. */
   backoff(n: number): number {
-    const d = Math.min(this.retry.baseDelayMs * 2 ** Math.min(n, 16), this.retry.maxDelayMs);
+    const d = Math.min(this.#retry.baseDelayMs * 2 ** Math.min(n, 16), this.#retry.maxDelayMs);
     return d / 2 + Math.random() * (d / 2);
   }
 
@@ -116,7 +122,7 @@ export class Transport {
     let ms = Number(after) * 1000;
     if (!Number.isFinite(ms)) ms = Date.parse(after) - Date.now();
     if (!Number.isFinite(ms)) return this.backoff(attempt);
-    if (ms > this.retry.maxRetryAfterMs) return undefined;
+    if (ms > this.#retry.maxRetryAfterMs) return undefined;
     return Math.max(ms, 0);
   }
 }

@@ -4,6 +4,7 @@ import { readFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { test } from "node:test";
+import { inspect } from "node:util";
 import * as sdk from "@insien/sdk";
 
 test("version is package.json's and goes out in the User-Agent", async () => {
@@ -30,4 +31,11 @@ test("version is package.json's and goes out in the User-Agent", async () => {
 
 test("the runtime exports", () => {
   assert.deepEqual(Object.keys(sdk).sort(), ["Files", "Insien", "InsienError", "KeyService", "Sandbox", "SandboxService", "Terminal", "defaultBaseUrl", "version"]);
+});
+
+test("printing a client or a sandbox never shows the credential", () => {
+  const c = new sdk.Insien({ apiKey: "isk_do_not_print", baseUrl: "http://127.0.0.1:1" });
+  const sb = c.sandboxes.connect("5d2c1e0a-7b8f-4c3d-9e1f-2a3b4c5d6e7f");
+  const printed = inspect({ c, sb }, { depth: 10 }) + JSON.stringify(sb);
+  assert.ok(!printed.includes("isk_do_not_print"), printed);
 });
