@@ -58,6 +58,6 @@ export class Insien {
 
   /** me answers the signed-in user's profile, usage and limits; like keys, it needs a Clerk session token. */
   async me(opts: Cancellable = {}): Promise<Me> {
-    return fromWireMe(await this.#t.json<components["schemas"]["Me"]>("GET", "/api/users/me", { signal: opts.signal, retry: true }));
+    return fromWireMe(await this.#t.json<components["schemas"]["Me"]>("GET", "/api/users/me", { signal: opts.signal }));
   }
 }

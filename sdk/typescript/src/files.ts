@@ -24,14 +24,13 @@ export class Files {
       query: { path, mode: opts.mode },
       bytes: toBytes(data),
       signal: opts.signal,
-      retry: true,
     });
     return { path: w.path ?? path, size: w.size ?? 0, mode: w.mode ?? "" };
   }
 
   /** read answers the file's content byte for byte. */
   async read(path: string, opts: Cancellable = {}): Promise<Uint8Array> {
-    const res = await this.#t.request("GET", this.#path, { query: { path }, signal: opts.signal, retry: true });
+    const res = await this.#t.request("GET", this.#path, { query: { path }, signal: opts.signal });
     return new Uint8Array(await res.arrayBuffer());
   }
 
@@ -45,7 +44,6 @@ export class Files {
     const l = await this.#t.json<components["schemas"]["FileList"]>("GET", `${this.#path}/list`, {
       query: { path: dir },
       signal: opts.signal,
-      retry: true,
     });
     return (l.entries ?? []).map(fromWireFileEntry);
   }
@@ -55,7 +53,6 @@ export class Files {
     const res = await this.#t.request("DELETE", this.#path, {
       query: { path, recursive: opts.recursive ? true : undefined },
       signal: opts.signal,
-      retry: true,
     });
     await res.body?.cancel();
   }

@@ -33,13 +33,13 @@ export class KeyService {
 
   /** list answers your keys, newest first, masked. */
   async list(opts: Cancellable = {}): Promise<APIKey[]> {
-    const l = await this.#t.json<Schemas["APIKeyList"]>("GET", "/api/keys", { signal: opts.signal, retry: true });
+    const l = await this.#t.json<Schemas["APIKeyList"]>("GET", "/api/keys", { signal: opts.signal });
     return (l.keys ?? []).map(fromWireAPIKey);
   }
 
   /** revoke revokes a key; revoking it again succeeds. */
   async revoke(id: string, opts: Cancellable = {}): Promise<void> {
-    const res = await this.#t.request("DELETE", `/api/keys/${encodeURIComponent(id)}`, { signal: opts.signal, retry: true });
+    const res = await this.#t.request("DELETE", `/api/keys/${encodeURIComponent(id)}`, { signal: opts.signal });
     await res.body?.cancel();
   }
 }

@@ -104,7 +104,7 @@ export class Sandbox implements SandboxInfo {
 
   /** refresh re-reads the sandbox. */
   async refresh(opts: Cancellable = {}): Promise<this> {
-    this.assign(await this.#t.json<WireSandbox>("GET", this.path, { signal: opts.signal, retry: true }));
+    this.assign(await this.#t.json<WireSandbox>("GET", this.path, { signal: opts.signal }));
     return this;
   }
 
@@ -158,7 +158,7 @@ export class Sandbox implements SandboxInfo {
     else if (opts.since !== undefined) since = String(opts.since);
     const query = { tail: opts.tail, since, follow: opts.follow ? true : undefined };
     if (!opts.follow) {
-      const l = await this.#t.json<Schemas["LogLines"]>("GET", `${this.path}/logs`, { query, signal: opts.signal, retry: true });
+      const l = await this.#t.json<Schemas["LogLines"]>("GET", `${this.path}/logs`, { query, signal: opts.signal });
       for (const line of l.lines ?? []) yield fromWireLogLine(line);
       return;
     }
@@ -166,7 +166,6 @@ export class Sandbox implements SandboxInfo {
       query,
       headers: { Accept: "text/event-stream" },
       signal: opts.signal,
-      retry: true,
     });
     for await (const ev of events(res.body)) {
       switch (ev.event) {
@@ -209,7 +208,7 @@ export class Sandbox implements SandboxInfo {
 
   /** delete stops and removes the sandbox; deleting one that already ended succeeds. */
   async delete(opts: Cancellable = {}): Promise<void> {
-    const res = await this.#t.request("DELETE", this.path, { signal: opts.signal, retry: true });
+    const res = await this.#t.request("DELETE", this.path, { signal: opts.signal });
     await res.body?.cancel();
   }
 
@@ -276,14 +275,13 @@ export class SandboxService {
       json: toWireCreate(params),
       headers: { "Idempotency-Key": opts.idempotencyKey ?? crypto.randomUUID() },
       signal: opts.signal,
-      retry: true,
     });
     return new Sandbox(this.#t, w);
   }
 
   /** get reads one sandbox (404 not_found when it is not yours or does not exist). */
   async get(id: string, opts: Cancellable = {}): Promise<Sandbox> {
-    return new Sandbox(this.#t, await this.#t.json<WireSandbox>("GET", `/api/sandboxes/${encodeURIComponent(id)}`, { signal: opts.signal, retry: true }));
+    return new Sandbox(this.#t, await this.#t.json<WireSandbox>("GET", `/api/sandboxes/${encodeURIComponent(id)}`, { signal: opts.signal }));
   }
 
   /** list yields your sandboxes, newest first, fetching the next page as the loop reaches it. */
@@ -295,7 +293,6 @@ export class SandboxService {
       const page = await this.#t.json<Schemas["SandboxList"]>("GET", "/api/sandboxes", {
         query: { ...query, cursor },
         signal: opts.signal,
-        retry: true,
       });
       for (const w of page.sandboxes ?? []) yield new Sandbox(this.#t, w);
       cursor = page.next_cursor ?? undefined;

@@ -10,8 +10,6 @@ export interface RequestOptions {
   bytes?: Uint8Array;
   headers?: Record<string, string>;
   signal?: AbortSignal | undefined;
-  /** Send it again on a connection error, 429 and 502/503/504: for GET/PUT/DELETE, and creates that carry an Idempotency-Key. */
-  retry?: boolean;
 }
 
 /** How often and how long a retryable request is tried again. */
@@ -29,6 +27,15 @@ export interface RetryPolicy {
 export const defaultRetryPolicy: RetryPolicy = { maxRetries: 3, baseDelayMs: 250, maxDelayMs: 8000, maxRetryAfterMs: 60_000 };
 
 const retryStatuses = new Set([429, 502, 503, 504]);
+
+/**
+ * retryable says whether a request may be sent more than once: GET, HEAD, PUT and DELETE are
+ * idempotent by HTTP's definition (and the API keeps them so), and a POST with an Idempotency-Key
+ * is made so by the service. Other POSTs (exec, pause, ...) are sent once.
+ */
+function retryable(method: string, headers: Record<string, string>): boolean {
+  return ["GET", "HEAD", "PUT", "DELETE"].includes(method) || headers["Idempotency-Key"] !== undefined;
+}
 
 /** Transport sends the SDK's requests: the credential, the base URL, retries and the error shape, in one place. */
 export class Transport {
@@ -66,8 +73,8 @@ export class Transport {
   }
 
   /**
-   * request sends one request, again where opts.retry allows, and answers the 2xx response (its body
-   * unread); any other answer throws InsienError.
+   * request sends one request (again on a connection error, 429 and 502/503/504 where it is
+   * retryable) and answers the 2xx response, its body unread; any other answer throws InsienError.
    */
   async request(method: string, path: string, opts: RequestOptions = {}): Promise<Response> {
     const url = this.url(path, opts.query);
@@ -80,7 +87,7 @@ export class Transport {
       body = opts.bytes;
       headers["Content-Type"] = "application/octet-stream";
     }
-    const retries = opts.retry ? this.#retry.maxRetries : 0;
+    const retries = retryable(method, headers) ? this.#retry.maxRetries : 0;
     for (let attempt = 0; ; attempt++) {
       let res: Response;
       try {
