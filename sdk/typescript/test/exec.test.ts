@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { before, describe, test } from "node:test";
 import { InsienError, type ExecEvent, type Sandbox } from "@insien/sdk";
-import { sandbox, text } from "./helpers.js";
+import { eventually, sandbox, text } from "./helpers.js";
 
 describe("exec", () => {
   let sb: Sandbox;
@@ -95,7 +95,6 @@ describe("exec", () => {
       assert.equal(ev.type, "stdout");
       break; // closes the connection, which kills the command
     }
-    const r = await sb.exec(["sh", "-c", "sleep 0.5; pgrep -f 'slee[p] 31' || true"]);
-    assert.equal(r.stdout, "");
+    await eventually(async () => assert.equal((await sb.exec(["sh", "-c", "pgrep -f 'slee[p] 31' || true"])).stdout, ""));
   });
 });

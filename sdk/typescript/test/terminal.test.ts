@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { before, describe, test } from "node:test";
 import { InsienError, type Sandbox, type Terminal } from "@insien/sdk";
-import { client, sandbox, text } from "./helpers.js";
+import { client, eventually, sandbox, text } from "./helpers.js";
 
 /** screen gathers a terminal's output and waits for a pattern in it. */
 function screen(term: Terminal) {
@@ -67,8 +67,7 @@ describe("terminal", () => {
     const term = await sb.terminal({ cmd: ["sleep", "32"] });
     await term.close();
     await assert.rejects(term.exitCode, /without an exit code/);
-    const r = await sb.exec(["sh", "-c", "sleep 0.5; pgrep -f 'slee[p] 32' || true"]);
-    assert.equal(r.stdout, "");
+    await eventually(async () => assert.equal((await sb.exec(["sh", "-c", "pgrep -f 'slee[p] 32' || true"])).stdout, ""));
   });
 
   test("a refused terminal is a typed error", async () => {
