@@ -33,7 +33,7 @@ func TestTypeScriptSDK(t *testing.T) {
 	// --ignore-scripts: the build runs once, below, rather than again from the package's prepare.
 	npm(t, nil, "ci", "--prefer-offline", "--no-audit", "--no-fund", "--ignore-scripts")
 	npm(t, nil, "run", "build")
-	if _, err := runNPM(nil, "run", "generate", "--", "--check"); err != nil {
+	if _, err := runNPM(t, nil, "run", "generate", "--", "--check"); err != nil {
 		t.Fatalf("sdk/typescript/src/api.gen.ts is stale: openapi.yaml changed since it was generated; run `npm run generate` in sdk/typescript\n%v", err)
 	}
 
@@ -45,23 +45,26 @@ func TestTypeScriptSDK(t *testing.T) {
 // npm runs npm in sdk/typescript and answers its output; a failure fails the test with it.
 func npm(t *testing.T, env []string, args ...string) string {
 	t.Helper()
-	out, err := runNPM(env, args...)
+	out, err := runNPM(t, env, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return out
 }
 
-// runNPM runs npm in sdk/typescript with env added to the test's environment; the error carries
-// the command, how long it ran and its output.
-func runNPM(env []string, args ...string) (string, error) {
+// runNPM runs npm in sdk/typescript with env added to the test's environment and logs how long it
+// took; the error carries the command and its output.
+func runNPM(t *testing.T, env []string, args ...string) (string, error) {
+	t.Helper()
 	cmd := exec.Command("npm", args...)
 	cmd.Dir = "typescript"
 	cmd.Env = append(append(os.Environ(), "NO_COLOR=1", "npm_config_update_notifier=false"), env...)
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
+	name := "npm " + strings.Join(args, " ")
+	t.Logf("%s: %s", name, time.Since(start).Round(time.Millisecond))
 	if err != nil {
-		return string(out), fmt.Errorf("npm %s (%s): %w\n%s", strings.Join(args, " "), time.Since(start).Round(time.Millisecond), err, out)
+		return string(out), fmt.Errorf("%s: %w\n%s", name, err, out)
 	}
 	return string(out), nil
 }
