@@ -785,7 +785,9 @@ type FileList struct {
 // LogLine defines model for LogLine.
 type LogLine struct {
 	// At When the engine received the line
-	At       *time.Time       `json:"at,omitempty"`
+	At *time.Time `json:"at,omitempty"`
+
+	// Encoding base64 when the line is not valid UTF-8. Docker's json-file log driver has already replaced such bytes with U+FFFD, so on Docker it is always utf-8; a command whose output is binary should write it to a file and the client read it with GET .../files
 	Encoding *LogLineEncoding `json:"encoding,omitempty"`
 	Stream   *LogLineStream   `json:"stream,omitempty"`
 
@@ -793,7 +795,7 @@ type LogLine struct {
 	Text *string `json:"text,omitempty"`
 }
 
-// LogLineEncoding defines model for LogLine.Encoding.
+// LogLineEncoding base64 when the line is not valid UTF-8. Docker's json-file log driver has already replaced such bytes with U+FFFD, so on Docker it is always utf-8; a command whose output is binary should write it to a file and the client read it with GET .../files
 type LogLineEncoding string
 
 // LogLineStream defines model for LogLine.Stream.
@@ -1148,9 +1150,9 @@ type ListEventsParams struct {
 type ListSandboxesParams struct {
 	Status *SandboxStatus `form:"status,omitempty" json:"status,omitempty"`
 
-	// MetadataKey Only sandboxes whose metadata has key = value (repeatable)
-	MetadataKey *string `form:"metadata[key],omitempty" json:"metadata[key],omitempty"`
-	Limit       *int    `form:"limit,omitempty" json:"limit,omitempty"`
+	// Metadata Only sandboxes whose metadata has every given key = value: metadata[team]=ml&metadata[run]=42
+	Metadata *map[string]string `json:"metadata,omitempty"`
+	Limit    *int               `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// Cursor next_cursor of the previous page
 	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
@@ -3497,9 +3499,9 @@ func NewListSandboxesRequest(server string, params *ListSandboxesParams) (*http.
 
 		}
 
-		if params.MetadataKey != nil {
+		if params.Metadata != nil {
 
-			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "metadata[key]", *params.MetadataKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+			if queryFrag, err := runtime.StyleParamWithOptions("deepObject", true, "metadata", *params.Metadata, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "object", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
