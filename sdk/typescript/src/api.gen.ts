@@ -1377,7 +1377,10 @@ export interface components {
             stream?: "stdout" | "stderr";
             /** @description The line without its newline */
             text?: string;
-            /** @enum {string} */
+            /**
+             * @description base64 when the line is not valid UTF-8. Docker's json-file log driver has already replaced such bytes with U+FFFD, so on Docker it is always utf-8; a command whose output is binary should write it to a file and the client read it with GET .../files
+             * @enum {string}
+             */
             encoding?: "utf-8" | "base64";
             /**
              * Format: date-time
@@ -1755,8 +1758,10 @@ export interface operations {
         parameters: {
             query?: {
                 status?: components["schemas"]["SandboxStatus"];
-                /** @description Only sandboxes whose metadata has key = value (repeatable) */
-                "metadata[key]"?: string;
+                /** @description Only sandboxes whose metadata has every given key = value: metadata[team]=ml&metadata[run]=42 */
+                metadata?: {
+                    [key: string]: string;
+                };
                 limit?: number;
                 /** @description next_cursor of the previous page */
                 cursor?: string;
