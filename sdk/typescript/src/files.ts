@@ -18,8 +18,12 @@ export class Files {
     this.#path = `/api/sandboxes/${encodeURIComponent(sandboxId)}/files`;
   }
 
-  /** write replaces the file with data (text as UTF-8), creating its parents; mode is octal, default "0644". */
-  async write(path: string, data: string | Uint8Array | ArrayBuffer, opts: Cancellable & { mode?: string } = {}): Promise<WrittenFile> {
+  /**
+   * write replaces the file with data (text as UTF-8), creating its parents; mode is octal, default
+   * "0644". data may be a stream (a Node Readable, a web ReadableStream, any async iterable of
+   * bytes) for a file too large to hold in memory; a streamed write is not retried.
+   */
+  async write(path: string, data: string | Uint8Array | ArrayBuffer | AsyncIterable<Uint8Array>, opts: Cancellable & { mode?: string } = {}): Promise<WrittenFile> {
     const w = await this.#t.json<components["schemas"]["WrittenFile"]>("PUT", this.#path, {
       query: { path, mode: opts.mode },
       bytes: toBytes(data),
@@ -32,6 +36,12 @@ export class Files {
   async read(path: string, opts: Cancellable = {}): Promise<Uint8Array> {
     const res = await this.#t.request("GET", this.#path, { query: { path }, signal: opts.signal });
     return new Uint8Array(await res.arrayBuffer());
+  }
+
+  /** readStream answers the file's content as a stream, for a file too large to hold in memory (Readable.fromWeb makes it a Node stream). */
+  async readStream(path: string, opts: Cancellable = {}): Promise<ReadableStream<Uint8Array>> {
+    const res = await this.#t.request("GET", this.#path, { query: { path }, signal: opts.signal });
+    return res.body ?? new ReadableStream<Uint8Array>({ start: (c) => c.close() });
   }
 
   /** readText answers the file's content decoded as UTF-8. */

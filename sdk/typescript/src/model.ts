@@ -314,7 +314,9 @@ export function decodeData(text: string, encoding: string | undefined): Uint8Arr
 }
 
 /** toBytes is what a caller gives as data: text is sent as UTF-8. */
-export function toBytes(data: string | Uint8Array | ArrayBuffer): Uint8Array {
+export function toBytes(data: string | Uint8Array | ArrayBuffer): Uint8Array;
+export function toBytes(data: string | Uint8Array | ArrayBuffer | AsyncIterable<Uint8Array>): Uint8Array | AsyncIterable<Uint8Array>;
+export function toBytes(data: string | Uint8Array | ArrayBuffer | AsyncIterable<Uint8Array>): Uint8Array | AsyncIterable<Uint8Array> {
   if (typeof data === "string") return textEncoder.encode(data);
   if (data instanceof ArrayBuffer) return new Uint8Array(data);
   return data;

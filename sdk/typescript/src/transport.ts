@@ -6,8 +6,8 @@ export interface RequestOptions {
   query?: Record<string, string | number | boolean | readonly string[] | undefined>;
   /** A JSON body (serialized here) ... */
   json?: unknown;
-  /** ... or raw bytes, sent as application/octet-stream. */
-  bytes?: Uint8Array;
+  /** ... or raw bytes, sent as application/octet-stream: whole, or streamed (then never retried: a stream cannot be sent twice). */
+  bytes?: Uint8Array | AsyncIterable<Uint8Array>;
   headers?: Record<string, string>;
   signal?: AbortSignal | undefined;
 }
@@ -79,19 +79,21 @@ export class Transport {
   async request(method: string, path: string, opts: RequestOptions = {}): Promise<Response> {
     const url = this.url(path, opts.query);
     const headers: Record<string, string> = { ...this.headers(), ...opts.headers };
-    let body: string | Uint8Array | undefined;
+    let body: string | Uint8Array | AsyncIterable<Uint8Array> | undefined;
+    let streamed = false;
     if (opts.json !== undefined) {
       body = JSON.stringify(opts.json);
       headers["Content-Type"] = "application/json";
     } else if (opts.bytes !== undefined) {
       body = opts.bytes;
+      streamed = !(body instanceof Uint8Array);
       headers["Content-Type"] = "application/octet-stream";
     }
-    const retries = retryable(method, headers) ? this.#retry.maxRetries : 0;
+    const retries = !streamed && retryable(method, headers) ? this.#retry.maxRetries : 0;
     for (let attempt = 0; ; attempt++) {
       let res: Response;
       try {
-        res = await this.#fetch(url, { method, headers, body, signal: opts.signal });
+        res = await this.#fetch(url, { method, headers, body, signal: opts.signal, ...(streamed ? { duplex: "half" } : {}) });
       } catch (err) {
         if (opts.signal?.aborted || attempt >= retries || isAbort(err)) throw err;
         await sleep(this.backoff(attempt), opts.signal);

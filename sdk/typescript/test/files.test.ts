@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
+import { Readable } from "node:stream";
 import { before, describe, test } from "node:test";
 import { InsienError, type Sandbox } from "@insien/sdk";
 import { sandbox } from "./helpers.js";
@@ -22,6 +23,30 @@ describe("files", () => {
     assert.ok(Buffer.from(got).equals(Buffer.from(data)), "the bytes read differ from the bytes written");
     const sum = await sb.exec(["sh", "-c", "wc -c < /tmp/sdk/blob.bin"]);
     assert.equal(sum.stdout.trim(), String(data.length));
+  });
+
+  test("a file streamed both ways", async () => {
+    const sent = createHash("sha256");
+    let size = 0;
+    async function* chunks() {
+      for (let i = 0; i < 48; i++) {
+        const c = randomBytes(64 * 1024 + i);
+        sent.update(c);
+        size += c.length;
+        yield c;
+      }
+    }
+    const w = await sb.files.write("/tmp/sdk/stream.bin", Readable.from(chunks()));
+    assert.equal(w.size, size);
+    const got = createHash("sha256");
+    let n = 0;
+    for await (const c of await sb.files.readStream("/tmp/sdk/stream.bin")) {
+      got.update(c);
+      n += c.length;
+    }
+    assert.equal(n, size);
+    assert.equal(got.digest("hex"), sent.digest("hex"));
+    await sb.files.remove("/tmp/sdk/stream.bin");
   });
 
   test("text is written as UTF-8, read back with readText", async () => {

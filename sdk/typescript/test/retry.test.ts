@@ -91,6 +91,25 @@ describe("retries", () => {
     assert.equal(p.seen().length, 2);
   });
 
+  test("a file write is retried, unless its body was a stream", async () => {
+    const sb = await client.sandboxes.create({ metadata: { run } });
+    track(sb);
+    const p = await proxy((s) => s.method === "PUT", [answer(503, "first")]);
+    await new Insien({ baseUrl: p.url, retries: fast }).sandboxes.connect(sb.id).files.write("/tmp/retried.txt", "bytes are sent again");
+    assert.equal(p.seen().length, 2);
+
+    const q = await proxy((s) => s.method === "PUT", [answer(503, "once")]);
+    const once = (async function* () {
+      yield new TextEncoder().encode("a stream is sent once");
+    })();
+    await assert.rejects(
+      new Insien({ baseUrl: q.url, retries: fast }).sandboxes.connect(sb.id).files.write("/tmp/streamed.txt", once),
+      (err: unknown) => err instanceof InsienError && err.status === 503 && err.code === "once",
+    );
+    assert.equal(q.seen().length, 1);
+    assert.equal(await sb.files.readText("/tmp/retried.txt"), "bytes are sent again");
+  });
+
   test("exec is not retried: the 503 is the caller's", async () => {
     const p = await proxy((s) => s.path.endsWith("/exec"), [answer(503, "runtime_unavailable")]);
     const c = new Insien({ baseUrl: p.url, retries: fast });
