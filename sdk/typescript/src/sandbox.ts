@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import type { components } from "./api.gen.js";
 import { fromEvent } from "./errors.js";
 import { Files, type Cancellable } from "./files.js";
@@ -273,7 +274,7 @@ export class SandboxService {
   async create(params: CreateSandboxParams = {}, opts: CreateOptions = {}): Promise<Sandbox> {
     const w = await this.#t.json<WireSandbox>("POST", "/api/sandboxes", {
       json: toWireCreate(params),
-      headers: { "Idempotency-Key": opts.idempotencyKey ?? crypto.randomUUID() },
+      headers: { "Idempotency-Key": opts.idempotencyKey ?? randomUUID() },
       signal: opts.signal,
     });
     return new Sandbox(this.#t, w);
