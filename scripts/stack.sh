@@ -4,6 +4,7 @@
 # Usage: scripts/stack.sh deps                # postgresql redis-server docker.io busybox-static gcc
 #                                             # xfsprogs btrfs-progs (disk limits); etcd-server
 #                                             # containernetworking-plugins (for k8s.sh)
+#                                             # nodejs npm (the TypeScript SDK's build and tests)
 #        scripts/stack.sh up   dev|test
 #        scripts/stack.sh down dev|test
 #        scripts/stack.sh env  dev|test      # prints `export` lines; eval "$(scripts/stack.sh env test)"
@@ -105,6 +106,10 @@ missing_packages() {
 	# disk limits: the engine's data root on xfs (xfsprogs) or, where the kernel has no xfs quotas,
 	# btrfs (btrfs-progs).
 	for tool_pkg in etcd:etcd-server containerd:containerd runc:runc openssl:openssl curl:curl ip:iproute2 mkfs.ext4:e2fsprogs mount:mount mkfs.xfs:xfsprogs mkfs.btrfs:btrfs-progs; do
+		command -v "${tool_pkg%%:*}" >/dev/null 2>&1 || missing+=("${tool_pkg#*:}")
+	done
+	# The TypeScript SDK (sdk/typescript): built with npm and tested with node --test.
+	for tool_pkg in node:nodejs npm:npm; do
 		command -v "${tool_pkg%%:*}" >/dev/null 2>&1 || missing+=("${tool_pkg#*:}")
 	done
 	if ! [[ -x /usr/lib/cni/bridge && -x /usr/lib/cni/host-local && -x /usr/lib/cni/loopback ]]; then
