@@ -523,7 +523,8 @@ cmd_up() {
 	write_cni_config
 	write_kubelet_config
 	make_cgroup_root
-	if ! ip -o addr show dev lo | grep -qF " $NODE_IP/32 "; then ip addr add "$NODE_IP/32" dev lo; fi
+	# replace, not add: idempotent (a check-then-add failed once with "Address already assigned").
+	ip addr replace "$NODE_IP/32" dev lo
 
 	launch etcd etcd --name "$NAME" --data-dir "$K/etcd" \
 		--listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
