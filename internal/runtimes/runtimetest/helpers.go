@@ -134,7 +134,9 @@ func testHelpersLeaveNothingRunning(t *testing.T, e *Env) {
 			wantNoStrangers(t, e, id, base, 5*time.Second)
 		}},
 		{"a listing whose context ends", func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(e.Ctx(), 150*time.Millisecond)
+			// 30 ms: less than an exec takes to start on either engine, let alone list 20 000
+			// entries (150 ms was once not enough to outlast a listing on an idle machine).
+			ctx, cancel := context.WithTimeout(e.Ctx(), 30*time.Millisecond)
 			defer cancel()
 			if _, err := rt.ListDir(ctx, id, "/tmp/many"); !errors.Is(err, context.DeadlineExceeded) {
 				t.Errorf("ListDir: %v, want the context's deadline (the listing must take longer than it)", err)
