@@ -117,26 +117,37 @@ func TestExecStream(t *testing.T) {
 	})
 
 	t.Run("terminal size, then a resize", func(t *testing.T) {
-		// The first size is on the wire when Start returns, so it is there for what is typed; a
-		// program that asks at once may still see the pty's default (the server sets sizes on a
-		// goroutine of its own).
-		s, err := h.st.Start(h.ctx(), "terminal", id, shell.Command{Argv: []string{"sh", "-c", "read x; stty size; read y; stty size"}, Stdin: true, TTY: true, Rows: 33, Cols: 101})
+		// The server applies sizes on a goroutine of its own, so a line typed right after Start
+		// (or after Resize) may be read before the size is set: each line prints the size, and
+		// the test types until the size it set shows, then "q" to end.
+		s, err := h.st.Start(h.ctx(), "terminal", id, shell.Command{Argv: []string{"sh", "-c", `while read x; do [ "$x" = q ] && exit 0; stty size; done`}, Stdin: true, TTY: true, Rows: 33, Cols: 101})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer s.Close()
 		out, _ := copyInBackground(s)
-		if _, err := s.Write([]byte("a\r")); err != nil {
-			t.Fatal(err)
+		typeUntil := func(what string) {
+			t.Helper()
+			deadline := time.Now().Add(20 * time.Second)
+			for !strings.Contains(out.String(), what) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the terminal never showed %q: %q", what, out.String())
+				}
+				if _, err := s.Write([]byte("a\r")); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
 		}
-		waitFor(t, 10*time.Second, "the first size", func() bool { return strings.Contains(out.String(), "33 101") })
+		typeUntil("33 101")
 		if err := s.Resize(h.ctx(), 40, 120); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Write([]byte("b\r")); err != nil {
+		typeUntil("40 120")
+		if _, err := s.Write([]byte("q\r")); err != nil {
 			t.Fatal(err)
 		}
-		if code, err := s.Wait(h.ctx()); err != nil || code != 0 || !strings.Contains(out.String(), "40 120") {
+		if code, err := s.Wait(h.ctx()); err != nil || code != 0 {
 			t.Errorf("got %q code %d err %v", out.String(), code, err)
 		}
 	})
