@@ -25,11 +25,12 @@ func (r *Sandboxes) LockCapacity(ctx context.Context) error {
 	return nil
 }
 
-// LockOwner locks a user who is to own a new sandbox until the transaction ends: creates of one
-// user count and insert one at a time (their quota holds under any concurrency, while other
-// users' creates go on in parallel), and a create is ordered against a soft delete of the user
-// that would otherwise miss it. ErrNotFound when the user does not exist or is deleted. FOR NO
-// KEY UPDATE leaves the foreign-key checks of inserts that reference the user unblocked.
+// LockOwner locks a user who is to own something new (a volume, a template) until the
+// transaction ends: creates of one user count and insert one at a time (their quota holds under
+// any concurrency, while other users' creates go on in parallel), and a create is ordered against
+// a soft delete of the user that would otherwise miss it. ErrNotFound when the user does not
+// exist or is deleted. FOR NO KEY UPDATE leaves the foreign-key checks of inserts that reference
+// the user unblocked. A sandbox create takes the same lock through LockOwnerCountLive.
 func (r *Sandboxes) LockOwner(ctx context.Context, userID uuid.UUID) error {
 	if err := lockUser(ctx, r.db, userID); err != nil {
 		return fmt.Errorf("lock the sandbox's owner: %w", err)
@@ -37,8 +38,9 @@ func (r *Sandboxes) LockOwner(ctx context.Context, userID uuid.UUID) error {
 	return nil
 }
 
-// LockOwnerCountLive is LockOwner followed by CountLive in one round trip (what a create holds
-// the owner's lock for is what a burst of that user's creates waits for, one after another).
+// LockOwnerCountLive is LockOwner followed by CountLive in one round trip, for a sandbox create
+// (what a create holds the owner's lock for is what a burst of that user's creates waits for, one
+// after another); lock_sandbox_owner (migration 000010) says why it is a function.
 func (r *Sandboxes) LockOwnerCountLive(ctx context.Context, userID uuid.UUID) (int, error) {
 	var live sql.NullInt64
 	if err := r.db.NewRaw("SELECT lock_sandbox_owner(?)", userID).Scan(ctx, &live); err != nil {

@@ -12,8 +12,10 @@ import (
 // is CPU bound end to end (this service, Postgres, the engine's inspect, all on the same host):
 // a burst of twenty admitted at once shares the cores and every one of them finishes near the end
 // of the burst; admitted first come, first served, half of them are done by its middle. Slots are
-// held from the claim to the running row only, never across a cold start (which mostly waits on
-// the engine and would gain nothing).
+// held from the claim to the running row only; a create the pool cannot serve leaves as soon as
+// its transaction has found no member, before its cold start (which mostly waits on the engine
+// and would gain nothing). The rare claim of a member that died since the pool looked starts cold
+// inside its slot.
 type warmAdmission struct{ slots *semaphore.Weighted }
 
 // newWarmAdmission admits twice as many as there are cores: a warm create also waits on round
