@@ -3,6 +3,7 @@ package repositories
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -77,24 +78,25 @@ func (p *Pool) MarkReady(ctx context.Context, id uuid.UUID, runtimeID string) er
 	return nil
 }
 
-// Claim takes the oldest ready member of image (of exactly cpu and memoryMB unless anySize, and
-// always of exactly diskMB: no runtime changes a running workload's storage size) out of the pool
-// and returns it; ErrNotFound when none is ready. SKIP LOCKED lets concurrent claims on every
-// replica take different members without waiting for each other.
-func (p *Pool) Claim(ctx context.Context, image string, cpu float64, memoryMB int64, diskMB *int64, anySize bool) (*PoolMember, error) {
-	var m PoolMember
+// Claim takes up to n of the oldest ready members of image (of exactly cpu and memoryMB unless
+// anySize, and always of exactly diskMB: no runtime changes a running workload's storage size) out
+// of the pool and returns them, oldest first; none when none is ready. SKIP LOCKED lets concurrent
+// claims on every replica take different members without waiting for each other.
+func (p *Pool) Claim(ctx context.Context, image string, cpu float64, memoryMB int64, diskMB *int64, anySize bool, n int) ([]PoolMember, error) {
+	var members []PoolMember
 	err := p.db.NewRaw(`
-		DELETE FROM pool_members WHERE id = (
+		DELETE FROM pool_members WHERE id IN (
 			SELECT id FROM pool_members
 			WHERE status = ? AND image = ? AND (? OR (cpu = ? AND memory_mb = ?)) AND disk_mb IS NOT DISTINCT FROM ?
 			ORDER BY ready_at
-			LIMIT 1
+			LIMIT ?
 			FOR UPDATE SKIP LOCKED)
-		RETURNING *`, MemberReady, image, anySize, cpu, memoryMB, diskMB).Scan(ctx, &m)
+		RETURNING *`, MemberReady, image, anySize, cpu, memoryMB, diskMB, n).Scan(ctx, &members)
 	if err != nil {
-		return nil, fmt.Errorf("claim a pool member: %w", translate(err))
+		return nil, fmt.Errorf("claim pool members: %w", translate(err))
 	}
-	return &m, nil
+	slices.SortFunc(members, func(a, b PoolMember) int { return a.ReadyAt.Compare(*b.ReadyAt) })
+	return members, nil
 }
 
 // take removes the members that match where (ready ones older than a bound, starting ones left by

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"github.com/insien/orchestrator/internal/platform/actor"
 	"github.com/insien/orchestrator/internal/platform/page"
@@ -87,11 +88,31 @@ func (r *Sandboxes) InTx(ctx context.Context, fn func(ctx context.Context, tx *S
 
 // Insert stores a new sandbox and sets the columns the database fills in (created_at, updated_at).
 func (r *Sandboxes) Insert(ctx context.Context, s *model.Sandbox) error {
-	row := &sandboxRow{sandboxColumns: sandboxColumns(*s)}
-	if _, err := stampInsert(ctx, r.db.NewInsert().Model(row)).Returning("*").Exec(ctx); err != nil {
-		return fmt.Errorf("insert sandbox: %w", translate(err))
+	return r.InsertAll(ctx, []*model.Sandbox{s}, []actor.Actor{actor.From(ctx)})
+}
+
+// stampedSandboxRow is a sandbox row with the actor of its insert: the rows of one statement may
+// each come from another request.
+type stampedSandboxRow struct {
+	bun.BaseModel `bun:"table:sandboxes"`
+	sandboxColumns
+	ChangedBy       string `bun:"changed_by"`
+	ChangeRequestID string `bun:"change_request_id"`
+}
+
+// InsertAll stores new sandboxes in one statement, each created by its actor (actors[i], whom its
+// events name), and sets the columns the database fills in.
+func (r *Sandboxes) InsertAll(ctx context.Context, sandboxes []*model.Sandbox, actors []actor.Actor) error {
+	rows := make([]stampedSandboxRow, len(sandboxes))
+	for i, s := range sandboxes {
+		rows[i] = stampedSandboxRow{sandboxColumns: sandboxColumns(*s), ChangedBy: actors[i].Name(), ChangeRequestID: actors[i].RequestID}
 	}
-	*s = *row.sandbox()
+	if _, err := r.db.NewInsert().Model(&rows).Returning("*").Exec(ctx); err != nil {
+		return fmt.Errorf("insert sandboxes: %w", translate(err))
+	}
+	for i := range rows {
+		*sandboxes[i] = model.Sandbox(rows[i].sandboxColumns)
+	}
 	return nil
 }
 
@@ -116,6 +137,38 @@ func (r *Sandboxes) ByIdempotencyKey(ctx context.Context, userID uuid.UUID, key 
 	return one(ctx, "find sandbox by idempotency key", func(row *sandboxRow) error {
 		return r.db.NewSelect().Model(row).Where("user_id = ?", userID).Where("idempotency_key = ?", key).Scan(ctx)
 	})
+}
+
+// IdempotencyKey is an Idempotency-Key as its user sent it: keys are unique per user.
+type IdempotencyKey struct {
+	UserID uuid.UUID
+	Key    string
+}
+
+// TakenIdempotencyKeys returns which of keys a sandbox already carries.
+func (r *Sandboxes) TakenIdempotencyKeys(ctx context.Context, keys []IdempotencyKey) (map[IdempotencyKey]bool, error) {
+	taken := map[IdempotencyKey]bool{}
+	if len(keys) == 0 {
+		return taken, nil
+	}
+	users, texts := make([]uuid.UUID, len(keys)), make([]string, len(keys))
+	for i, k := range keys {
+		users[i], texts[i] = k.UserID, k.Key
+	}
+	var found []struct {
+		UserID uuid.UUID `bun:"user_id"`
+		Key    string    `bun:"idempotency_key"`
+	}
+	err := r.db.NewRaw(`SELECT s.user_id, s.idempotency_key FROM sandboxes s
+		JOIN unnest(?::uuid[], ?::text[]) AS k (user_id, key) ON s.user_id = k.user_id AND s.idempotency_key = k.key`,
+		pgdialect.Array(users), pgdialect.Array(texts)).Scan(ctx, &found)
+	if err != nil {
+		return nil, fmt.Errorf("find taken idempotency keys: %w", translate(err))
+	}
+	for _, f := range found {
+		taken[IdempotencyKey{UserID: f.UserID, Key: f.Key}] = true
+	}
+	return taken, nil
 }
 
 // CountLive counts a user's live sandboxes (CountCapacity counts everyone's, with pool members).

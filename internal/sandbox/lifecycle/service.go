@@ -74,7 +74,7 @@ type Service struct {
 	started    time.Time
 	log        *zap.Logger
 	metrics    *serviceMetrics
-	warm       warmAdmission
+	warm       *warmBatches
 
 	reaped    atomic.Int64
 	stopLoops context.CancelFunc
@@ -104,7 +104,8 @@ type Params struct {
 // NewService builds the service; its loops run from Start to Stop.
 func NewService(p Params) (*Service, error) {
 	s := &Service{rows: p.Sandboxes, rt: p.Runtime, ports: p.Ports, pool: p.Pool, egress: p.Egress, volumes: p.Volumes, templates: p.Templates, runtimeCfg: p.RuntimeConfig, sealer: p.Sealer, rdb: p.Redis,
-		conns: p.Conns, cfg: p.Sandbox, instance: p.App.InstanceName(), started: time.Now(), log: p.Log.Named("sandboxes"), warm: newWarmAdmission()}
+		conns: p.Conns, cfg: p.Sandbox, instance: p.App.InstanceName(), started: time.Now(), log: p.Log.Named("sandboxes")}
+	s.warm = &warmBatches{serve: s.serveWarm}
 	s.metrics = newServiceMetrics(p.Metrics, p.Sandboxes, s.log)
 	owners, err := otter.New(&otter.Options[uuid.UUID, uuid.UUID]{MaximumSize: viewCacheSize})
 	if err != nil {
@@ -174,22 +175,32 @@ func (s *Service) Create(ctx context.Context, caller Caller, in CreateInput) (sb
 	}
 	sb = s.newSandbox(caller, in, sp)
 	// A pool member was started without the volumes a create may ask for: those start cold.
-	poolable := s.pool.Serves(sb.Image, sb.Command) && len(in.Volumes) == 0
-	leaveWarm := func() {}
-	if poolable {
-		if leaveWarm, err = s.warm.enter(ctx); err != nil {
+	if s.pool.Serves(sb.Image, sb.Command) && len(in.Volumes) == 0 {
+		c := &warmCreate{ctx: ctx, caller: caller, template: in.template, sb: sb, env: sp.env}
+		if err := s.warm.submit(c); err != nil {
 			return nil, false, err
 		}
-		defer leaveWarm()
-	}
-	err = s.rows.InTx(ctx, func(ctx context.Context, rows *repositories.Sandboxes) error {
-		// The pool member before the user's lock (a claim skips locked members, so it never
-		// waits), so that the lock is held only for the count, the insert and the commit; then
-		// the user's lock, then the instance's: every transaction takes them in this order.
-		claimed, err := s.claim(ctx, rows, sb, poolable)
-		if err != nil {
-			return err
+		switch {
+		case c.served && c.sb.Status == model.StatusRunning:
+			s.metrics.created(c.sb, began)
+			return c.sb, false, nil
+		case c.served:
+			return s.run(ctx, c.sb, sp, began)
+		case c.err != nil:
+			return s.notReserved(ctx, caller, in, c.err)
 		}
+	}
+	if err := s.reserve(ctx, caller, in, sb, sp); err != nil {
+		return s.notReserved(ctx, caller, in, err)
+	}
+	return s.run(ctx, sb, sp, began)
+}
+
+// reserve inserts the pending row of a create that starts cold, within its owner's quota and the
+// instance's capacity.
+func (s *Service) reserve(ctx context.Context, caller Caller, in CreateInput, sb *model.Sandbox, sp spec) error {
+	return s.rows.InTx(ctx, func(ctx context.Context, rows *repositories.Sandboxes) error {
+		// The user's lock, then the instance's: every transaction takes them in this order.
 		mine, err := rows.LockOwnerCountLive(ctx, caller.UserID)
 		if errors.Is(err, repositories.ErrNotFound) {
 			return apierror.AccountDeleted()
@@ -199,18 +210,15 @@ func (s *Service) Create(ctx context.Context, caller Caller, in CreateInput) (sb
 		if mine >= s.cfg.MaxPerUser {
 			return quotaExceeded("you already have %d live sandboxes, the maximum", mine)
 		}
-		if !claimed {
-			// A claimed member already held its place in the instance's capacity.
-			if err := rows.LockCapacity(ctx); err != nil {
-				return err
-			}
-			used, err := rows.CountCapacity(ctx)
-			if err != nil {
-				return err
-			}
-			if used >= s.cfg.MaxPerInstance {
-				return quotaExceeded("this server runs %d sandboxes, its maximum; retry later", used)
-			}
+		if err := rows.LockCapacity(ctx); err != nil {
+			return err
+		}
+		used, err := rows.CountCapacity(ctx)
+		if err != nil {
+			return err
+		}
+		if used >= s.cfg.MaxPerInstance {
+			return quotaExceeded("this server runs %d sandboxes, its maximum; retry later", used)
 		}
 		if in.template != nil {
 			if err := templates.Hold(ctx, rows, in.template); err != nil {
@@ -225,23 +233,24 @@ func (s *Service) Create(ctx context.Context, caller Caller, in CreateInput) (sb
 		}
 		return rows.Insert(ctx, sb)
 	})
+}
+
+// notReserved is the answer to a create whose row could not be inserted: the first sandbox when
+// a concurrent request with the same Idempotency-Key inserted first, else the error.
+func (s *Service) notReserved(ctx context.Context, caller Caller, in CreateInput, err error) (*model.Sandbox, bool, error) {
 	if errors.Is(err, repositories.ErrConflict) && in.IdempotencyKey != "" {
-		// A concurrent request with the same key inserted first.
 		existing, err := s.rows.ByIdempotencyKey(ctx, caller.UserID, in.IdempotencyKey)
 		if err != nil {
 			return nil, false, fmt.Errorf("replaying a concurrent create with the same Idempotency-Key: %w", err)
 		}
 		return s.replay(existing, in)
 	}
-	if err != nil {
-		return nil, false, fmt.Errorf("reserving quota for a sandbox: %w", err)
-	}
-	if poolable {
-		s.pool.Wake() // refill behind the claim, or try again to fill a pool that had nothing
-	}
-	if sb.Start != model.StartWarm {
-		leaveWarm()
-	}
+	return nil, false, fmt.Errorf("reserving quota for a sandbox: %w", err)
+}
+
+// run starts the workload of a pending row (cold, or a warm member to be resized) and returns the
+// sandbox once it runs.
+func (s *Service) run(ctx context.Context, sb *model.Sandbox, sp spec, began time.Time) (*model.Sandbox, bool, error) {
 	runCtx, cancel := withRuntimeBudget(ctx)
 	defer cancel()
 	start := s.start
@@ -254,24 +263,6 @@ func (s *Service) Create(ctx context.Context, caller Caller, in CreateInput) (sb
 	}
 	s.metrics.created(started, began)
 	return started, false, nil
-}
-
-// claim takes a ready warm pool member for sb when the pool can serve it, within the create's
-// transaction: sb takes the member's id (its container's name) and runtime id. The member leaves
-// the pool in the same commit as sb's row appears, so it is handed out once or not at all.
-func (s *Service) claim(ctx context.Context, rows *repositories.Sandboxes, sb *model.Sandbox, poolable bool) (bool, error) {
-	if !poolable {
-		return false, nil
-	}
-	m, err := rows.Pool().Claim(ctx, sb.Image, sb.CPU, sb.MemoryMB, sb.DiskMB, s.pool.AnySize())
-	if errors.Is(err, repositories.ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	sb.ID, sb.RuntimeID, sb.Start = m.ID, m.RuntimeID, model.StartWarm
-	return true, nil
 }
 
 func quotaExceeded(format string, args ...any) error {
