@@ -38,6 +38,15 @@ const (
 // DefaultRetries is how many times a retryable request is sent again before its error is returned.
 const DefaultRetries = 3
 
+// defaultTransport keeps up to 64 idle connections to the orchestrator (net/http's default keeps
+// two): a program that creates or drives many sandboxes at once reuses its connections instead of
+// dialling most of them anew for every burst. Shared by every Client without WithHTTPClient.
+var defaultTransport = func() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 64
+	return t
+}()
+
 // Client talks to one orchestrator with one credential. It is safe for concurrent use.
 type Client struct {
 	// Sandboxes creates, finds and lists sandboxes.
@@ -101,7 +110,7 @@ func New(apiKey string, opts ...Option) (*Client, error) {
 		return nil, fmt.Errorf("insien: base URL %q: want http(s)://host[:port]", c.baseURL)
 	}
 	if c.http == nil {
-		c.http = &http.Client{}
+		c.http = &http.Client{Transport: defaultTransport}
 	}
 	c.doer = &retryDoer{client: c.http, policy: &c.retry}
 	c.API, err = api.NewClientWithResponses(c.baseURL,
