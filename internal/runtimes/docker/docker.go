@@ -3,9 +3,12 @@
 package docker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -17,6 +20,9 @@ import (
 	"github.com/insien/orchestrator/internal/runtimes"
 	"github.com/insien/orchestrator/internal/runtimes/shell"
 )
+
+// engineIdleConns is how many idle connections to the engine the client keeps.
+const engineIdleConns = 32
 
 // Options configures the driver. Zero values get the defaults documented on each field.
 type Options struct {
@@ -70,11 +76,20 @@ func New(opts Options, log *zap.Logger) (*Runtime, error) {
 		return nil, errors.New(`docker: NetworkMode "host" is not allowed for sandboxes`)
 	}
 
-	clientOpts := []client.Opt{client.FromEnv}
-	if opts.Host != "" {
-		clientOpts = append(clientOpts, client.WithHost(opts.Host))
+	// The client's own transport keeps two idle connections to the engine: a batch of warm
+	// claims checks its members at once and dialled most of its connections anew every time. The
+	// host is applied after it (WithHost configures the transport for the socket). HTTP/1 only:
+	// the engine speaks it, and a transport that may try HTTP/2 gains a TLS config when the
+	// client clones it, which the client takes for https.
+	engine := &http.Transport{MaxIdleConns: engineIdleConns, MaxIdleConnsPerHost: engineIdleConns, IdleConnTimeout: 30 * time.Second,
+		Protocols: new(http.Protocols)}
+	engine.Protocols.SetHTTP1(true)
+	clientOpts := []client.Opt{client.WithHTTPClient(&http.Client{CheckRedirect: client.CheckRedirect, Transport: engine}), client.FromEnv}
+	host := opts.Host
+	if host == "" {
+		host = cmp.Or(os.Getenv(client.EnvOverrideHost), client.DefaultDockerHost)
 	}
-	cli, err := client.New(clientOpts...)
+	cli, err := client.New(append(clientOpts, client.WithHost(host))...)
 	if err != nil {
 		return nil, fmt.Errorf("docker: client for %q: %w", opts.Host, err)
 	}
