@@ -77,6 +77,12 @@ func TestWarmPool(t *testing.T) {
 	if got := u.exec(t, warm.ID, map[string]any{"cmd": []string{"sh", "-c", `echo "$GREETING"`}, "env": map[string]string{"GREETING": "mine"}}).Stdout; got != "mine\n" {
 		t.Errorf("an exec's own env must win over the sandbox's: got %q", got)
 	}
+	// Inserted running, it is recorded as created then running, as a cold sandbox is.
+	life := u.eventLog(t, "sandbox_id="+warm.ID).Events
+	if len(life) != 2 || life[0].Type != "sandbox.running" || life[1].Type != "sandbox.created" ||
+		life[1].Data["status"] != "pending" || life[0].Data["previous_status"] != "pending" || life[0].Actor != life[1].Actor {
+		t.Errorf("a warm sandbox's events: %+v, want sandbox.created then sandbox.running by its creator", life)
+	}
 	if got := u.get(t, warm.ID); got.Status != "running" {
 		t.Errorf("GET the warm sandbox: %+v", got)
 	}

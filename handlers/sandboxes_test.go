@@ -394,9 +394,26 @@ func TestTwoReplicasReapEachSandboxOnce(t *testing.T) {
 	}
 }
 
+// TestIdempotentCreate: concurrent retries of one create get one sandbox, whether it starts cold
+// or a warm pool serves it (where the retries may arrive in one batch).
 func TestIdempotentCreate(t *testing.T) {
-	id := startIdentity(t, nil)
+	for _, tc := range []struct {
+		name   string
+		config func(*config.Config, *clerkstub.Server)
+	}{
+		{"cold", nil},
+		{"warm", withPool(2, nil)},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testIdempotentCreate(t, tc.config) })
+	}
+}
+
+func testIdempotentCreate(t *testing.T, configure func(*config.Config, *clerkstub.Server)) {
+	id := startIdentity(t, configure)
 	u := newSandboxUser(t, id, "user_idem")
+	if configure != nil {
+		waitPoolReady(t, id, 2)
+	}
 	headers := map[string]string{"Authorization": "Bearer " + u.key, "Idempotency-Key": "create-42"}
 	results := make([]testenv.Response, 5)
 	var wg sync.WaitGroup
@@ -420,8 +437,13 @@ func TestIdempotentCreate(t *testing.T) {
 	if len(seen) != 1 {
 		t.Fatalf("one Idempotency-Key created %d sandboxes", len(seen))
 	}
-	if n := len(containers(t, id)); n != 1 {
-		t.Fatalf("%d containers, want 1", n)
+	var page struct{ Sandboxes []sandbox }
+	mustJSON(t, u.do(t, "GET", "/api/sandboxes", "").Body, &page)
+	if len(page.Sandboxes) != 1 || !seen[page.Sandboxes[0].ID] {
+		t.Fatalf("sandboxes %+v, want only the one the retries got", page.Sandboxes)
+	}
+	if configure != nil && page.Sandboxes[0].Start != "warm" {
+		t.Fatalf("the pool did not serve the create: start %q", page.Sandboxes[0].Start)
 	}
 	other := id.Do(t, "POST", "/api/sandboxes", `{}`, map[string]string{"Authorization": "Bearer " + u.key, "Idempotency-Key": "create-43"})
 	if other.Status != http.StatusCreated || strings.Contains(other.Body, fmt.Sprint(keys(seen)[0])) {
