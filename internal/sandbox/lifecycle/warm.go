@@ -283,7 +283,9 @@ func compareClaimKeys(a, b claimKey) int {
 // running. A member to be resized, or to be given a route out, is served pending and finished by
 // startWarm after the commit.
 // It returns the sandboxes to insert by create, and the members found dead (or that the runtime
-// could not vouch for: never handed out), whose creates start cold.
+// could not vouch for: never handed out), whose creates start cold. The checks run inside the
+// transaction, so a batch that then fails leaves a member relabelled on Kubernetes with an owner
+// it does not have: those labels decide nothing (ids do), and the next claim relabels it.
 func (s *Service) readyMembers(ctx context.Context, batch []*warmCreate, claimed map[int]repositories.PoolMember) (map[int]*model.Sandbox, []repositories.PoolMember) {
 	var (
 		wg     sync.WaitGroup
