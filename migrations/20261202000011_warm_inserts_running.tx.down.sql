@@ -1,3 +1,4 @@
+-- The function as migration 000008 made it: one event per change, an insert always pending.
 CREATE OR REPLACE FUNCTION record_sandbox_event() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     event_type text;
@@ -24,3 +25,5 @@ BEGIN
     END IF;
     RETURN NULL;
 END $$;
+--bun:split
+DROP FUNCTION record_sandbox_event_row(sandboxes, text, text, text);

@@ -91,7 +91,7 @@ func New(opts Options, log *zap.Logger) (*Runtime, error) {
 	}
 	cli, err := client.New(append(clientOpts, client.WithHost(host))...)
 	if err != nil {
-		return nil, fmt.Errorf("docker: client for %q: %w", opts.Host, err)
+		return nil, fmt.Errorf("docker: client for %q: %w", host, err)
 	}
 	r := &Runtime{cli: cli, opts: opts, log: log.Named("docker")}
 	r.Runner = shell.NewRunner(starter{r}, shell.Options{Name: "docker", ShortID: shortID, Log: r.log})

@@ -117,7 +117,9 @@ func (w *warmBatches) next() []*warmCreate {
 			rest = append(rest, c)
 			continue
 		}
-		keys[key] = hasKey
+		if hasKey {
+			keys[key] = true
+		}
 		batch = append(batch, c)
 	}
 	clear(w.queue[len(rest):])
@@ -137,8 +139,8 @@ type warmOutcome struct {
 // quota and those whose Idempotency-Key another create took, claims members, checks with the
 // runtime that each still runs, and inserts the sandboxes. A create whose member is ready as it
 // is gets inserted running; one whose member must be resized or given a route out is inserted
-// pending and finished by its own request (startWarm). Members found dead are removed; their creates, and those the pool has
-// no member for, start cold.
+// pending and finished by its own request (startWarm). Members found dead are removed; their
+// creates, and those the pool has no member for, start cold.
 func (s *Service) serveWarm(ctx context.Context, batch []*warmCreate) {
 	outcomes := make([]warmOutcome, len(batch))
 	var dead []repositories.PoolMember
@@ -174,7 +176,7 @@ func (s *Service) serveWarm(ctx context.Context, batch []*warmCreate) {
 		close(c.done)
 	}
 	if err == nil {
-		s.removeDeadMembers(ctx, dead)
+		s.pool.Remove(ctx, dead)
 	}
 	s.pool.Wake() // refill behind the claims, or try again to fill a pool that had nothing
 }
@@ -341,13 +343,4 @@ func (s *Service) insertWarm(ctx context.Context, rows *repositories.Sandboxes, 
 		outcomes[i].served = served[i]
 	}
 	return nil
-}
-
-// removeDeadMembers removes the workloads of members a batch found dead (already out of the pool).
-func (s *Service) removeDeadMembers(ctx context.Context, dead []repositories.PoolMember) {
-	for _, m := range dead {
-		if err := s.rt.Remove(ctx, model.ContainerName(m.ID)); err != nil {
-			s.log.Warn("removing a dead pool member", zap.Stringer("member", m.ID), zap.Error(err))
-		}
-	}
 }

@@ -190,7 +190,7 @@ func (p *Pool) prune(ctx context.Context) error {
 		return err
 	}
 	gone = append(gone, excess...)
-	p.remove(ctx, gone)
+	p.Remove(ctx, gone)
 	return nil
 }
 
@@ -241,8 +241,9 @@ func (p *Pool) takeExcess(ctx context.Context) ([]repositories.PoolMember, error
 	return out, nil
 }
 
-// remove removes the workloads of members already taken out of the pool.
-func (p *Pool) remove(ctx context.Context, members []repositories.PoolMember) {
+// Remove removes the workloads of members already taken out of the pool (by a prune, or by a
+// claim that found them dead).
+func (p *Pool) Remove(ctx context.Context, members []repositories.PoolMember) {
 	for _, m := range members {
 		if err := p.rt.Remove(ctx, model.ContainerName(m.ID)); err != nil {
 			// The row is gone, so the reconciler removes the orphan workload on its next pass.
@@ -360,7 +361,7 @@ func (p *Pool) abandon(ctx context.Context, m repositories.PoolMember) {
 		p.log.Warn("taking a failed pool member out of the pool", zap.Stringer("member", m.ID), zap.Error(err))
 		return
 	}
-	p.remove(ctx, taken)
+	p.Remove(ctx, taken)
 }
 
 // mayTry reports whether image's pool may try to fill now: after a failure it waits, longer
